@@ -1,0 +1,45 @@
+"""The package logger and a rate limiter so a failing backend cannot flood the app's logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("mona_middleware")
+
+
+class RateLimitedLog:
+    """Logs each distinct ``key`` at most once per ``interval`` seconds.
+
+    The next line logged for a key says how many were suppressed in between, so the
+    count is never lost even when the lines are.
+    """
+
+    def __init__(self, interval: float = 60.0, log: logging.Logger = logger) -> None:
+        self._interval = interval
+        self._log = log
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, level: int, key: str, msg: str, *args: object) -> bool:
+        """Log ``msg % args`` unless ``key`` was logged recently; True when it was logged."""
+        now = time.monotonic()
+        with self._lock:
+            last, suppressed = self._last.get(key, (-1e18, 0))
+            if now - last < self._interval:
+                self._last[key] = (last, suppressed + 1)
+                return False
+            self._last[key] = (now, 0)
+        if suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        self._log.log(level, msg, *args)
+        return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._last.clear()
+
+
+limited = RateLimitedLog()

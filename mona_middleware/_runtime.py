@@ -1,0 +1,144 @@
+"""The process-wide configuration and exporter, created lazily, replaced by ``configure()``.
+
+Nothing here runs at import. The first context that closes creates the exporter from
+the environment; its threads, the ``atexit`` flush and the fork hook are set up then.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any
+
+from ._log import limited, logger
+from .config import MonaConfig
+from .exporter import BatchExporter
+from .transports import JsonlFileTransport, create_transport
+
+
+class _State:
+    config: MonaConfig | None = None
+    exporter: BatchExporter | None = None
+    hooks_installed = False
+    lock = threading.RLock()
+
+
+STATE = _State()
+
+
+def config() -> MonaConfig:
+    """The active configuration; read from the environment on first use."""
+    current = STATE.config
+    if current is None:
+        with STATE.lock:
+            if STATE.config is None:
+                STATE.config = MonaConfig.resolve(strict=False)
+            current = STATE.config
+    return current
+
+
+def exporter() -> BatchExporter:
+    current = STATE.exporter
+    if current is None:
+        with STATE.lock:
+            if STATE.exporter is None:
+                STATE.exporter = _new_exporter(config())
+                _install_hooks()
+            current = STATE.exporter
+    return current
+
+
+def _new_exporter(cfg: MonaConfig) -> BatchExporter:
+    transport = create_transport(cfg)
+    if isinstance(transport, JsonlFileTransport) and cfg.transport == "auto":
+        logger.warning(
+            "mona_middleware: no Mona credentials are set (MONA_SDK_API_KEY/MONA_SDK_SECRET), "
+            "so messages are appended to %s; set the credentials to send them to Mona, "
+            "or replay the file later with `mona-middleware replay %s`",
+            transport.path,
+            transport.path,
+        )
+    return BatchExporter(cfg, transport)
+
+
+def configure(**options: Any) -> MonaConfig:
+    """Resolve options (then environment, then defaults) and make them the active config.
+
+    An invalid value raises ``MonaConfigError`` naming it. An exporter already running
+    is flushed and shut down first, so nothing it holds is lost.
+    """
+    new_config = MonaConfig.resolve(options)
+    with STATE.lock:
+        old = STATE.exporter
+        STATE.config = new_config
+        STATE.exporter = None
+    if old is not None:
+        old.shutdown(old.config.shutdown_timeout)
+    return new_config
+
+
+def enqueue(item: Any) -> bool:
+    return exporter().enqueue(item)
+
+
+def disabled() -> bool:
+    """The live kill switch; ``MONA_DISABLE_ALL`` itself is part of the config."""
+    return False
+
+
+def count_refused(reason: str) -> None:
+    exporter().stats.add("exports_refused")
+
+
+def export_outside_context() -> bool:
+    exporter().stats.add("exports_outside_context")
+    limited(
+        30,
+        "outside_context",
+        "mona_middleware: export() called outside any context; the fields were not recorded "
+        "(open one with mona_middleware.context(...) or a middleware)",
+    )
+    return False
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Send everything exported so far; True when the backend answered it all in time."""
+    current = STATE.exporter
+    return True if current is None else current.flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop the exporter; a later export starts a new one."""
+    with STATE.lock:
+        current, STATE.exporter = STATE.exporter, None
+    if current is None:
+        return True
+    return current.shutdown(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counters of the current exporter: sent, failed, dropped by reason, queued."""
+    return exporter().snapshot()
+
+
+def _atexit() -> None:
+    current = STATE.exporter
+    if current is not None and current._pid == os.getpid():
+        current.shutdown(current.config.shutdown_timeout)
+
+
+def _after_fork_in_child() -> None:
+    STATE.lock = threading.RLock()
+    current = STATE.exporter
+    if current is not None:
+        current.after_fork()
+
+
+def _install_hooks() -> None:
+    if STATE.hooks_installed:
+        return
+    STATE.hooks_installed = True
+    atexit.register(_atexit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)

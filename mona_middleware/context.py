@@ -1,0 +1,215 @@
+"""Request contexts that follow the code wherever it runs: threads, asyncio tasks, sub-calls.
+
+A context lives in a ``ContextVar`` so each asyncio task and each thread sees its own
+(the thread-locals of mona-client did not survive asyncio). ``export()`` only records
+the fields; folding, converting and sending happen on the exporter's threads after the
+context closes, so the request pays for a dict copy and a list append.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from typing import Any
+
+from . import _runtime
+from ._log import limited
+from .errors import MonaExportError
+from .message import check_action
+
+_current: ContextVar[MonaContext | None] = ContextVar("mona_context", default=None)
+
+
+class MonaContext:
+    """One Mona context: a class, an id, and the fields exported while it is open.
+
+    Use ``context()``/``sub_context()`` to open one; ``current_context()`` returns it.
+
+    >>> with context("MY_MODEL", context_id="run-1") as ctx:
+    ...     ctx.context_id
+    'run-1'
+    """
+
+    __slots__ = (
+        "_context_id",
+        "_ops",
+        "_sub_id",
+        "_token",
+        "closed",
+        "context_class",
+        "disabled",
+        "export_timestamp",
+        "opened_at",
+        "parent",
+    )
+
+    def __init__(
+        self,
+        context_class: str,
+        context_id: str | None = None,
+        export_timestamp: Any = None,
+        *,
+        parent: MonaContext | None = None,
+        sub_id: str | None = None,
+    ) -> None:
+        self.context_class = context_class
+        self._context_id = None if context_id is None else str(context_id)
+        self.export_timestamp = export_timestamp
+        self.opened_at = time.time()
+        self.parent = parent
+        self._sub_id = sub_id
+        self._ops: list[Any] = []
+        self._token: Token | None = None
+        self.closed = False
+        self.disabled = False
+
+    @property
+    def context_id(self) -> str:
+        """The id, made on first use: most contexts never need one before the exporter does."""
+        if self._context_id is None:
+            own = str(uuid.uuid4()) if self._sub_id is None else str(self._sub_id)
+            self._context_id = own if self.parent is None else f"{self.parent.context_id}.{own}"
+        return self._context_id
+
+    def export(self, message: Mapping[str, Any], action: str | None = None,
+               export_timestamp: Any = None) -> bool:
+        """Record ``message``'s fields for this context; see ``mona_middleware.export``."""
+        if self.disabled:
+            return False
+        if type(message) is not dict:
+            if not isinstance(message, Mapping):
+                return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
+        if action is None and export_timestamp is None:
+            op: Any = dict(message)
+        else:
+            try:
+                op = (check_action(action), dict(message), export_timestamp)
+            except ValueError as exc:
+                return _refuse(str(exc))
+        if self.closed:
+            return self._export_late(op)
+        self._ops.append(op)
+        return True
+
+    def _export_late(self, op: Any) -> bool:
+        """A thread outlived the request: send its fields for the same context, not lose them."""
+        late = MonaContext(self.context_class, self.context_id, self.export_timestamp)
+        late.opened_at = self.opened_at
+        late._ops.append(op)
+        late.closed = True
+        return _runtime.enqueue(late)
+
+    def take_ops(self) -> list[Any]:
+        """The recorded ops, for the exporter (called once, after close)."""
+        ops, self._ops = self._ops, []
+        return ops
+
+    def open(self) -> MonaContext:
+        self._token = _current.set(self)
+        return self
+
+    def close(self) -> None:
+        """Leave the context and hand it to the exporter; closing twice does nothing."""
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # closed from another contextvars.Context (a server quirk)
+                _current.set(self.parent)
+            self._token = None
+        if self.closed:
+            return
+        self.closed = True
+        if not self.disabled and self._ops:
+            _runtime.enqueue(self)
+
+    def __enter__(self) -> MonaContext:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> MonaContext:
+        return self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MonaContext({self.context_class!r}, context_id={self._context_id!r})"
+
+
+def _refuse(reason: str) -> bool:
+    _runtime.count_refused(reason)
+    if _runtime.config().raise_export_exceptions:
+        raise MonaExportError(reason)
+    limited(40, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
+    return False
+
+
+def context(
+    context_class: str, *, context_id: str | None = None, export_timestamp: Any = None
+) -> MonaContext:
+    """Open a new context (``with`` or ``async with``); exports inside go to it.
+
+    >>> with context("FRAUD_MODEL", context_id="txn-42"):
+    ...     export({"score": 0.93})
+    True
+    """
+    ctx = MonaContext(context_class, context_id, export_timestamp)
+    _check_new(ctx)
+    return ctx
+
+
+def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext:
+    """Open a context nested in the current one; its id is ``<parent id>.<sub_id>``.
+
+    Outside any context it opens a top-level one (with a warning), as the sub-component
+    usually also runs on its own.
+    """
+    parent = _current.get()
+    if parent is None:
+        limited(30, "sub_context:no_parent",
+                "mona_middleware: sub_context(%r) outside any context opens a top-level one",
+                context_class)
+    ctx = MonaContext(context_class, parent=parent, sub_id=sub_id)
+    if parent is None and sub_id is not None:
+        ctx._context_id = str(sub_id)
+    _check_new(ctx)
+    return ctx
+
+
+def _check_new(ctx: MonaContext) -> None:
+    config = _runtime.config()
+    if config.disable_all or _runtime.disabled():
+        ctx.disabled = True
+    elif not isinstance(ctx.context_class, str) or not ctx.context_class:
+        ctx.disabled = True
+        reason = f"context_class must be a non-empty string, got {ctx.context_class!r}"
+        _runtime.count_refused("invalid context_class")
+        if config.raise_export_exceptions:
+            raise MonaExportError(reason)
+        limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
+
+
+def current_context() -> MonaContext | None:
+    """The innermost open context of this task or thread, or None."""
+    return _current.get()
+
+
+def export(message: Mapping[str, Any], *, action: str | None = None,
+           export_timestamp: Any = None) -> bool:
+    """Add fields to the current context; returns False (never raises by default) when refused.
+
+    ``action`` is Mona's: ``OVERWRITE`` (default, later values win), ``ADD`` (append to a
+    list) or ``NEW`` (forget what was exported before in this context).
+
+    >>> with context("MY_MODEL"):
+    ...     export({"score": 0.5, "model": "v3"})
+    True
+    """
+    ctx = _current.get()
+    if ctx is None:
+        return _runtime.export_outside_context()
+    return ctx.export(message, action, export_timestamp)

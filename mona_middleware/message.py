@@ -1,0 +1,226 @@
+"""Turning what users export into the JSON Mona accepts, one field at a time.
+
+Runs on the exporter's thread, never in the request. A value that JSON cannot carry is
+converted where users expect it (datetimes, Decimals, numpy, ...); otherwise only that
+field is dropped, with an error naming it, and the rest of the message still goes out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+from ._log import limited
+from .aggregate import ACTIONS
+
+_MAX_DEPTH = 32
+_SCALARS = (str, int, bool, type(None))
+
+
+@dataclasses.dataclass
+class MonaMessage:
+    """One explicit message, named as ``mona_sdk``'s ``MonaSingleMessage``, for ``export_batch``.
+
+    >>> MonaMessage(message={"score": 0.9}, contextClass="MODEL", contextId="r-1").action is None
+    True
+    """
+
+    message: Mapping[str, Any]
+    contextClass: str  # noqa: N815 - mona_sdk's public field names
+    contextId: str | None = None  # noqa: N815
+    exportTimestamp: Any = None  # noqa: N815
+    action: str | None = None
+
+
+class FieldError(ValueError):
+    """A value JSON cannot carry; its message names the type."""
+
+
+def _is_numpy(value: Any) -> bool:
+    return type(value).__module__ == "numpy"
+
+
+def _float(value: float) -> float:
+    if math.isfinite(value):
+        return value
+    raise FieldError(f"{value} is not a finite number (JSON has no NaN or Infinity)")
+
+
+def _convert(value: Any, depth: int) -> Any:
+    """Return a JSON-ready copy of ``value`` or raise FieldError."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is float:
+        return _float(value)
+    if depth > _MAX_DEPTH:
+        raise FieldError(f"nested deeper than {_MAX_DEPTH} levels (a cycle?)")
+    if isinstance(value, Mapping):
+        return {_key(key): _convert(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_convert(item, depth + 1) for item in value]
+    converter = _converter_for(value)
+    if converter is None:
+        raise FieldError(f"values of type {kind.__module__}.{kind.__qualname__} are not JSON")
+    return converter(value, depth)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (int, float, bool, enum.Enum, uuid.UUID)) or key is None:
+        return str(key.value if isinstance(key, enum.Enum) else key)
+    raise FieldError(f"a key of type {type(key).__name__} cannot be a JSON object key")
+
+
+def _sequence(value: Any, depth: int) -> list[Any]:
+    items = list(value)
+    try:
+        items.sort()
+    except TypeError:
+        pass  # sets of mixed types keep their iteration order
+    return [_convert(item, depth + 1) for item in items]
+
+
+def _converter_for(value: Any) -> Callable[[Any, int], Any] | None:
+    """Pick the conversion for a non-JSON value; checked in order, first match wins."""
+    if isinstance(value, bool):
+        return lambda v, _: bool(v)
+    if isinstance(value, enum.Enum):
+        return lambda v, d: _convert(v.value, d + 1)
+    if isinstance(value, (int, str)):  # int/str subclasses, e.g. IntFlag
+        return lambda v, _: int(v) if isinstance(v, int) else str(v)
+    if isinstance(value, float):
+        return lambda v, _: _float(float(v))
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return lambda v, _: v.isoformat()
+    if isinstance(value, dt.timedelta):
+        return lambda v, _: v.total_seconds()
+    if isinstance(value, Decimal):
+        return lambda v, _: int(v) if v == v.to_integral_value() and v.is_finite() else _float(float(v))
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return lambda v, _: str(v)
+    if isinstance(value, (set, frozenset)):
+        return _sequence
+    if isinstance(value, (bytes, bytearray)):
+        return _bytes
+    if _is_numpy(value):
+        return _numpy
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return lambda v, d: _convert(dataclasses.asdict(v), d + 1)
+    if callable(getattr(value, "model_dump", None)):  # pydantic v2 models (FastAPI)
+        return lambda v, d: _convert(v.model_dump(mode="json"), d + 1)
+    return None
+
+
+def _bytes(value: bytes | bytearray, _depth: int) -> str:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldError("bytes that are not UTF-8 text are not JSON") from None
+
+
+def _numpy(value: Any, depth: int) -> Any:
+    if hasattr(value, "tolist"):  # ndarray, and numpy scalars (whose tolist() is .item())
+        return _convert(value.tolist(), depth + 1)
+    raise FieldError(f"numpy values of type {type(value).__name__} are not JSON")
+
+
+def sanitize_fields(
+    fields: Mapping[str, Any], context_class: str, *, filter_none: bool
+) -> tuple[dict[str, Any], int]:
+    """Return (JSON-ready fields, number of fields dropped), logging each dropped field.
+
+    Keys starting with ``MONA`` are reserved by Mona; they are renamed ``MY_MONA...``
+    as mona_sdk does, instead of being lost.
+    """
+    clean: dict[str, Any] = {}
+    dropped = 0
+    for key, value in fields.items():
+        if value is None and filter_none:
+            continue
+        try:
+            name = _key(key)
+            clean["MY_" + name if name.startswith("MONA") else name] = _convert(value, 0)
+        except FieldError as exc:
+            dropped += 1
+            limited(
+                40,
+                f"field:{context_class}:{key!r}",
+                "mona_middleware: dropped field %r of context class %r: %s",
+                key,
+                context_class,
+                exc,
+            )
+        except Exception as exc:  # a user object whose conversion hook failed
+            dropped += 1
+            limited(
+                40,
+                f"field:{context_class}:{key!r}",
+                "mona_middleware: dropped field %r of context class %r: converting it raised %s",
+                key,
+                context_class,
+                type(exc).__name__,
+            )
+    return clean, dropped
+
+
+def normalize_timestamp(value: Any, context_class: str) -> float | int | str:
+    """Unix seconds or an ISO-8601 string, as Mona accepts; anything else becomes now."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if math.isfinite(value) and value >= 0:
+            return value
+    elif isinstance(value, dt.datetime):
+        return round(value.timestamp(), 6)
+    elif isinstance(value, dt.date):
+        return value.isoformat()
+    elif isinstance(value, str):
+        try:
+            dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return value
+        except ValueError:
+            pass
+    limited(
+        40,
+        f"timestamp:{context_class}",
+        "mona_middleware: invalid exportTimestamp %r for context class %r "
+        "(expected Unix seconds or an ISO-8601 string); using the current time",
+        value,
+        context_class,
+    )
+    return round(time.time(), 3)
+
+
+def check_action(action: Any) -> str | None:
+    """The action in Mona's spelling, or raise ValueError naming the bad value."""
+    if action is None:
+        return None
+    if isinstance(action, str) and action.upper() in ACTIONS:
+        return action.upper()
+    raise ValueError(f"action must be one of OVERWRITE, ADD, NEW; got {action!r}")
+
+
+def wire_message(
+    context_class: str,
+    context_id: str | None,
+    fields: dict[str, Any],
+    timestamp: Any,
+    action: str | None,
+) -> dict[str, Any]:
+    """The message as mona_sdk puts it on the wire: the same keys, in the same order."""
+    return {
+        "message": fields,
+        "contextId": context_id,
+        "action": action,
+        "sampleConfigName": None,
+        "exportTimestamp": timestamp,
+        "arcClass": context_class,
+    }

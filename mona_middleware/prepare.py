@@ -1,0 +1,137 @@
+"""Turning queued items (closed contexts, explicit batches) into wire messages.
+
+Runs on the exporter's batching thread: this is where the request's cheap records
+become coalesced, converted, validated messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._stats import ExportStats
+from .aggregate import ADD, OVERWRITE
+from .coalesce import coalesce
+from .config import MonaConfig
+from .context import MonaContext
+from .message import MonaMessage, normalize_timestamp, sanitize_fields, wire_message
+
+
+@dataclass(frozen=True)
+class ExplicitMessage:
+    """A message from ``export_batch``: its own class, id, timestamp and action."""
+
+    context_class: str
+    context_id: str | None
+    fields: dict[str, Any]
+    timestamp: Any
+    action: str | None
+
+
+class ExplicitBatch(list):
+    """The queue item for one ``export_batch`` call (a list of ``ExplicitMessage``)."""
+
+
+def to_explicit(item: Any, default_action: str | None) -> ExplicitMessage:
+    """Check one ``export_batch`` entry on the caller's thread; raise ValueError if unusable."""
+    from .message import check_action
+
+    if isinstance(item, MonaMessage):
+        values = {
+            "message": item.message,
+            "contextClass": item.contextClass,
+            "contextId": item.contextId,
+            "exportTimestamp": item.exportTimestamp,
+            "action": item.action,
+        }
+    elif isinstance(item, Mapping):
+        values = item
+    else:
+        raise ValueError(f"expected a MonaMessage or a dict, got {type(item).__name__}")
+    fields = values.get("message")
+    context_class = values.get("contextClass", values.get("arcClass"))
+    if not isinstance(fields, Mapping):
+        raise ValueError(f"'message' must be a dict, got {type(fields).__name__}")
+    if not isinstance(context_class, str) or not context_class:
+        raise ValueError(f"'contextClass' must be a non-empty string, got {context_class!r}")
+    context_id = values.get("contextId")
+    timestamp = values.get("exportTimestamp", values.get("sendTimestamp"))
+    action = check_action(values.get("action")) or check_action(default_action)
+    return ExplicitMessage(
+        context_class,
+        None if context_id is None else str(context_id),
+        dict(fields),
+        timestamp,
+        action,
+    )
+
+
+def prepare(item: Any, config: MonaConfig, stats: ExportStats) -> list[dict[str, Any]]:
+    """Wire messages for one queued item."""
+    if isinstance(item, MonaContext):
+        return _context_messages(item, config, stats)
+    return [m for m in (_explicit_message(e, config, stats) for e in item) if m is not None]
+
+
+def _context_messages(ctx: MonaContext, config: MonaConfig, stats: ExportStats) -> list[dict]:
+    context_class = ctx.context_class
+    default_ts = (
+        round(ctx.opened_at, 3)
+        if ctx.export_timestamp is None
+        else normalize_timestamp(ctx.export_timestamp, context_class)
+    )
+    parts = coalesce(ctx.take_ops())
+    if config.global_fields:
+        parts = _with_global_fields(parts, config.global_fields)
+    context_id = ctx.context_id
+    messages = []
+    for action, fields, ts in parts:
+        clean = _clean(fields, context_class, config, stats)
+        if clean:
+            stamp = default_ts if ts is None else normalize_timestamp(ts, context_class)
+            messages.append(wire_message(context_class, context_id, clean, stamp, action))
+    return messages
+
+
+def _with_global_fields(parts: list, global_fields: Mapping[str, Any]) -> list:
+    """Global fields go in the OVERWRITE/NEW message (ADDing them would append copies)."""
+    if parts and parts[0][0] != ADD:
+        action, fields, ts = parts[0]
+        return [(action, {**global_fields, **fields}, ts), *parts[1:]]
+    return [(OVERWRITE, dict(global_fields), None), *parts]
+
+
+def _explicit_message(
+    message: ExplicitMessage, config: MonaConfig, stats: ExportStats
+) -> dict[str, Any] | None:
+    fields = message.fields
+    if config.global_fields and message.action != ADD:
+        fields = {**config.global_fields, **fields}
+    clean = _clean(fields, message.context_class, config, stats)
+    if not clean:
+        return None
+    stamp = None
+    if message.timestamp is not None:
+        stamp = normalize_timestamp(message.timestamp, message.context_class)
+    return wire_message(message.context_class, message.context_id, clean, stamp, message.action)
+
+
+def _clean(fields: dict, context_class: str, config: MonaConfig, stats: ExportStats) -> dict:
+    clean, dropped = sanitize_fields(fields, context_class, filter_none=config.filter_none_fields)
+    if dropped:
+        stats.add("fields_dropped", dropped)
+    if not clean and fields and dropped:
+        stats.drop("no valid fields", 1)
+    return clean
+
+
+def message_count(items: Iterable[Any]) -> int:
+    """How many messages queued items stand for, without converting them (for drop counts)."""
+    total = 0
+    for item in items:
+        if isinstance(item, MonaContext):
+            total += max(len(coalesce(list(item._ops))), 1)
+        elif isinstance(item, list):
+            total += len(item)
+    return total

@@ -1,0 +1,174 @@
+"""Mona's REST export endpoint over keep-alive connections, one session per sender thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..config import MonaConfig
+from .auth import AuthError, make_auth
+from .base import SendResult, Transport
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class MonaRestTransport(Transport):
+    """POSTs ``{"userId", "messages"}`` to ``/export`` (or ``/monaExport`` with NO_AUTH).
+
+    >>> from mona_middleware.config import MonaConfig
+    >>> config = MonaConfig(api_key="k", secret="s", user_id="acme")
+    >>> MonaRestTransport(config).export_url()
+    'https://incomingacme.monalabs.io/export'
+    """
+
+    name = "rest"
+
+    def __init__(self, config: MonaConfig) -> None:
+        self._config = config
+        self._closing = threading.Event()
+        self._auth = make_auth(config, self._closing.wait)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+
+    def export_url(self) -> str | None:
+        """Where batches go; None while the user id is still unknown (no token yet)."""
+        config = self._config
+        if config.rest_api_url:
+            return config.rest_api_url
+        host = config.rest_api_host
+        if not host:
+            user_id = self._auth.user_id()
+            if not user_id:
+                return None
+            host = f"incoming{user_id}.monalabs.io"
+        scheme = "https" if config.use_ssl else "http"
+        return f"{scheme}://{host}/{self._auth.endpoint}"
+
+    def send(self, messages: list[dict[str, Any]]) -> SendResult:
+        total = len(messages)
+        session = self._session()
+        for attempt in (1, 2):
+            try:
+                headers = {"Content-Type": "application/json", **self._auth.headers(session)}
+            except AuthError as exc:
+                if exc.transient:
+                    return SendResult.transient(total, f"auth: {exc}")
+                return SendResult.rejected(total, f"auth: {exc}")
+            url = self.export_url()
+            if url is None:
+                return SendResult.rejected(
+                    total, "no Mona user id: set MONA_SDK_USER_ID or MONA_SDK_OVERRIDE_REST_API_URL"
+                )
+            try:
+                body = _encode(self._auth.user_id(), messages)
+            except ValueError as exc:
+                return SendResult.rejected(total, f"not JSON: {exc}")
+            try:
+                response = session.post(url, data=body, headers=headers,
+                                        timeout=self._config.http_timeout)
+            except requests.RequestException as exc:
+                return SendResult.transient(total, f"connection: {type(exc).__name__}")
+            if response.status_code == 401 and attempt == 1 and self._auth.refreshable:
+                self._auth.invalidate()  # the token expired early or was revoked: once more
+                continue
+            return parse_response(response, total)
+        return SendResult.rejected(total, "HTTP 401 after a fresh token", status=401)
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+    def after_fork(self) -> None:
+        # The parent's pooled sockets must not be shared; tokens stay valid in the child.
+        self._local = threading.local()
+        self._sessions = []
+        self._sessions_lock = threading.Lock()
+        if hasattr(self._auth, "after_fork"):
+            self._auth.after_fork()
+
+    def describe(self) -> str:
+        return f"Mona REST ({self._config.auth_mode}) {self.export_url() or '(user id pending)'}"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=2, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+
+def _encode(user_id: str | None, messages: list[dict[str, Any]]) -> bytes:
+    body = {"userId": user_id, "messages": messages}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def parse_response(response: requests.Response, total: int) -> SendResult:
+    """Read Mona's answer: 2xx, partial ``failed``/``failure_reasons``, or ``topLevelError``."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return SendResult.ok(total, status)
+    try:
+        info = response.json()
+    except ValueError:
+        info = None
+    if isinstance(info, dict) and info.get("topLevelError"):
+        return SendResult.rejected(total, f"topLevelError: {_short(info['topLevelError'])}", status)
+    if isinstance(info, dict) and "failed" in info:
+        failed = min(max(int(info.get("failed") or 0), 0), total)
+        reasons = _count_reasons(info.get("failure_reasons"), failed)
+        return SendResult(total=total, sent=total - failed, failed=failed,
+                          failure_reasons=reasons, status=status,
+                          error=f"{failed} of {total} messages rejected")
+    if status in RETRYABLE_STATUS:
+        return SendResult.transient(total, f"HTTP {status}", status,
+                                    retry_after=_retry_after(response))
+    return SendResult.rejected(total, f"HTTP {status}", status)
+
+
+def _count_reasons(reasons: Any, failed: int) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    if isinstance(reasons, dict):
+        for reason in reasons.values():
+            counts[_short(reason)] += 1
+    elif isinstance(reasons, list):
+        counts.update(_short(reason) for reason in reasons)
+    elif reasons:
+        counts[_short(reasons)] = failed
+    if sum(counts.values()) < failed:
+        counts["unspecified"] += failed - sum(counts.values())
+    return counts
+
+
+def _short(reason: Any, limit: int = 200) -> str:
+    text = reason if isinstance(reason, str) else json.dumps(reason, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        import time
+
+        try:
+            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError):
+            return None

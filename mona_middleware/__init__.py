@@ -73,8 +73,13 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
             _runtime.count_refused("invalid message")
             if config.raise_export_exceptions:
                 raise MonaExportError(f"export_batch message {index}: {exc}") from None
-            limited(40, f"batch:{exc}", "mona_middleware: export_batch message %d skipped: %s",
-                    index, exc)
+            limited(
+                40,
+                f"batch:{exc}",
+                "mona_middleware: export_batch message %d skipped: %s",
+                index,
+                exc,
+            )
     if batch and _runtime.enqueue(batch):
         return len(batch)
     return 0

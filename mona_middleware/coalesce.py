@@ -59,14 +59,14 @@ def coalesce(ops: list[Op]) -> list[tuple[str, dict[str, Any], Any]]:
             if ts is not None:
                 base_ts = ts
     result = [] if base is None else [(base_action, base, base_ts)]
-    result.extend((ADD, fields, ts) for fields, ts in zip(adds, adds_ts))
+    result.extend((ADD, fields, ts) for fields, ts in zip(adds, adds_ts, strict=True))
     return result
 
 
 def _without_keys(adds, adds_ts, keys) -> tuple[list[dict[str, Any]], list[Any]]:
     """Drop keys an OVERWRITE replaces from earlier ADD messages; drop emptied messages."""
     kept, kept_ts = [], []
-    for fields, ts in zip(adds, adds_ts):
+    for fields, ts in zip(adds, adds_ts, strict=True):
         for key in keys:
             fields.pop(key, None)
         if fields:

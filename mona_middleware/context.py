@@ -73,14 +73,14 @@ class MonaContext:
             self._context_id = own if self.parent is None else f"{self.parent.context_id}.{own}"
         return self._context_id
 
-    def export(self, message: Mapping[str, Any], action: str | None = None,
-               export_timestamp: Any = None) -> bool:
+    def export(
+        self, message: Mapping[str, Any], action: str | None = None, export_timestamp: Any = None
+    ) -> bool:
         """Record ``message``'s fields for this context; see ``mona_middleware.export``."""
         if self.disabled:
             return False
-        if type(message) is not dict:
-            if not isinstance(message, Mapping):
-                return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
+        if type(message) is not dict and not isinstance(message, Mapping):
+            return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
         if action is None and export_timestamp is None:
             op: Any = dict(message)
         else:
@@ -170,9 +170,12 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
     """
     parent = _current.get()
     if parent is None:
-        limited(30, "sub_context:no_parent",
-                "mona_middleware: sub_context(%r) outside any context opens a top-level one",
-                context_class)
+        limited(
+            30,
+            "sub_context:no_parent",
+            "mona_middleware: sub_context(%r) outside any context opens a top-level one",
+            context_class,
+        )
     ctx = MonaContext(context_class, parent=parent, sub_id=sub_id)
     if parent is None and sub_id is not None:
         ctx._context_id = str(sub_id)
@@ -198,8 +201,9 @@ def current_context() -> MonaContext | None:
     return _current.get()
 
 
-def export(message: Mapping[str, Any], *, action: str | None = None,
-           export_timestamp: Any = None) -> bool:
+def export(
+    message: Mapping[str, Any], *, action: str | None = None, export_timestamp: Any = None
+) -> bool:
     """Add fields to the current context; returns False (never raises by default) when refused.
 
     ``action`` is Mona's: ``OVERWRITE`` (default, later values win), ``ADD`` (append to a

@@ -106,8 +106,9 @@ class BatchExporter:
             for thread in (self._batcher, *self._senders):
                 thread.start()
             self._state = RUNNING
-            logger.debug("mona_middleware: exporter started, sending to %s",
-                         self.transport.describe())
+            logger.debug(
+                "mona_middleware: exporter started, sending to %s", self.transport.describe()
+            )
             return True
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -171,8 +172,11 @@ class BatchExporter:
         lost = inflight + message_count(queued)
         if lost:
             self.stats.drop("shutdown timeout", lost)
-            logger.warning("mona_middleware: %d message(s) not sent before the shutdown "
-                           "timeout (%.1f s)", lost, self.config.shutdown_timeout)
+            logger.warning(
+                "mona_middleware: %d message(s) not sent before the shutdown timeout (%.1f s)",
+                lost,
+                self.config.shutdown_timeout,
+            )
         return lost
 
     def after_fork(self) -> None:
@@ -268,9 +272,15 @@ class BatchExporter:
             stats.add("messages_failed", result.failed)
             stats.reject(result.failure_reasons)
             stats.drop("rejected by the backend", result.failed)
-        limited(40, f"send:{result.error}",
-                "mona_middleware: %d of %d message(s) not accepted by %s: %s",
-                result.total - result.sent, result.total, self.transport.name, result.error)
+        limited(
+            40,
+            f"send:{result.error}",
+            "mona_middleware: %d of %d message(s) not accepted by %s: %s",
+            result.total - result.sent,
+            result.total,
+            self.transport.name,
+            result.error,
+        )
 
     def _answer(self, seq: int) -> None:
         with self._answered:

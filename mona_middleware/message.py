@@ -7,6 +7,7 @@ field is dropped, with an error naming it, and the rest of the message still goe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -34,9 +35,9 @@ class MonaMessage:
     """
 
     message: Mapping[str, Any]
-    contextClass: str  # noqa: N815 - mona_sdk's public field names
-    contextId: str | None = None  # noqa: N815
-    exportTimestamp: Any = None  # noqa: N815
+    contextClass: str
+    contextId: str | None = None
+    exportTimestamp: Any = None
     action: str | None = None
 
 
@@ -83,10 +84,8 @@ def _key(key: Any) -> str:
 
 def _sequence(value: Any, depth: int) -> list[Any]:
     items = list(value)
-    try:
+    with contextlib.suppress(TypeError):  # sets of mixed types keep their iteration order
         items.sort()
-    except TypeError:
-        pass  # sets of mixed types keep their iteration order
     return [_convert(item, depth + 1) for item in items]
 
 
@@ -105,7 +104,9 @@ def _converter_for(value: Any) -> Callable[[Any, int], Any] | None:
     if isinstance(value, dt.timedelta):
         return lambda v, _: v.total_seconds()
     if isinstance(value, Decimal):
-        return lambda v, _: int(v) if v == v.to_integral_value() and v.is_finite() else _float(float(v))
+        return lambda v, _: (
+            int(v) if v == v.to_integral_value() and v.is_finite() else _float(float(v))
+        )
     if isinstance(value, (uuid.UUID, PurePath)):
         return lambda v, _: str(v)
     if isinstance(value, (set, frozenset)):
@@ -222,5 +223,6 @@ def wire_message(
         "action": action,
         "sampleConfigName": None,
         "exportTimestamp": timestamp,
+        "sendTimestamp": None,  # mona_sdk 0.0.58 sends it too, as null, next to exportTimestamp
         "arcClass": context_class,
     }

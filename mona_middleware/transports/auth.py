@@ -109,8 +109,11 @@ class MonaTokenAuth(NoAuth):
         config = self._config
         if self._refresh and config.use_refresh_tokens:
             try:
-                self._store(self._request(session, config.refresh_token_url,
-                                          {"refreshToken": self._refresh}))
+                self._store(
+                    self._request(
+                        session, config.refresh_token_url, {"refreshToken": self._refresh}
+                    )
+                )
                 return
             except AuthError as exc:
                 logger.info("mona_middleware: token refresh failed (%s); asking for a new one", exc)
@@ -134,8 +137,9 @@ class MonaTokenAuth(NoAuth):
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise AuthError(f"token endpoint answered HTTP {response.status_code}", True)
         if not response.ok:
-            raise AuthError(f"token endpoint refused the credentials: HTTP "
-                            f"{response.status_code}", False)
+            raise AuthError(
+                f"token endpoint refused the credentials: HTTP {response.status_code}", False
+            )
         try:
             data = response.json()
             if not data.get("accessToken"):
@@ -148,9 +152,9 @@ class MonaTokenAuth(NoAuth):
         self._access = str(data["accessToken"])
         self._refresh = data.get("refreshToken") or self._refresh
         try:
-            lifetime = float(data.get("expiresIn") or 4 * 3600)
-        except (TypeError, ValueError):
-            lifetime = 4 * 3600.0
+            lifetime = max(float(data["expiresIn"]), 0.0)
+        except (KeyError, TypeError, ValueError):
+            lifetime = 4 * 3600.0  # what Mona's tokens lived in 2025
         self._refresh_at = time.monotonic() + max(lifetime - min(REFRESH_MARGIN, lifetime / 2), 0)
         self._user_id = self._config.user_id or tenant_of(self._access)
         logger.debug("mona_middleware: got a Mona access token valid for %.0f s", lifetime)

@@ -30,15 +30,20 @@ class SendResult:
         return cls(total=total, sent=total, status=status)
 
     @classmethod
-    def transient(cls, total: int, error: str, status: int | None = None,
-                  retry_after: float | None = None) -> SendResult:
-        return cls(total=total, retryable=True, error=error, status=status,
-                   retry_after=retry_after)
+    def transient(
+        cls, total: int, error: str, status: int | None = None, retry_after: float | None = None
+    ) -> SendResult:
+        return cls(total=total, retryable=True, error=error, status=status, retry_after=retry_after)
 
     @classmethod
     def rejected(cls, total: int, reason: str, status: int | None = None) -> SendResult:
-        return cls(total=total, failed=total, failure_reasons=Counter({reason: total}),
-                   error=reason, status=status)
+        return cls(
+            total=total,
+            failed=total,
+            failure_reasons=Counter({reason: total}),
+            error=reason,
+            status=status,
+        )
 
 
 class Transport(abc.ABC):

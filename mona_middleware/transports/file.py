@@ -41,7 +41,7 @@ class JsonlFileTransport(Transport):
                     self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             return SendResult.transient(len(messages), f"cannot write {self.path}: {exc.strerror}")
         return SendResult.ok(len(messages))

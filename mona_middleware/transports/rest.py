@@ -70,8 +70,9 @@ class MonaRestTransport(Transport):
             except ValueError as exc:
                 return SendResult.rejected(total, f"not JSON: {exc}")
             try:
-                response = session.post(url, data=body, headers=headers,
-                                        timeout=self._config.http_timeout)
+                response = session.post(
+                    url, data=body, headers=headers, timeout=self._config.http_timeout
+                )
             except requests.RequestException as exc:
                 return SendResult.transient(total, f"connection: {type(exc).__name__}")
             if response.status_code == 401 and attempt == 1 and self._auth.refreshable:
@@ -130,12 +131,18 @@ def parse_response(response: requests.Response, total: int) -> SendResult:
     if isinstance(info, dict) and "failed" in info:
         failed = min(max(int(info.get("failed") or 0), 0), total)
         reasons = _count_reasons(info.get("failure_reasons"), failed)
-        return SendResult(total=total, sent=total - failed, failed=failed,
-                          failure_reasons=reasons, status=status,
-                          error=f"{failed} of {total} messages rejected")
+        return SendResult(
+            total=total,
+            sent=total - failed,
+            failed=failed,
+            failure_reasons=reasons,
+            status=status,
+            error=f"{failed} of {total} messages rejected",
+        )
     if status in RETRYABLE_STATUS:
-        return SendResult.transient(total, f"HTTP {status}", status,
-                                    retry_after=_retry_after(response))
+        return SendResult.transient(
+            total, f"HTTP {status}", status, retry_after=_retry_after(response)
+        )
     return SendResult.rejected(total, f"HTTP {status}", status)
 
 
@@ -165,8 +172,8 @@ def _retry_after(response: requests.Response) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        from email.utils import parsedate_to_datetime
         import time
+        from email.utils import parsedate_to_datetime
 
         try:
             return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)

@@ -1,0 +1,68 @@
+"""Shared fixtures: a clean environment per test, an in-memory exporter, a real Mona server."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pytest
+
+import mona_middleware as mona
+from mona_middleware import _log, _runtime
+from mona_middleware.transports import InMemoryTransport
+
+from .mona_server import MonaTestServer
+
+_OUR_PREFIXES = ("MONA_", "AUTH_MODE")
+
+
+@pytest.fixture(autouse=True)
+def clean_mona(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
+    """Each test starts with no Mona variables, no exporter, and its own working dir."""
+    for name in list(os.environ):
+        if name.startswith(_OUR_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    _log.limited.reset()
+    _runtime.STATE.config = None
+    _runtime.STATE.exporter = None
+    yield
+    mona.shutdown(2)
+    _runtime.STATE.config = None
+
+
+@pytest.fixture
+def memory() -> InMemoryTransport:
+    """The exporter sends to memory, flushing every 50 ms."""
+    transport = InMemoryTransport()
+    mona.configure(transport=transport, flush_interval=0.05)
+    return transport
+
+
+@pytest.fixture
+def mona_server() -> Iterator[MonaTestServer]:
+    with MonaTestServer() as server:
+        yield server
+
+
+def rest_options(server: MonaTestServer, **extra) -> dict:
+    """Options pointing the REST transport at ``server`` with its key and secret."""
+    options = {
+        "api_key": server.api_key,
+        "secret": server.secret,
+        "auth_api_token_url": server.token_url,
+        "refresh_token_url": server.refresh_url,
+        "rest_api_url": server.export_url,
+        "flush_interval": 0.05,
+        "http_timeout": 2,
+    }
+    options.update(extra)
+    return options
+
+
+@pytest.fixture
+def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Everything logged at DEBUG, by us and by requests/urllib3."""
+    caplog.set_level(logging.DEBUG)
+    return caplog

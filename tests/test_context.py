@@ -1,0 +1,191 @@
+"""Contexts follow tasks and threads and never leak fields into each other."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import mona_middleware as mona
+
+
+def test_context_records_class_id_and_fields(memory):
+    with mona.context("MODEL", context_id="abc") as ctx:
+        assert mona.current_context() is ctx
+        assert (ctx.context_class, ctx.context_id) == ("MODEL", "abc")
+        mona.export({"score": 0.5})
+        mona.export({"model": "v3"})
+    assert mona.current_context() is None
+    assert mona.flush(5)
+    assert memory.contexts() == {("MODEL", "abc"): {"score": 0.5, "model": "v3"}}
+    assert len(memory.messages) == 1  # coalesced
+
+
+def test_generated_ids_are_unique_uuids(memory):
+    ids = []
+    for _ in range(3):
+        with mona.context("MODEL") as ctx:
+            mona.export({"n": 1})
+            ids.append(ctx.context_id)
+    assert len(set(ids)) == 3 and all(len(i) == 36 for i in ids)
+    assert mona.flush(5)
+    assert {key[1] for key in memory.contexts()} == set(ids)
+
+
+def test_thousand_concurrent_tasks_keep_their_own_fields(memory):
+    async def request(n: int) -> None:
+        async with mona.context("ASYNC_REQ", context_id=f"t{n}"):
+            mona.export({"n": n})
+            await asyncio.sleep(0)
+            await asyncio.gather(child(n), child(n))  # child tasks inherit the context
+            mona.export({"after": n})
+
+    async def child(n: int) -> None:
+        await asyncio.sleep(0)
+        mona.export({"child": n})
+
+    async def main() -> None:
+        await asyncio.gather(*(request(n) for n in range(1000)))
+
+    asyncio.run(main())
+    assert mona.flush(10)
+    contexts = memory.contexts()
+    assert len(contexts) == 1000
+    for n in range(1000):
+        assert contexts[("ASYNC_REQ", f"t{n}")] == {"n": n, "child": n, "after": n}
+
+
+def test_fifty_threads_keep_their_own_fields(memory):
+    barrier = threading.Barrier(50, timeout=10)
+
+    def request(n: int) -> None:
+        with mona.context("THREAD_REQ", context_id=f"th{n}"):
+            mona.export({"n": n})
+            barrier.wait()  # all 50 contexts are open at once
+            mona.export({"again": n})
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert mona.flush(10)
+    contexts = memory.contexts()
+    assert contexts == {("THREAD_REQ", f"th{n}"): {"n": n, "again": n} for n in range(50)}
+
+
+def test_plain_threads_start_empty_but_mona_thread_and_wrap_carry_the_context(memory):
+    seen = {}
+    with mona.context("PARENT", context_id="p1"):
+        plain = threading.Thread(target=lambda: seen.setdefault("plain", mona.current_context()))
+        carried = mona.MonaThread(target=lambda: mona.export({"from_thread": True}))
+        for thread in (plain, carried):
+            thread.start()
+            thread.join(5)
+        with ThreadPoolExecutor(4) as pool:
+            work = mona.wrap(lambda i: mona.export({f"item{i}": i}))
+            assert all(pool.map(work, range(8)))
+    assert seen["plain"] is None
+    assert mona.flush(5)
+    fields = memory.contexts()[("PARENT", "p1")]
+    assert fields == {"from_thread": True, **{f"item{i}": i for i in range(8)}}
+
+
+def test_sub_context_id_joins_parent_id(memory):
+    with mona.context("PIPELINE", context_id="run-7"):
+        mona.export({"stage": "start"})
+        with mona.sub_context("RANKER", sub_id="rank") as sub:
+            assert sub.context_id == "run-7.rank"
+            mona.export({"items": 3})
+        with mona.sub_context("FILTER") as sub2:
+            mona.export({"kept": 2})
+        mona.export({"stage": "done"})
+    assert mona.flush(5)
+    contexts = memory.contexts()
+    assert contexts[("PIPELINE", "run-7")] == {"stage": "done"}
+    assert contexts[("RANKER", "run-7.rank")] == {"items": 3}
+    assert sub2.context_id.startswith("run-7.") and contexts[("FILTER", sub2.context_id)] == {
+        "kept": 2
+    }
+
+
+def test_export_after_close_from_a_lingering_thread_is_not_lost(memory):
+    release = threading.Event()
+    with mona.context("REQ", context_id="late-1"):
+        mona.export({"a": 1})
+        worker = mona.MonaThread(target=lambda: (release.wait(5), mona.export({"late": 2})))
+        worker.start()
+    release.set()
+    worker.join(5)
+    assert mona.flush(5)
+    assert memory.contexts()[("REQ", "late-1")] == {"a": 1, "late": 2}
+
+
+def test_export_outside_context_warns_once_counts_and_returns_false(memory, caplog):
+    caplog.set_level(logging.WARNING, "mona_middleware")
+    assert [mona.export({"a": i}) for i in range(5)] == [False] * 5
+    assert caplog.text.count("outside any context") == 1
+    assert mona.stats()["exports_outside_context"] == 5
+
+
+def test_disable_all_turns_everything_into_a_no_op(monkeypatch):
+    monkeypatch.setenv("MONA_DISABLE_ALL", "true")
+    transport = mona.configure(transport="memory").transport
+    assert transport == "memory"
+    with mona.context("OFF") as ctx:
+        assert mona.export({"a": 1}) is False
+    assert ctx.disabled
+    assert mona.export_batch([{"message": {"a": 1}, "contextClass": "OFF"}]) == 0
+    assert mona.stats()["contexts"] == 0
+
+
+def test_context_exit_on_exception_still_sends(memory):
+    try:
+        with mona.context("FAILS", context_id="f1"):
+            mona.export({"before_error": True})
+            raise KeyError("boom")
+    except KeyError:
+        pass
+    assert mona.flush(5)
+    assert memory.contexts() == {("FAILS", "f1"): {"before_error": True}}
+
+
+def test_export_batch_takes_mona_messages_and_dicts(memory, caplog):
+    sent = mona.export_batch(
+        [
+            mona.MonaMessage(
+                message={"rows": 1}, contextClass="JOB", contextId="j1", exportTimestamp=1700000000
+            ),
+            {"message": {"rows": 2}, "contextClass": "JOB", "contextId": "j2", "action": "NEW"},
+            {"message": {"tag": "x"}, "contextClass": "JOB", "contextId": "j1"},
+            {"message": "not a dict", "contextClass": "JOB"},
+            {"message": {"a": 1}},
+        ],
+        default_action="ADD",
+    )
+    assert sent == 3
+    assert "message 3 skipped" in caplog.text and "message 4 skipped" in caplog.text
+    assert mona.flush(5)
+    by_id = {m["contextId"]: m for m in memory.messages if m["contextId"] == "j2"}
+    assert by_id["j2"]["action"] == "NEW"
+    assert memory.contexts() == {
+        ("JOB", "j1"): {"rows": [1], "tag": ["x"]},
+        ("JOB", "j2"): {"rows": 2},
+    }
+    assert memory.messages[0]["exportTimestamp"] == 1700000000
+
+
+def test_global_fields_go_into_every_context(monkeypatch):
+    monkeypatch.setenv("MONA_MIDDLEWARE_GLOBAL_FIELDS", "service: api, region: eu")
+    transport = mona.transports.InMemoryTransport()
+    mona.configure(transport=transport, flush_interval=0.05)
+    with mona.context("A", context_id="1"):
+        mona.export({"region": "us"})
+    with mona.context("A", context_id="2"):
+        mona.export({"n": 1}, action="ADD")
+    assert mona.flush(5)
+    assert transport.contexts() == {
+        ("A", "1"): {"service": "api", "region": "us"},
+        ("A", "2"): {"service": "api", "region": "eu", "n": [1]},
+    }

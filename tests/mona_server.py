@@ -1,0 +1,905 @@
+"""A real local HTTP server that speaks Mona's REST ingestion protocol, for tests.
+
+Why a real server and not a mocked ``requests``: the exporter's interesting behaviour
+lives in the transport (keep-alive reuse, gzip bodies, timeouts, refused connections,
+``Retry-After``, token refresh), and a mock cannot prove any of it. This server listens
+on 127.0.0.1, answers like Mona does (shared/docs/mona-rest-protocol.md), records every
+request, and lets a test inject faults while it runs.
+
+Standard library only, so it works in every test environment the package supports.
+It folds accepted messages with :func:`mona_middleware.aggregate.aggregate`, so the
+fixture and the package can never disagree about OVERWRITE/ADD/NEW.
+
+Typical use::
+
+    with MonaTestServer() as mona:
+        mona.respond_with(503, headers={"Retry-After": "2"}, times=1)
+        ...  # run the exporter against mona.export_url / mona.token_url
+        assert mona.wait_for_messages(3, timeout=2)
+        assert mona.contexts() == {...}
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import email.utils
+import gzip
+import json
+import math
+import secrets
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+try:
+    from mona_middleware.aggregate import ACTIONS, aggregate
+except ModuleNotFoundError:  # a source checkout run with the bare ``pytest`` script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mona_middleware.aggregate import ACTIONS, aggregate
+
+__all__ = ["MonaTestServer", "RecordedRequest", "retry_after_date"]
+
+TOKEN_PATH = "/identity/resources/auth/v1/api-token"
+REFRESH_PATH = TOKEN_PATH + "/token/refresh"
+EXPORT_PATH = "/export"
+NOAUTH_EXPORT_PATH = "/monaExport"
+EXPORT_PATHS = frozenset((EXPORT_PATH, NOAUTH_EXPORT_PATH))
+KNOWN_PATHS = frozenset((TOKEN_PATH, REFRESH_PATH, *EXPORT_PATHS))
+
+MODES = ("accept", "respond", "hang", "top_level_error")
+
+# Seconds the serve loop may sleep before noticing a shutdown request: small, so that
+# stop() and stop_listening() return quickly.
+_POLL_INTERVAL = 0.05
+
+
+def retry_after_date(delay: float) -> str:
+    """An HTTP-date ``delay`` seconds from now, for the date form of ``Retry-After``.
+
+    Clients must honour both forms (seconds and HTTP-date); this builds the second.
+    """
+    return email.utils.formatdate(time.time() + delay, usegmt=True)
+
+
+def _b64url(data: bytes) -> str:
+    """Base64url without padding, as JWT segments are encoded."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _is_iso8601(value: str) -> bool:
+    """Whether ``value`` parses as ISO-8601 (``Z`` accepted also on Python 3.10)."""
+    text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_timestamp(value: Any) -> bool:
+    """``null``, a finite Unix-seconds number, or an ISO-8601 string, as Mona accepts."""
+    if value is None:
+        return True
+    if isinstance(value, bool):  # bool is an int subclass, but not a timestamp
+        return False
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    return isinstance(value, str) and _is_iso8601(value)
+
+
+def _message_error(message: Any) -> str | None:
+    """Why one wire message would be rejected by Mona, or None when it is valid."""
+    if not isinstance(message, dict):
+        return "message entry must be a JSON object"
+    arc_class = message.get("arcClass")
+    if not isinstance(arc_class, str) or not arc_class:
+        return "arcClass must be a non-empty string"
+    fields = message.get("message")
+    if not isinstance(fields, dict) or not fields:
+        return "message must be a non-empty JSON object"
+    action = message.get("action")
+    if action is not None and action not in ACTIONS:
+        return f"action must be one of {sorted(ACTIONS)} or null, got {action!r}"
+    for key in ("exportTimestamp", "sendTimestamp"):
+        if not _is_timestamp(message.get(key)):
+            return f"{key} must be null, Unix seconds or an ISO-8601 string"
+    context_id = message.get("contextId")
+    if context_id is not None and not isinstance(context_id, str):
+        return "contextId must be a string or null"
+    return None
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request as the server saw it, for assertions.
+
+    ``body`` is the raw wire bytes (still gzip-compressed if it was sent so); ``json``
+    is the parsed, decompressed body or None when it did not parse. ``status`` is the
+    status the server chose to answer, None while the request is in flight or when it
+    was dropped without an answer (a hang released by stop()).
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    arrived: float
+    connection_id: int
+    status: int | None = None
+
+    def header(self, name: str) -> str | None:
+        """Case-insensitive header lookup (``headers`` keeps the wire spelling)."""
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+
+@dataclass
+class _Fault:
+    """The injected behaviour for export requests; ``remaining`` None means forever."""
+
+    mode: str
+    remaining: int | None
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class _Accepted:
+    """An accepted wire message with its batch's ``defaultAction``, for contexts()."""
+
+    message: dict[str, Any]
+    default_action: str | None
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """One listening socket of a MonaTestServer (a new one per start_listening())."""
+
+    daemon_threads = True
+    # Never join handler threads on close: a hanging or keep-alive handler must not
+    # hold stop() hostage. stop() shuts their sockets down instead.
+    block_on_close = False
+    allow_reuse_address = True  # rebind the same port right after stop_listening()
+
+    def __init__(self, address: tuple[str, int], mona: MonaTestServer) -> None:
+        self.mona = mona
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup, which can stall offline."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about dropped connections; record real handler bugs."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            return
+        self.mona._record_error(traceback.format_exc())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes one connection's requests (HTTP/1.1 keep-alive) to the Mona endpoints."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
+    # delayed ACK would stall every second request by ~40 ms.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+    server_version = "MonaTestServer/1.0"
+
+    connection_id: int
+    _record: RecordedRequest | None
+    _decode_error: str | None
+    _json_ok: bool  # the body parsed as JSON (``null`` included)
+
+    # -- connection lifecycle -------------------------------------------------------
+
+    def setup(self) -> None:
+        """Count the connection and register its socket so stop() can shut it down."""
+        super().setup()
+        self._record = None
+        self._decode_error = None
+        self._json_ok = False
+        self.connection_id = self.server.mona._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        """Unregister the socket; a flush on a socket stop() killed is not an error."""
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.mona._connection_closed(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging: tests read ``requests`` instead."""
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Read the body, record the request, route it; turn handler bugs into 500s."""
+        try:
+            self._route()
+        except OSError:
+            self.close_connection = True  # the peer or stop() closed the socket
+        except Exception:
+            self.server.mona._record_error(traceback.format_exc())
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send_json(500, {"errors": ["MonaTestServer handler error"]})
+
+    def _route(self) -> None:
+        raw = self._read_body()
+        if raw is None:
+            return
+        mona = self.server.mona
+        target = urlsplit(self.path)
+        decoded, self._decode_error = self._decode(raw)
+        parsed: Any = None
+        self._json_ok = False
+        if decoded is not None:
+            try:
+                parsed = json.loads(decoded)
+                self._json_ok = True
+            except ValueError:
+                parsed = None
+        self._record = mona._record_request(
+            RecordedRequest(
+                method=self.command,
+                path=target.path,
+                query=target.query,
+                headers=dict(self.headers.items()),
+                body=raw,
+                json=parsed,
+                arrived=time.monotonic(),
+                connection_id=self.connection_id,
+            )
+        )
+        if target.path not in KNOWN_PATHS:
+            self._send_json(404, {"errors": [f"no such endpoint: {target.path}"]})
+        elif self.command != "POST":
+            self._send_json(405, {"errors": ["method not allowed"]}, {"Allow": "POST"})
+        elif target.path == TOKEN_PATH:
+            self._token()
+        elif target.path == REFRESH_PATH:
+            self._refresh()
+        else:
+            self._export(requires_auth=target.path == EXPORT_PATH)
+
+    # -- body -----------------------------------------------------------------------
+
+    def _read_body(self) -> bytes | None:
+        """The raw request body (Content-Length or chunked); None after a 400 answer."""
+        try:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunked()
+            length_header = self.headers.get("Content-Length")
+            if length_header is None:
+                return b""
+            length = int(length_header)
+            if length < 0:
+                raise ValueError(length_header)
+        except ValueError:
+            self.close_connection = True  # cannot find the next request's start
+            self._send_json(400, {"topLevelError": "invalid Content-Length or chunk size"})
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        """Decode a chunked body, which ``requests`` sends for generator data."""
+        parts: list[bytes] = []
+        while True:
+            size_line = self.rfile.readline(65537)
+            if not size_line:
+                raise ConnectionResetError("connection closed inside a chunked body")
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # skip trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()  # CRLF after the chunk
+
+    def _decode(self, raw: bytes) -> tuple[bytes | None, str | None]:
+        """Undo Content-Encoding: (decoded body, None) or (None, why it failed)."""
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return raw, None
+        if encoding == "gzip":
+            try:
+                return gzip.decompress(raw), None
+            except (OSError, EOFError) as error:
+                return None, f"body is not valid gzip: {error}"
+        return None, f"unsupported Content-Encoding: {encoding}"
+
+    def _json_body(self) -> Any:
+        """The parsed body recorded for this request (None if it did not parse)."""
+        return self._record.json if self._record is not None else None
+
+    # -- responses ------------------------------------------------------------------
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer with an explicit Content-Length so keep-alive always works."""
+        merged: dict[str, str] = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        for name, value in (headers or {}).items():
+            for existing in [key for key in merged if key.lower() == name.lower()]:
+                del merged[existing]
+            merged[name] = value
+        if self._record is not None:
+            self.server.mona._set_status(self._record, status)
+        self.send_response(status)
+        for name, value in merged.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._send(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+    # -- endpoints ------------------------------------------------------------------
+
+    def _token(self) -> None:
+        mona = self.server.mona
+        mona._count("token")
+        payload = self._json_body()
+        if not isinstance(payload, dict):
+            self._send_json(400, {"errors": ["body must be a JSON object"]})
+            return
+        if payload.get("clientId") != mona.api_key or payload.get("secret") != mona.secret:
+            self._send_json(401, {"errors": ["invalid clientId or secret"]})
+            return
+        self._send_json(200, mona._issue_tokens())
+
+    def _refresh(self) -> None:
+        mona = self.server.mona
+        mona._count("refresh")
+        payload = self._json_body()
+        refresh_token = payload.get("refreshToken") if isinstance(payload, dict) else None
+        tokens = mona._rotate_refresh_token(refresh_token)
+        if tokens is None:
+            self._send_json(401, {"errors": ["invalid or revoked refresh token"]})
+            return
+        self._send_json(200, tokens)
+
+    def _export(self, *, requires_auth: bool) -> None:
+        mona = self.server.mona
+        fault = mona._take_fault()
+        if fault is not None:
+            if fault.mode == "hang":
+                if mona._released.wait(fault.seconds):
+                    self.close_connection = True  # stop(): drop without an answer
+                    return
+            elif fault.mode == "respond":
+                self._send(fault.status, fault.body, fault.content_type, fault.headers)
+                return
+            else:  # top_level_error
+                self._send_json(400, {"topLevelError": fault.message})
+                return
+
+        if requires_auth:
+            error = mona._auth_error(self.headers.get("Authorization"))
+            if error is not None:
+                self._send_json(401, {"errors": [error]})
+                return
+
+        if self._decode_error is not None:
+            self._send_json(400, {"topLevelError": self._decode_error})
+            return
+        batch = self._json_body()
+        batch_error = self._batch_error(batch)
+        if batch_error is not None:
+            self._send_json(400, {"topLevelError": batch_error})
+            return
+
+        reasons: dict[str, str] = {}
+        accepted: list[dict[str, Any]] = []
+        for index, message in enumerate(batch["messages"]):
+            reason = _message_error(message)
+            if reason is None:
+                accepted.append(message)
+            else:
+                reasons[str(index)] = reason
+        mona._accept(accepted, batch.get("defaultAction"))
+        if reasons:
+            self._send_json(400, {"failed": len(reasons), "failure_reasons": reasons})
+        else:
+            self._send_json(200, {})
+
+    def _batch_error(self, batch: Any) -> str | None:
+        """Why the whole batch is rejected (a ``topLevelError``), or None."""
+        if not self._json_ok:
+            return "body is not valid JSON"
+        if not isinstance(batch, dict):
+            return "body must be a JSON object"
+        if batch.get("userId") != self.server.mona.user_id:
+            return "userId is missing or does not match this account"
+        if not isinstance(batch.get("messages"), list):
+            return "messages must be a list"
+        default_action = batch.get("defaultAction")
+        if default_action is not None and default_action not in ACTIONS:
+            return f"defaultAction must be one of {sorted(ACTIONS)} or null"
+        sample_config = batch.get("sampleConfigName")
+        if sample_config is not None and not isinstance(sample_config, str):
+            return "sampleConfigName must be a string or null"
+        return None
+
+
+class MonaTestServer:
+    """A local Mona (token, refresh, export, monaExport) with recording and faults.
+
+    Every public method is safe to call from the test thread while handler threads
+    serve requests: all state sits behind one lock, and waiting uses a Condition on
+    that lock, so tests never poll with sleeps.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = "test-key",
+        secret: str = "test-secret-value",
+        user_id: str = "test-user",
+        manual_token: str | None = None,
+        expires_in: int = 14400,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.secret = secret
+        self.user_id = user_id
+        self.manual_token = manual_token
+        self.expires_in = expires_in
+
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # Set by stop() (and stop_listening()) so hanging handlers wake at once.
+        self._released = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._started_once = False
+
+        self._open_sockets: set[socket.socket] = set()
+        self._refuse_new = False
+        self._connections = 0
+        self._next_connection_id = 0  # never reset, so ids stay unique across clear()
+        self._requests: list[RecordedRequest] = []
+        self._accepted: list[_Accepted] = []
+        self._errors: list[str] = []
+        self._token_requests = 0
+        self._refresh_requests = 0
+        self._access_tokens: dict[str, float] = {}  # token -> exp (Unix seconds)
+        self._refresh_tokens: set[str] = set()  # valid (issued, not used, not revoked)
+        self._fault: _Fault | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def __enter__(self) -> MonaTestServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        # Deliberately no secret, no api key and no tokens: reprs end up in CI logs.
+        state = "listening" if self.listening else "stopped"
+        return (
+            f"MonaTestServer(url={self.url!r}, user_id={self.user_id!r}, {state}, "
+            f"mode={self.mode!r})"
+        )
+
+    def start(self) -> MonaTestServer:
+        """Bind (port 0 picks a free one, kept for later restarts) and serve."""
+        with self._lock:
+            self._released.clear()
+            self._refuse_new = False
+        self._open_listener()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving within ~2 s: wake hanging handlers, drop every connection."""
+        self._close_listener(drop_connections=True)
+
+    def stop_listening(self, *, drop_connections: bool = True) -> None:
+        """Close the listening socket so new connections are refused (an outage).
+
+        Open keep-alive connections are dropped too unless ``drop_connections`` is
+        False, so a client cannot dodge the outage on a pooled connection. Recordings,
+        tokens and faults survive; start_listening() reopens on the same port.
+        """
+        self._close_listener(drop_connections=drop_connections)
+
+    def start_listening(self) -> None:
+        """Reopen the listening socket on the same port after stop_listening()."""
+        if not self._started_once:
+            raise RuntimeError("start() the server before start_listening()")
+        self.start()
+
+    @property
+    def listening(self) -> bool:
+        with self._lock:
+            return self._httpd is not None
+
+    def _open_listener(self) -> None:
+        with self._lock:
+            if self._httpd is not None:
+                return
+            httpd = _HTTPServer((self.host, self.port), self)
+            self.port = int(httpd.server_address[1])
+            thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": _POLL_INTERVAL},
+                name=f"MonaTestServer:{self.port}",
+                daemon=True,
+            )
+            self._httpd, self._thread = httpd, thread
+            self._started_once = True
+        thread.start()
+
+    def _close_listener(self, *, drop_connections: bool) -> None:
+        with self._lock:
+            httpd, thread = self._httpd, self._thread
+            self._httpd = self._thread = None
+        if drop_connections:
+            self._drop_connections()
+        if httpd is None or thread is None:
+            return
+        # On Linux, shutting a listening socket down refuses new connections at once
+        # and wakes the serve loop, so shutdown() need not wait out a poll interval.
+        with contextlib.suppress(OSError):
+            httpd.socket.shutdown(socket.SHUT_RDWR)
+        httpd.shutdown()  # otherwise returns within one poll interval
+        httpd.server_close()  # closes the listening socket: connections now refused
+        thread.join(timeout=2.0)
+
+    def _drop_connections(self) -> None:
+        """Wake hangs and shut down (not close: fds belong to handlers) every socket."""
+        with self._lock:
+            self._refuse_new = True
+            self._released.set()
+            sockets = list(self._open_sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    # -- addresses ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + TOKEN_PATH
+
+    @property
+    def refresh_url(self) -> str:
+        return self.url + REFRESH_PATH
+
+    @property
+    def export_url(self) -> str:
+        return self.url + EXPORT_PATH
+
+    @property
+    def noauth_url(self) -> str:
+        return self.url + NOAUTH_EXPORT_PATH
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def expire_tokens(self) -> None:
+        """Make every access token issued so far invalid (the next export gets 401).
+
+        Refresh tokens stay valid, so a client can recover by refreshing; the manual
+        token is not an issued token and keeps working.
+        """
+        with self._lock:
+            for token in self._access_tokens:
+                self._access_tokens[token] = 0.0
+
+    def revoke_refresh_tokens(self) -> None:
+        """Invalidate every refresh token, to test the fall-back to key and secret."""
+        with self._lock:
+            self._refresh_tokens.clear()
+
+    def _issue_tokens(self) -> dict[str, Any]:
+        now = time.time()
+        header = {"alg": "none", "typ": "JWT"}
+        claims = {
+            "tenantId": self.user_id,
+            "iat": int(now),
+            "exp": int(now + self.expires_in),
+            "jti": uuid.uuid4().hex,
+        }
+        # An unsecured JWT (RFC 7519 section 6): clients read it without verifying.
+        access = ".".join(
+            (
+                _b64url(json.dumps(header, separators=(",", ":")).encode()),
+                _b64url(json.dumps(claims, separators=(",", ":")).encode()),
+                "",
+            )
+        )
+        refresh = secrets.token_urlsafe(32)
+        with self._lock:
+            self._access_tokens[access] = now + self.expires_in
+            self._refresh_tokens.add(refresh)
+        return {"accessToken": access, "refreshToken": refresh, "expiresIn": self.expires_in}
+
+    def _rotate_refresh_token(self, refresh_token: Any) -> dict[str, Any] | None:
+        """A new pair for a valid refresh token, which is used up (rotation)."""
+        with self._lock:
+            if not isinstance(refresh_token, str) or refresh_token not in self._refresh_tokens:
+                return None
+            self._refresh_tokens.discard(refresh_token)
+        return self._issue_tokens()
+
+    def _auth_error(self, authorization: str | None) -> str | None:
+        """Why an export's Authorization header is refused, or None when it is fine."""
+        if not authorization:
+            return "missing Authorization header"
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return "Authorization must be 'Bearer <token>'"
+        if self.manual_token is not None and secrets.compare_digest(token, self.manual_token):
+            return None
+        with self._lock:
+            expires = self._access_tokens.get(token)
+        if expires is None:
+            return "unknown access token"
+        if expires <= time.time():
+            return "access token expired"
+        return None
+
+    # -- faults ---------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """The current export behaviour: one of ``MODES``."""
+        with self._lock:
+            return self._fault.mode if self._fault is not None else "accept"
+
+    def set_mode(self, mode: str, **params: Any) -> None:
+        """Set the export behaviour by name; ``params`` go to the matching method.
+
+        ``set_mode("accept")`` ends any fault. The others delegate, so parametrized
+        tests can name a mode: ``set_mode("respond", status=503, times=1)``.
+        """
+        if mode == "accept":
+            if params:
+                raise TypeError(f"accept takes no parameters, got {sorted(params)}")
+            with self._lock:
+                self._fault = None
+        elif mode == "respond":
+            self.respond_with(**params)
+        elif mode == "hang":
+            self.hang(**params)
+        elif mode == "top_level_error":
+            self.top_level_error(**params)
+        else:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+    def respond_with(
+        self,
+        status: int,
+        body: Mapping[str, Any] | list[Any] | bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Answer the next ``times`` exports (all if None) with this canned response.
+
+        Their messages are not accepted. ``body`` None gives ``{"errors": [...]}``;
+        a mapping or list is sent as JSON, bytes and str as they are.
+        """
+        if body is None:
+            body = {"errors": [f"injected HTTP {status}"]}
+        if isinstance(body, bytes):
+            raw, content_type = body, "application/octet-stream"
+        elif isinstance(body, str):
+            raw, content_type = body.encode("utf-8"), "text/plain; charset=utf-8"
+        else:
+            raw, content_type = json.dumps(body).encode("utf-8"), "application/json"
+        fault = _Fault("respond", times, status=status, body=raw, content_type=content_type)
+        fault.headers = dict(headers or {})
+        self._install(fault)
+
+    def hang(self, seconds: float, times: int | None = None) -> None:
+        """Delay the next ``times`` exports (all if None), then answer them normally.
+
+        The wait is on an Event that stop() sets, so a hang never outlives the server.
+        """
+        self._install(_Fault("hang", times, seconds=seconds))
+
+    def top_level_error(
+        self, message: str = "injected top-level error", times: int | None = None
+    ) -> None:
+        """Reject the next ``times`` whole batches (all if None): 400 ``topLevelError``."""
+        self._install(_Fault("top_level_error", times, status=400, message=message))
+
+    def _install(self, fault: _Fault) -> None:
+        if fault.remaining is not None and fault.remaining < 1:
+            raise ValueError("times must be a positive integer or None")
+        with self._lock:
+            self._fault = fault
+
+    def _take_fault(self) -> _Fault | None:
+        """Consume one use of the current fault; back to accept once used up."""
+        with self._lock:
+            fault = self._fault
+            if fault is None:
+                return None
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._fault = None
+            return fault
+
+    # -- recording ------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        """Distinct TCP connections accepted since start() or the last clear()."""
+        with self._lock:
+            return self._connections
+
+    @property
+    def token_requests(self) -> int:
+        with self._lock:
+            return self._token_requests
+
+    @property
+    def refresh_requests(self) -> int:
+        with self._lock:
+            return self._refresh_requests
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received (any path, any outcome), in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def errors(self) -> list[str]:
+        """Tracebacks of bugs in this server's handlers; tests should expect none."""
+        with self._lock:
+            return list(self._errors)
+
+    def export_requests(self) -> list[RecordedRequest]:
+        """POSTs to /export and /monaExport, whatever their outcome."""
+        return [r for r in self.requests if r.method == "POST" and r.path in EXPORT_PATHS]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Accepted wire messages in arrival order, as sent (copies)."""
+        with self._lock:
+            return [copy.deepcopy(item.message) for item in self._accepted]
+
+    def contexts(
+        self, default_action: str | None = None
+    ) -> dict[tuple[str, str | None], dict[str, Any]]:
+        """Mona's records for the accepted messages: ``{(class, id): fields}``.
+
+        A message's own ``action`` wins, then its batch's ``defaultAction``, then
+        ``default_action``; the fold itself is the package's ``aggregate``.
+        """
+        with self._lock:
+            items = [(copy.deepcopy(item.message), item.default_action) for item in self._accepted]
+        resolved = []
+        for message, batch_default in items:
+            if message.get("action") is None and batch_default is not None:
+                message["action"] = batch_default
+            resolved.append(message)
+        return aggregate(resolved, default_action)
+
+    def wait_for_messages(self, n: int, timeout: float) -> bool:
+        """Block until at least ``n`` messages were accepted; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._accepted) >= n, timeout)
+
+    def wait_for_requests(self, n: int, timeout: float, *, exports_only: bool = True) -> bool:
+        """Block until ``n`` (export) requests arrived, e.g. one that is now hanging."""
+
+        def arrived() -> bool:
+            if not exports_only:
+                return len(self._requests) >= n
+            return sum(1 for r in self._requests if r.path in EXPORT_PATHS) >= n
+
+        with self._changed:
+            return self._changed.wait_for(arrived, timeout)
+
+    def clear(self) -> None:
+        """Forget recordings and counters; tokens, faults and listening stay as they are."""
+        with self._lock:
+            self._requests.clear()
+            self._accepted.clear()
+            self._errors.clear()
+            self._connections = 0
+            self._token_requests = 0
+            self._refresh_requests = 0
+
+    # -- hooks for the handler (all under the lock) ---------------------------------
+
+    def _connection_opened(self, sock: socket.socket) -> int:
+        with self._lock:
+            self._connections += 1
+            self._next_connection_id += 1
+            connection_id = self._next_connection_id
+            self._open_sockets.add(sock)
+            refuse = self._refuse_new
+        if refuse:  # accepted while stop() was dropping connections
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return connection_id
+
+    def _connection_closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open_sockets.discard(sock)
+
+    def _record_request(self, record: RecordedRequest) -> RecordedRequest:
+        with self._changed:
+            self._requests.append(record)
+            self._changed.notify_all()
+        return record
+
+    def _set_status(self, record: RecordedRequest, status: int) -> None:
+        with self._lock:
+            record.status = status
+
+    def _accept(self, messages: list[dict[str, Any]], default_action: str | None) -> None:
+        with self._changed:
+            self._accepted.extend(_Accepted(m, default_action) for m in messages)
+            self._changed.notify_all()
+
+    def _count(self, endpoint: str) -> None:
+        with self._lock:
+            if endpoint == "token":
+                self._token_requests += 1
+            else:
+                self._refresh_requests += 1
+
+    def _record_error(self, text: str) -> None:
+        with self._lock:
+            self._errors.append(text)

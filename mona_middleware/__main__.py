@@ -1,0 +1,8 @@
+"""``python -m mona_middleware``: the same CLI as the ``mona-middleware`` script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

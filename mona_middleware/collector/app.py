@@ -1,0 +1,202 @@
+"""``Collector``: the local Mona-compatible server as a Python object.
+
+Tests, the demo and the CLI all start the same object, so what a developer sees in the
+browser is exactly what the test suite checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import secrets
+import socket
+import threading
+import time
+
+from .server import REFRESH_PATH, TOKEN_PATH, CollectorHTTPServer, ServerConfig
+from .store import Store
+from .tokens import ACCESS, TokenIssuer
+
+DEFAULT_TOKEN_TTL = 4 * 3600.0
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+_CREDENTIALS_KEY = "dev_credentials"
+
+
+def is_loopback(host: str) -> bool:
+    """True for hosts only this machine can reach; anything else needs tokens."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    # A wildcard bind is reachable on loopback; clients cannot connect to 0.0.0.0.
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
+class Collector:
+    """A Mona-compatible collector serving from a daemon thread.
+
+    >>> with Collector() as collector:                       # doctest: +SKIP
+    ...     os.environ.update(collector.env())
+    ...     collector.wait_for_messages(1, timeout=5)
+
+    Without ``api_key``/``secret`` a dev pair is generated once and kept in the
+    database, so restarting on the same file keeps clients' credentials (and tokens)
+    valid. ``require_auth`` defaults to "host is not loopback".
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str = ":memory:",
+        api_key: str | None = None,
+        secret: str | None = None,
+        user_id: str = "local",
+        *,
+        require_auth: bool | None = None,
+        allow_no_auth: bool = False,
+        token_ttl: float = DEFAULT_TOKEN_TTL,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        if (api_key is None) != (secret is None):
+            raise ValueError("give both api_key and secret, or neither")
+        if not user_id:
+            raise ValueError("user_id must be a non-empty string")
+        self.host = host
+        self.store = Store(db)
+        if api_key is None or secret is None:
+            api_key, secret = self._dev_credentials()
+        self.issuer = TokenIssuer(api_key, secret, user_id)
+        self.require_auth = not is_loopback(host) if require_auth is None else require_auth
+        self._config = ServerConfig(
+            self.store, self.issuer, self.require_auth, allow_no_auth, token_ttl, max_body
+        )
+        self._port = port
+        self._server: CollectorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _dev_credentials(self) -> tuple[str, str]:
+        stored = self.store.get_meta(_CREDENTIALS_KEY)
+        if stored:
+            pair = json.loads(stored)
+            return pair["api_key"], pair["secret"]
+        api_key, secret = "dev-" + secrets.token_hex(8), secrets.token_urlsafe(24)
+        self.store.set_meta(_CREDENTIALS_KEY, json.dumps({"api_key": api_key, "secret": secret}))
+        return api_key, secret
+
+    def start(self) -> Collector:
+        """Bind (``port=0`` picks a free port) and serve in a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("this collector is already started")
+        self._server = CollectorHTTPServer((self.host, self._port), self._config)
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name="mona-collector",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and close the database; safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            self._shutdown(server, timeout)
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.store.close()
+
+    def _shutdown(self, server: CollectorHTTPServer, timeout: float) -> None:
+        # serve_forever() notices shutdown() only when its select() wakes up; a
+        # throwaway connection wakes it at once, so stop() takes milliseconds, not a
+        # poll interval, while an idle collector still sleeps soundly.
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        deadline = time.monotonic() + timeout
+        while stopper.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                socket.create_connection((_url_host(self.host).strip("[]"), self._port), 1).close()
+            stopper.join(0.02)
+
+    def __enter__(self) -> Collector:
+        return self if self._server is not None else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def api_key(self) -> str:
+        return self.issuer.api_key
+
+    @property
+    def secret(self) -> str:
+        return self.issuer.secret
+
+    @property
+    def user_id(self) -> str:
+        return self.issuer.user_id
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("start() the collector first: the port is chosen on bind")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8765``."""
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def export_url(self) -> str:
+        return self.url + "/export"
+
+    @property
+    def noauth_url(self) -> str:
+        return self.url + "/monaExport"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + TOKEN_PATH
+
+    @property
+    def refresh_url(self) -> str:
+        return self.url + REFRESH_PATH
+
+    def access_token(self, ttl: float = DEFAULT_TOKEN_TTL) -> str:
+        """A fresh access token, e.g. for the read API of a non-loopback collector."""
+        return self.issuer.issue(ACCESS, ttl)
+
+    def ui_url(self, ttl: float = 7 * 24 * 3600.0) -> str:
+        """The browser page's URL, with a token in it when the collector requires one."""
+        return self.url + (f"/?token={self.access_token(ttl)}" if self.require_auth else "/")
+
+    def env(self) -> dict[str, str]:
+        """The ``MONA_SDK_*`` variables that point ``mona_sdk`` or mona_middleware here."""
+        return {
+            "MONA_SDK_API_KEY": self.api_key,
+            "MONA_SDK_SECRET": self.secret,
+            "MONA_SDK_USER_ID": self.user_id,
+            "MONA_SDK_AUTH_API_TOKEN_URL": self.token_url,
+            "MONA_SDK_REFRESH_TOKEN_URL": self.refresh_url,
+            "MONA_SDK_OVERRIDE_REST_API_URL": self.export_url,
+        }
+
+    def wait_for_messages(self, count: int, timeout: float = 5.0) -> bool:
+        """True once ``count`` messages are stored in total; False after ``timeout``."""
+        return self.store.wait_for_messages(count, timeout)
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "not started"
+        return f"<Collector {where} db={self.store.path!r}>"

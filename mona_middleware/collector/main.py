@@ -1,0 +1,110 @@
+"""Running the collector from the command line until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import sqlite3
+import sys
+import threading
+
+from .app import DEFAULT_MAX_BODY, Collector
+
+DEFAULT_DB = "mona-collector.sqlite3"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``collector`` subcommand's options."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8765, help="0 picks a free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--db", default=DEFAULT_DB, help="SQLite file, or :memory: (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--api-key", help="API key clients must present (default: generated and kept in --db)"
+    )
+    parser.add_argument("--secret", help="secret for --api-key")
+    parser.add_argument(
+        "--user-id", default="local", help="Mona user id / tenant (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--allow-no-auth",
+        action="store_true",
+        help="serve /monaExport without a token on a non-loopback host",
+    )
+    parser.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        help="largest request body in bytes (default: %(default)s)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+
+
+def banner(collector: Collector) -> str:
+    """What a user needs to point an app at the collector, ready to paste in a shell."""
+    db = collector.store.path
+    lines = [
+        f"Mona collector listening on {collector.url}"
+        f" (db: {db if db == ':memory:' else os.path.abspath(db)})",
+        f"UI:      {collector.ui_url()}",
+        f"API key: {collector.api_key}",
+        f"Secret:  {collector.secret}",
+        f"User id: {collector.user_id}",
+    ]
+    if collector.require_auth:
+        lines.append(
+            f"Bound to {collector.host or 'all interfaces'} (not loopback): every endpoint"
+            " but the token endpoints and /static/ needs a token; reach it by this machine's"
+            " address from elsewhere."
+        )
+    lines.append("Point mona_sdk or mona_middleware at it with:")
+    lines += [f"  export {name}={shlex.quote(value)}" for name, value in collector.env().items()]
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def run_collector(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM (must run in the main thread); the exit status."""
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(message)s")
+    try:
+        collector = Collector(
+            host=args.host,
+            port=args.port,
+            db=args.db,
+            api_key=args.api_key,
+            secret=args.secret,
+            user_id=args.user_id,
+            allow_no_auth=args.allow_no_auth,
+            max_body=args.max_body,
+        )
+    except (ValueError, sqlite3.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        try:
+            collector.start()
+        except OSError as exc:
+            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        print(banner(collector), flush=True)
+        # Waking up now and then keeps signal handling prompt on every platform.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        collector.stop()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    print("Mona collector stopped.", flush=True)
+    return 0

@@ -1,0 +1,145 @@
+"""Validation of export batches, with Mona's split between batch and message errors.
+
+A batch that cannot be read at all (not an object, no ``messages`` list, a bad
+``defaultAction``) is rejected whole with a ``topLevelError``. Inside a readable batch
+each message is checked alone: the valid ones are stored and the others are reported
+by index in ``failure_reasons``, so one bad message never costs the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..aggregate import ACTIONS, OVERWRITE
+
+
+class BatchError(ValueError):
+    """The whole batch is unreadable; the message becomes the ``topLevelError``."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One valid message, normalised: the action is resolved and the id is never empty."""
+
+    index: int
+    context_class: str
+    context_id: str
+    fields: dict[str, Any]
+    action: str
+    timestamp: float | None
+
+
+@dataclass
+class Batch:
+    """A readable batch: its valid messages and, by index, why the others were refused."""
+
+    user_id: str
+    messages: list[Message] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    default_action: str | None = None
+    sample_config_name: str | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.messages) + len(self.failures)
+
+
+def parse_timestamp(value: object) -> float | None:
+    """Unix seconds from a number or an ISO-8601 string; ``None`` stays ``None``.
+
+    Raises ``ValueError`` for anything else, as Mona refuses such a message.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a number, an ISO-8601 string or null")
+    if isinstance(value, (int, float)):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds):
+            raise ValueError("must be a finite number")
+        return seconds
+    if isinstance(value, str):
+        text = value.strip()
+        # datetime.fromisoformat only learnt the "Z" suffix in Python 3.11.
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO-8601 date") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    raise ValueError("must be a number, an ISO-8601 string or null")
+
+
+def _check_action(value: object, name: str) -> str | None:
+    if value is None or (isinstance(value, str) and value in ACTIONS):
+        return value
+    raise ValueError(f"{name} must be one of {sorted(ACTIONS)} or null, not {value!r}")
+
+
+def parse_message(index: int, raw: object, default_action: str | None) -> Message:
+    """Validate one wire message; raises ``ValueError`` with the reason to report."""
+    if not isinstance(raw, dict):
+        raise ValueError("a message must be a JSON object")
+    context_class = raw.get("arcClass")
+    if not isinstance(context_class, str) or not context_class:
+        hint = " (the SDK's contextClass is sent as arcClass)" if "contextClass" in raw else ""
+        raise ValueError("arcClass must be a non-empty string" + hint)
+    fields = raw.get("message")
+    if not isinstance(fields, dict) or not fields:
+        raise ValueError("message must be a non-empty JSON object")
+    context_id = raw.get("contextId")
+    if context_id is not None and not isinstance(context_id, str):
+        raise ValueError("contextId must be a string or null")
+    action = _check_action(raw.get("action"), "action")
+    stamp = raw.get("exportTimestamp")
+    if stamp is None:
+        stamp = raw.get("sendTimestamp")
+    try:
+        timestamp = parse_timestamp(stamp)
+    except ValueError as exc:
+        raise ValueError(f"exportTimestamp {exc}") from None
+    return Message(
+        index=index,
+        context_class=context_class,
+        # Mona makes an id for a message without one; that context can never be updated.
+        context_id=context_id or str(uuid.uuid4()),
+        fields=fields,
+        action=action or default_action or OVERWRITE,
+        timestamp=timestamp,
+    )
+
+
+def parse_batch(body: object) -> Batch:
+    """Split a decoded export body into valid messages and per-index failures."""
+    if not isinstance(body, dict):
+        raise BatchError("the body must be a JSON object")
+    user_id = body.get("userId")
+    if not isinstance(user_id, str) or not user_id:
+        raise BatchError("userId must be a non-empty string")
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise BatchError("messages must be a JSON array")
+    sample_config = body.get("sampleConfigName")
+    if sample_config is not None and not isinstance(sample_config, str):
+        raise BatchError("sampleConfigName must be a string or null")
+    try:
+        default_action = _check_action(body.get("defaultAction"), "defaultAction")
+    except ValueError as exc:
+        raise BatchError(str(exc)) from None
+    batch = Batch(user_id, default_action=default_action, sample_config_name=sample_config)
+    for index, raw in enumerate(messages):
+        try:
+            batch.messages.append(parse_message(index, raw, default_action))
+        except ValueError as exc:
+            batch.failures[str(index)] = str(exc)
+    return batch

@@ -1,0 +1,42 @@
+"""Fixtures for the collector tests: a real collector on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from mona_middleware.collector import Collector
+
+Send = Callable[..., requests.Response]
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    with Collector() as running:
+        yield running
+
+
+@pytest.fixture
+def token(collector: Collector) -> str:
+    response = requests.post(
+        collector.token_url,
+        json={"clientId": collector.api_key, "secret": collector.secret},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.json()["accessToken"]
+
+
+@pytest.fixture
+def send(collector: Collector, token: str) -> Send:
+    """``send(messages, **batch_fields)`` posts one authenticated batch to /export."""
+
+    def post(messages: list[Any], **batch: Any) -> requests.Response:
+        body = {"userId": collector.user_id, "messages": messages, **batch}
+        headers = {"Authorization": f"Bearer {token}"}
+        return requests.post(collector.export_url, json=body, headers=headers, timeout=5)
+
+    return post

@@ -19,6 +19,7 @@ from ._log import limited
 from ._version import __version__
 from .config import MonaConfig
 from .context import MonaContext, context, current_context, export, sub_context
+from .decorators import monitor
 from .errors import MonaConfigError, MonaError, MonaExportError
 from .message import MonaMessage
 from .threads import MonaThread, wrap
@@ -43,6 +44,7 @@ __all__ = [
     "export",
     "export_batch",
     "flush",
+    "monitor",
     "shutdown",
     "stats",
     "sub_context",

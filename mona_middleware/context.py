@@ -37,12 +37,14 @@ class MonaContext:
         "_ops",
         "_sub_id",
         "_token",
+        "before_send",
         "closed",
         "context_class",
         "disabled",
         "export_timestamp",
         "opened_at",
         "parent",
+        "request",
     )
 
     def __init__(
@@ -64,6 +66,10 @@ class MonaContext:
         self._token: Token | None = None
         self.closed = False
         self.disabled = False
+        # Set by web adapters: the request's state (see web.RequestState) and the user's
+        # before_send hook, applied to each wire message on the exporter's thread.
+        self.request: Any = None
+        self.before_send: Any = None
 
     @property
     def context_id(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -94,8 +95,8 @@ class BatchExporter:
         with self._lock:
             if self._state is RUNNING:
                 return True
-            if self._state is STOPPED:
-                return False
+            if self._state is STOPPED or sys.is_finalizing():
+                return False  # starting a thread while the interpreter exits would hang
             self._batcher = threading.Thread(
                 target=self._run_batcher, name="mona-batcher", daemon=True
             )

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._log import logger
 from ._stats import ExportStats
 from .aggregate import ADD, OVERWRITE
 from .coalesce import coalesce
@@ -91,7 +92,38 @@ def _context_messages(ctx: MonaContext, config: MonaConfig, stats: ExportStats) 
         if clean:
             stamp = default_ts if ts is None else normalize_timestamp(ts, context_class)
             messages.append(wire_message(context_class, context_id, clean, stamp, action))
+    if ctx.before_send is not None:
+        messages = _before_send(ctx.before_send, messages, stats)
     return messages
+
+
+def _before_send(hook: Any, messages: list[dict], stats: ExportStats) -> list[dict]:
+    """The user's last word on each message: return it (changed or not), or None to drop it."""
+    kept = []
+    for message in messages:
+        try:
+            result = hook(message)
+        except Exception:
+            logger.exception("mona_middleware: before_send raised; the message is sent as it was")
+            result = message
+        if result is None:
+            stats.drop("before_send returned None", 1)
+        elif isinstance(result, dict) and isinstance(result.get("message"), dict):
+            # The hook may have added anything: convert again, so one bad value it added
+            # cannot make the whole batch fail to encode.
+            result["message"], dropped = sanitize_fields(
+                result["message"], str(result.get("arcClass")), filter_none=False
+            )
+            stats.add("fields_dropped", dropped)
+            kept.append(result)
+        else:
+            logger.error(
+                "mona_middleware: before_send must return the message dict or None, "
+                "got %s; the message is sent as it was",
+                type(result).__name__,
+            )
+            kept.append(message)
+    return kept
 
 
 def _with_global_fields(parts: list, global_fields: Mapping[str, Any]) -> list:

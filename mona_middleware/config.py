@@ -2,14 +2,15 @@
 
 The environment is the one a Mona user already has for ``mona_sdk`` (``MONA_SDK_*``,
 ``AUTH_MODE``, ``MONA_DISABLE_ALL``); knobs of our own are ``MONA_MIDDLEWARE_*``. Every
-option is declared once in ``_OPTIONS`` with its variable, parser and default, so the
-option list, the env names, the validation and ``mona-middleware check`` cannot drift.
+option is declared once, as a ``MonaConfig`` field carrying its variable and parser, so
+the option list, the env names, the validation and ``mona-middleware check`` cannot drift.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -99,38 +100,38 @@ def _fields(value: Any) -> Mapping[str, Any]:
     return MappingProxyType(parsed)
 
 
-# option name -> (environment variable, parser, default)
-_OPTIONS: dict[str, tuple[str | None, Callable[[Any], Any], Any]] = {
-    "api_key": ("MONA_SDK_API_KEY", _text, None),
-    "secret": ("MONA_SDK_SECRET", _text, None),
-    "user_id": ("MONA_SDK_USER_ID", _text, None),
-    "access_token": ("MONA_SDK_ACCESS_TOKEN", _text, None),
-    "auth_mode": ("AUTH_MODE", _choice(AUTH_MODES, upper=True), "MONA"),
-    "auth_api_token_url": ("MONA_SDK_AUTH_API_TOKEN_URL", _url, DEFAULT_TOKEN_URL),
-    "refresh_token_url": ("MONA_SDK_REFRESH_TOKEN_URL", _url, DEFAULT_REFRESH_URL),
-    "use_refresh_tokens": ("MONA_SDK_USE_REFRESH_TOKENS", _bool, True),
-    "auth_retries": ("MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION", _number(int, 0, 20), 3),
-    "auth_retry_wait": (
-        "MONA_SDK_WAIT_TIME_FOR_AUTHENTICATION_RETRIES_SEC",
-        _number(float, 0, 60),
-        2.0,
-    ),
-    "rest_api_host": ("MONA_SDK_OVERRIDE_REST_API_HOST", _text, None),
-    "rest_api_url": ("MONA_SDK_OVERRIDE_REST_API_URL", _url, None),
-    "use_ssl": ("MONA_SDK_SHOULD_USE_SSL", _bool, True),
-    "filter_none_fields": ("MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT", _bool, False),
-    "raise_export_exceptions": ("MONA_SDK_RAISE_EXPORT_EXCEPTIONS", _bool, False),
-    "disable_all": ("MONA_DISABLE_ALL", _bool, False),
-    "transport": ("MONA_MIDDLEWARE_TRANSPORT", _transport, "auto"),
-    "file_path": ("MONA_MIDDLEWARE_FILE_PATH", _text, DEFAULT_FILE_PATH),
-    "queue_size": ("MONA_MIDDLEWARE_QUEUE_SIZE", _number(int, 1, 10_000_000), 10_000),
-    "batch_size": ("MONA_MIDDLEWARE_BATCH_SIZE", _number(int, 1, 10_000), 500),
-    "flush_interval": ("MONA_MIDDLEWARE_FLUSH_INTERVAL", _number(float, 0.001, 3600), 1.0),
-    "sender_threads": ("MONA_MIDDLEWARE_SENDER_THREADS", _number(int, 1, 32), 2),
-    "http_timeout": ("MONA_MIDDLEWARE_HTTP_TIMEOUT", _number(float, 0.01, 600), 10.0),
-    "shutdown_timeout": ("MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT", _number(float, 0, 600), 5.0),
-    "global_fields": ("MONA_MIDDLEWARE_GLOBAL_FIELDS", _fields, MappingProxyType({})),
-}
+def _rates(value: Any) -> Mapping[str, float]:
+    """Per-class sampling rates: a dict or mona_sdk's JSON object ``{"class": rate}``."""
+    parsed = json.loads(value) if isinstance(value, str) else dict(value)
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object of context class -> rate")
+    return MappingProxyType({str(k): _number(float, 0, 1)(v) for k, v in parsed.items()})
+
+
+def _callable(value: Any) -> Any:
+    if not callable(value):
+        raise ValueError(f"must be callable, got {type(value).__name__}")
+    return value
+
+
+def _megabytes(value: Any) -> int:
+    return int(_number(float, 0, 1_000_000)(value) * 1024 * 1024)
+
+
+def _log_level(value: Any) -> int:
+    level = value if isinstance(value, int) else logging.getLevelName(str(value).strip().upper())
+    if not isinstance(level, int):
+        raise ValueError(f"expected a logging level name or number, got {value!r}")
+    return level
+
+
+def _opt(default: Any, env: str | None, parse: Callable[[Any], Any], **kwargs: Any) -> Any:
+    """A config field that knows its environment variable and parser."""
+    if isinstance(default, Mapping):
+        kwargs["default_factory"] = lambda: MappingProxyType(dict(default))
+    else:
+        kwargs["default"] = default
+    return field(metadata={"env": env, "parse": parse}, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -141,31 +142,62 @@ class MonaConfig:
     500
     """
 
-    api_key: str | None = field(default=None, repr=False)
-    secret: str | None = field(default=None, repr=False)
-    user_id: str | None = None
-    access_token: str | None = field(default=None, repr=False)
-    auth_mode: str = "MONA"
-    auth_api_token_url: str = DEFAULT_TOKEN_URL
-    refresh_token_url: str = DEFAULT_REFRESH_URL
-    use_refresh_tokens: bool = True
-    auth_retries: int = 3
-    auth_retry_wait: float = 2.0
-    rest_api_host: str | None = None
-    rest_api_url: str | None = None
-    use_ssl: bool = True
-    filter_none_fields: bool = False
-    raise_export_exceptions: bool = False
-    disable_all: bool = False
-    transport: Any = "auto"
-    file_path: str = DEFAULT_FILE_PATH
-    queue_size: int = 10_000
-    batch_size: int = 500
-    flush_interval: float = 1.0
-    sender_threads: int = 2
-    http_timeout: float = 10.0
-    shutdown_timeout: float = 5.0
-    global_fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Mona's own settings, read as mona_sdk reads them
+    api_key: str | None = _opt(None, "MONA_SDK_API_KEY", _text, repr=False)
+    secret: str | None = _opt(None, "MONA_SDK_SECRET", _text, repr=False)
+    user_id: str | None = _opt(None, "MONA_SDK_USER_ID", _text)
+    access_token: str | None = _opt(None, "MONA_SDK_ACCESS_TOKEN", _text, repr=False)
+    auth_mode: str = _opt("MONA", "AUTH_MODE", _choice(AUTH_MODES, upper=True))
+    auth_api_token_url: str = _opt(DEFAULT_TOKEN_URL, "MONA_SDK_AUTH_API_TOKEN_URL", _url)
+    refresh_token_url: str = _opt(DEFAULT_REFRESH_URL, "MONA_SDK_REFRESH_TOKEN_URL", _url)
+    use_refresh_tokens: bool = _opt(True, "MONA_SDK_USE_REFRESH_TOKENS", _bool)
+    auth_retries: int = _opt(3, "MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION", _number(int, 0, 20))
+    auth_retry_wait: float = _opt(
+        2.0, "MONA_SDK_WAIT_TIME_FOR_AUTHENTICATION_RETRIES_SEC", _number(float, 0, 60)
+    )
+    rest_api_host: str | None = _opt(None, "MONA_SDK_OVERRIDE_REST_API_HOST", _text)
+    rest_api_url: str | None = _opt(None, "MONA_SDK_OVERRIDE_REST_API_URL", _url)
+    use_ssl: bool = _opt(True, "MONA_SDK_SHOULD_USE_SSL", _bool)
+    filter_none_fields: bool = _opt(False, "MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT", _bool)
+    raise_export_exceptions: bool = _opt(False, "MONA_SDK_RAISE_EXPORT_EXCEPTIONS", _bool)
+    disable_all: bool = _opt(False, "MONA_DISABLE_ALL", _bool)
+    sampling_rate: float = _opt(1.0, "MONA_SDK_DEFAULT_SAMPLING_FACTOR", _number(float, 0, 1))
+    sampling_rates: Mapping[str, float] = _opt({}, "MONA_SDK_SAMPLING_CONFIG", _rates)
+    log_level: int | None = _opt(None, "MONA_SDK_LOGGING_LEVEL", _log_level)
+    logger_name: str = _opt("mona_middleware", "MONA_SDK_LOGGER_NAME", _text)
+    # the exporter
+    transport: Any = _opt("auto", "MONA_MIDDLEWARE_TRANSPORT", _transport)
+    file_path: str = _opt(DEFAULT_FILE_PATH, "MONA_MIDDLEWARE_FILE_PATH", _text)
+    queue_size: int = _opt(10_000, "MONA_MIDDLEWARE_QUEUE_SIZE", _number(int, 1, 10_000_000))
+    batch_size: int = _opt(500, "MONA_MIDDLEWARE_BATCH_SIZE", _number(int, 1, 10_000))
+    flush_interval: float = _opt(1.0, "MONA_MIDDLEWARE_FLUSH_INTERVAL", _number(float, 0.001, 3600))
+    sender_threads: int = _opt(2, "MONA_MIDDLEWARE_SENDER_THREADS", _number(int, 1, 32))
+    http_timeout: float = _opt(10.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", _number(float, 0.01, 600))
+    shutdown_timeout: float = _opt(5.0, "MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT", _number(float, 0, 600))
+    global_fields: Mapping[str, Any] = _opt({}, "MONA_MIDDLEWARE_GLOBAL_FIELDS", _fields)
+    gzip: bool = _opt(False, "MONA_MIDDLEWARE_GZIP", _bool)
+    # reliability
+    max_retries: int = _opt(8, "MONA_MIDDLEWARE_MAX_RETRIES", _number(int, 0, 1000))
+    retry_max_time: float = _opt(120.0, "MONA_MIDDLEWARE_RETRY_MAX_TIME", _number(float, 0, 86400))
+    retry_backoff: float = _opt(0.5, "MONA_MIDDLEWARE_RETRY_BACKOFF", _number(float, 0.001, 60))
+    retry_max_backoff: float = _opt(
+        30.0, "MONA_MIDDLEWARE_RETRY_MAX_BACKOFF", _number(float, 0.001, 3600)
+    )
+    retry_after_cap: float = _opt(120.0, "MONA_MIDDLEWARE_RETRY_AFTER_CAP", _number(float, 0, 3600))
+    spool: bool = _opt(True, "MONA_MIDDLEWARE_SPOOL", _bool)
+    spool_dir: str | None = _opt(None, "MONA_MIDDLEWARE_SPOOL_DIR", _text)
+    spool_max_bytes: int = _opt(100 * 1024 * 1024, "MONA_MIDDLEWARE_SPOOL_MAX_MB", _megabytes)
+    config_file: str | None = _opt(None, "MONA_MIDDLEWARE_CONFIG_FILE", _text)
+    config_poll_interval: float = _opt(
+        1.0, "MONA_MIDDLEWARE_CONFIG_POLL_INTERVAL", _number(float, 0.01, 3600)
+    )
+    error_handler: Any = _opt(None, None, _callable)
+    self_metrics_interval: float = _opt(
+        0.0, "MONA_MIDDLEWARE_SELF_METRICS_INTERVAL", _number(float, 0, 86400)
+    )
+    self_metrics_class: str = _opt(
+        "MONA_MIDDLEWARE_SELF_METRICS", "MONA_MIDDLEWARE_SELF_METRICS_CLASS", _text
+    )
 
     @classmethod
     def resolve(
@@ -183,12 +215,13 @@ class MonaConfig:
         """
         options = dict(options or {})
         env = os.environ if env is None else env
-        unknown = sorted(set(options) - set(_OPTIONS))
+        unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
             raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
-        for name, (var, parse, default) in _OPTIONS.items():
-            values[name] = _resolve_one(name, var, parse, default, options, env, strict)
+        for spec in dataclasses.fields(cls):
+            if spec.name in options or _env_value(spec, env) is not None:
+                values[spec.name] = _resolve_one(spec, options, env, strict)
         if "auth_mode" not in options and not env.get("AUTH_MODE"):
             sdk_auth = env.get("MONA_SDK_SHOULD_USE_AUTHENTICATION", "")
             if sdk_auth and not _resolve_bool_quiet(sdk_auth, True):
@@ -241,7 +274,7 @@ class MonaConfig:
     def masked(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, safe to print or log."""
         shown = {}
-        for name in _OPTIONS:
+        for name in OPTION_NAMES:
             value = getattr(self, name)
             if name in SECRET_OPTIONS and value:
                 value = f"{value[:2]}***" if len(value) > 8 else "***"
@@ -253,20 +286,26 @@ class MonaConfig:
         return shown
 
 
-def env_var(option: str) -> str | None:
-    """The environment variable that sets ``option``."""
-    return _OPTIONS[option][0]
+def _default(spec: dataclasses.Field) -> Any:
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
-def _resolve_one(name, var, parse, default, options, env, strict) -> Any:
+def _env_value(spec: dataclasses.Field, env: Mapping[str, str]) -> str | None:
+    var = spec.metadata["env"]
+    value = env.get(var, "") if var else ""
+    return value if value.strip() else None
+
+
+def _resolve_one(spec: dataclasses.Field, options: Mapping, env: Mapping, strict: bool) -> Any:
+    name, var = spec.name, spec.metadata["env"]
     if name in options and options[name] is not None:
         source, raw = f"option {name}", options[name]
-    elif var and env.get(var, "").strip():
+    elif _env_value(spec, env) is not None:
         source, raw = f"environment variable {var}", env[var]
     else:
-        return default
+        return _default(spec)
     try:
-        return parse(raw)
+        return spec.metadata["parse"](raw)
     except (ValueError, TypeError) as exc:
         shown = "***" if name in SECRET_OPTIONS else repr(raw)
         message = f"invalid {source}={shown}: {exc}"
@@ -274,8 +313,8 @@ def _resolve_one(name, var, parse, default, options, env, strict) -> Any:
             raise MonaConfigError(message) from None
         from ._log import logger
 
-        logger.error("mona_middleware: %s; using the default %r", message, default)
-        return default
+        logger.error("mona_middleware: %s; using the default %r", message, _default(spec))
+        return _default(spec)
 
 
 def _resolve_bool_quiet(value: str, default: bool) -> bool:
@@ -283,3 +322,12 @@ def _resolve_bool_quiet(value: str, default: bool) -> bool:
         return _bool(value)
     except ValueError:
         return default
+
+
+_SPECS = {spec.name: spec for spec in dataclasses.fields(MonaConfig)}
+OPTION_NAMES = tuple(_SPECS)
+
+
+def env_var(option: str) -> str | None:
+    """The environment variable that sets ``option``."""
+    return _SPECS[option].metadata["env"]

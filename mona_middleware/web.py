@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _runtime
 from ._log import limited, logger
-from .config import _OPTIONS as CONFIG_OPTIONS
+from .config import OPTION_NAMES as CONFIG_OPTIONS
 from .context import MonaContext, _check_new
 from .errors import MonaConfigError
 

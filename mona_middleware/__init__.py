@@ -63,14 +63,20 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
     1
     """
     from .prepare import ExplicitBatch, to_explicit
+    from .sampling import keep, rate_for
 
     config = _runtime.config()
     if config.disable_all or _runtime.disabled():
         return 0
     batch = ExplicitBatch()
+    sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
     for index, item in enumerate(messages):
         try:
-            batch.append(to_explicit(item, default_action))
+            message = to_explicit(item, default_action)
+            if sampled and not keep(message.context_id, rate_for(config, message.context_class)):
+                _runtime.count_sampled_out()
+                continue
+            batch.append(message)
         except ValueError as exc:
             _runtime.count_refused("invalid message")
             if config.raise_export_exceptions:

@@ -5,8 +5,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
-logger = logging.getLogger("mona_middleware")
+
+class _PackageLogger:
+    """The package's logger, whose name mona_sdk users may set (``MONA_SDK_LOGGER_NAME``).
+
+    Modules import this one object; ``set_logger`` re-points it without re-importing.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.target = logging.getLogger(name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.target, attribute)
+
+
+logger: Any = _PackageLogger("mona_middleware")
+
+
+def set_logger(name: str, level: int | None) -> None:
+    """Apply ``logger_name`` and ``log_level`` from the configuration."""
+    logger.target = logging.getLogger(name)
+    if level is not None:
+        logger.target.setLevel(level)
 
 
 class RateLimitedLog:
@@ -22,7 +44,7 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self._last: dict[str, tuple[float, int]] = {}
 
-    def __call__(self, level: int, key: str, msg: str, *args: object) -> bool:
+    def __call__(self, level: int, key: str, msg: str, *args: object, **kwargs: Any) -> bool:
         """Log ``msg % args`` unless ``key`` was logged recently; True when it was logged."""
         now = time.monotonic()
         with self._lock:
@@ -34,7 +56,7 @@ class RateLimitedLog:
         if suppressed:
             msg += " (%d similar messages suppressed)"
             args = (*args, suppressed)
-        self._log.log(level, msg, *args)
+        self._log.log(level, msg, *args, **kwargs)
         return True
 
     def reset(self) -> None:

@@ -11,15 +11,17 @@ import os
 import threading
 from typing import Any
 
-from ._log import limited, logger
+from ._log import limited, logger, set_logger
 from .config import MonaConfig
 from .exporter import BatchExporter
+from .killswitch import ConfigFileWatcher
 from .transports import JsonlFileTransport, create_transport
 
 
 class _State:
     config: MonaConfig | None = None
     exporter: BatchExporter | None = None
+    watcher: ConfigFileWatcher | None = None
     hooks_installed = False
     lock = threading.RLock()
 
@@ -33,7 +35,7 @@ def config() -> MonaConfig:
     if current is None:
         with STATE.lock:
             if STATE.config is None:
-                STATE.config = MonaConfig.resolve(strict=False)
+                _activate(MonaConfig.resolve(strict=False))
             current = STATE.config
     return current
 
@@ -71,27 +73,62 @@ def configure(**options: Any) -> MonaConfig:
     new_config = MonaConfig.resolve(options)
     with STATE.lock:
         old = STATE.exporter
-        STATE.config = new_config
+        _activate(new_config)
         STATE.exporter = None
     if old is not None:
         old.shutdown(old.config.shutdown_timeout)
     return new_config
 
 
+def resume_spool() -> bool:
+    """Start the exporter now if an earlier process left batches in the spool to resend.
+
+    Called when a middleware is set up, so a restarted app resends them even before
+    its first request. True when it started for that reason.
+    """
+    try:
+        current = exporter()
+        if current.spool is not None and current.spool.has_pending():
+            return current._start()
+    except Exception:
+        logger.exception("mona_middleware: could not look at the spool")
+    return False
+
+
 def enqueue(item: Any) -> bool:
     return exporter().enqueue(item)
 
 
+def _activate(new_config: MonaConfig) -> None:
+    """Make ``new_config`` current: its logging settings and its kill-switch file."""
+    STATE.config = new_config
+    set_logger(new_config.logger_name, new_config.log_level)
+    if STATE.watcher is not None:
+        STATE.watcher.stop()
+        STATE.watcher = None
+    if new_config.config_file:
+        STATE.watcher = ConfigFileWatcher(
+            new_config.config_file, new_config.config_poll_interval
+        ).start()
+
+
 def disabled() -> bool:
-    """The live kill switch; ``MONA_DISABLE_ALL`` itself is part of the config."""
-    return False
+    """The live kill switch (``disable_all`` in the config file) is on."""
+    watcher = STATE.watcher
+    return watcher is not None and watcher.disabled
 
 
 def count_refused(reason: str) -> None:
     exporter().stats.add("exports_refused")
 
 
+def count_sampled_out() -> None:
+    exporter().stats.add("contexts_sampled_out")
+
+
 def export_outside_context() -> bool:
+    if config().disable_all or disabled():
+        return False  # switched off on purpose: nothing to warn about
     exporter().stats.add("exports_outside_context")
     limited(
         30,
@@ -133,6 +170,9 @@ def _after_fork_in_child() -> None:
     current = STATE.exporter
     if current is not None:
         current.after_fork()
+    watcher = STATE.watcher
+    if watcher is not None:  # its thread did not survive the fork
+        STATE.watcher = ConfigFileWatcher(watcher.path, watcher.interval).start()
 
 
 def _install_hooks() -> None:

@@ -1,45 +1,44 @@
 """The ``mona-middleware`` command line: one subcommand per entry in ``COMMANDS``.
 
-A subcommand is two functions, one adding its arguments to its parser and one running
-it and returning the exit status. Add one with ``COMMANDS["name"] = Command(help,
-add_arguments, run)``. ``run`` imports what it needs itself, so ``--help`` and every
-other subcommand stay fast and never import a web framework.
+A subcommand is a module with two functions, one adding its arguments to its parser and
+one running it and returning the exit status. Add one with ``COMMANDS["name"] =
+Command(help, "module.path")``. Those modules import heavy things inside ``run``, so
+``--help`` stays fast and no subcommand imports a web framework.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
+from types import ModuleType
 from typing import NamedTuple
 
 from ._version import __version__
 
 
 class Command(NamedTuple):
-    """A subcommand: its one-line help, its argument set-up and its body."""
+    """A subcommand: its one-line help and the module holding its two functions.
+
+    The module defines ``add_arguments(parser)`` and ``run(args) -> int``; it is only
+    imported when the command is used (and for the parser's help).
+    """
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    module: str
 
-
-def _collector_arguments(parser: argparse.ArgumentParser) -> None:
-    from .collector.main import add_arguments
-
-    add_arguments(parser)
-
-
-def _run_collector(args: argparse.Namespace) -> int:
-    from .collector.main import run_collector
-
-    return run_collector(args)
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
 
 
 COMMANDS: dict[str, Command] = {
     "collector": Command(
         "run a local Mona-compatible collector with a browser UI",
-        _collector_arguments,
-        _run_collector,
+        "mona_middleware.collector.main",
+    ),
+    "replay": Command(
+        "send a spool directory or a JSONL file of messages to the configured Mona",
+        "mona_middleware.replay",
     ),
 }
 
@@ -53,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
-        command.add_arguments(sub)
-        sub.set_defaults(func=command.run)
+        module = command.load()
+        module.add_arguments(sub)
+        sub.set_defaults(func=module.run)
     return parser
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
-from . import _runtime
+from . import _runtime, sampling
 from ._log import limited
 from .errors import MonaExportError
 from .message import check_action
@@ -45,6 +45,7 @@ class MonaContext:
         "opened_at",
         "parent",
         "request",
+        "sampled_out",
     )
 
     def __init__(
@@ -66,6 +67,7 @@ class MonaContext:
         self._token: Token | None = None
         self.closed = False
         self.disabled = False
+        self.sampled_out = False
         # Set by web adapters: the request's state (see web.RequestState) and the user's
         # before_send hook, applied to each wire message on the exporter's thread.
         self.request: Any = None
@@ -84,7 +86,7 @@ class MonaContext:
     ) -> bool:
         """Record ``message``'s fields for this context; see ``mona_middleware.export``."""
         if self.disabled:
-            return False
+            return self.sampled_out  # left out by sampling on purpose: not a failure
         if type(message) is not dict and not isinstance(message, Mapping):
             return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
         if action is None and export_timestamp is None:
@@ -190,6 +192,7 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
 
 
 def _check_new(ctx: MonaContext) -> None:
+    """Decide once, at open: switched off, invalid, sampled out, or recorded."""
     config = _runtime.config()
     if config.disable_all or _runtime.disabled():
         ctx.disabled = True
@@ -200,6 +203,11 @@ def _check_new(ctx: MonaContext) -> None:
         if config.raise_export_exceptions:
             raise MonaExportError(reason)
         limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
+    elif config.sampling_rate < 1 or config.sampling_rates:
+        rate = sampling.rate_for(config, ctx.context_class)
+        if not sampling.keep(ctx.context_id, rate):
+            ctx.disabled = ctx.sampled_out = True
+            _runtime.count_sampled_out()
 
 
 def current_context() -> MonaContext | None:

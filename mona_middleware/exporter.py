@@ -2,12 +2,13 @@
 
 The request thread only appends to a deque. The batching thread wakes when a batch is
 waiting or ``flush_interval`` passes, turns closed contexts into wire messages and hands
-batches to sender threads, which encode and send them. Threads start on first use,
-never at import, and a forked child starts its own (see ``after_fork``).
+batches to sender threads, which send them through ``Delivery`` (retries, spool). Threads
+start on first use, never at import, and a forked child starts its own (``after_fork``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -19,10 +20,14 @@ from typing import Any
 from ._log import limited, logger
 from ._stats import ExportStats
 from .config import MonaConfig
+from .delivery import Delivery
 from .prepare import message_count, prepare
-from .transports.base import SendResult, Transport
+from .selfmetrics import SelfMetrics
+from .spool import Spool, default_spool_dir
+from .transports.base import Transport
 
 NEW, RUNNING, STOPPED = "new", "running", "stopped"
+_DRAIN = object()  # a sender job: resend from the spool
 
 
 class _FlushMarker:
@@ -33,6 +38,17 @@ class _FlushMarker:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.upto = -1
+
+
+class _Job:
+    """A batch on its way; whoever resolves it first (sender or shutdown) accounts for it."""
+
+    __slots__ = ("batch", "resolved", "seq")
+
+    def __init__(self, seq: int, batch: list[dict[str, Any]]) -> None:
+        self.seq = seq
+        self.batch = batch
+        self.resolved = False
 
 
 class BatchExporter:
@@ -51,14 +67,19 @@ class BatchExporter:
 
     def _reset(self) -> None:
         self.stats = ExportStats()
+        self.spool = _make_spool(self.config, self.transport, self.stats)
+        self.delivery = Delivery(self.config, self.transport, self.stats, self.spool)
+        self._metrics = SelfMetrics(self.config, self)
         self._queue: deque[Any] = deque()
+        self._max = self.config.queue_size
+        self._batch_size = self.config.batch_size
         self._wake = threading.Event()
         self._wake_pending = False
         self._state = NEW
         self._lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue(maxsize=self.config.sender_threads * 2)
         self._answered = threading.Condition()
-        self._inflight: dict[int, list[dict[str, Any]]] = {}
+        self._inflight: dict[int, _Job] = {}
         self._markers: list[_FlushMarker] = []
         self._seq = 0
         self._stopping = False
@@ -67,6 +88,7 @@ class BatchExporter:
         self._batcher: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
         self._pid = os.getpid()
+        self._next_probe = 0.0
 
     # -- the request's side: this is the hot path ------------------------------------
 
@@ -75,10 +97,10 @@ class BatchExporter:
         if self._state is not RUNNING and not self._start():
             return self._drop([item], "exporter shut down")
         pending = self._queue
-        if len(pending) >= self.config.queue_size:
+        if len(pending) >= self._max:
             return self._drop([item], "queue full")
         pending.append(item)
-        if len(pending) >= self.config.batch_size and not self._wake_pending:
+        if len(pending) >= self._batch_size and not self._wake_pending:
             self._wake_pending = True
             self._wake.set()
         return True
@@ -113,18 +135,23 @@ class BatchExporter:
             return True
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Send everything queued so far; True when the backend answered all of it in time."""
+        """Process everything queued so far: sent, refused, spooled or counted.
+
+        True when that finished within ``timeout``. Backoff waits are cut short so a
+        backend that is back gets the data now; a server's ``Retry-After`` is honoured.
+        """
         if self._state is not RUNNING:
             return not self._queue
         marker = _FlushMarker()
         self._queue.append(marker)
         self._wake.set()
+        self.delivery.wake()
         return marker.done.wait(max(timeout, 0))
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, stop the threads and close the transport, all within ``timeout`` seconds.
 
-        What could not be sent in time is counted as dropped ("shutdown timeout").
+        What could not be sent in time goes to the spool, or is counted as dropped.
         """
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + max(timeout, 0)
@@ -140,21 +167,7 @@ class BatchExporter:
         if state is STOPPED:
             self._stopped.set()
             return True
-        flushed = True
-        if state is RUNNING:
-            flushed = self.flush(timeout)
-            with self._lock:
-                self._state = STOPPED  # from here on, enqueue() counts a drop
-            self._finish = True
-            self._wake.set()
-            self._batcher.join(max(deadline - time.monotonic(), 0))
-            for _ in self._senders:
-                try:
-                    self._jobs.put_nowait(None)
-                except queue.Full:
-                    break  # senders are stuck on a hanging backend; they are daemons
-            for thread in self._senders:
-                thread.join(max(deadline - time.monotonic(), 0))
+        flushed = state is NEW or self._stop_threads(timeout, deadline)
         leftover = self._abandon()
         try:
             self.transport.close()
@@ -163,22 +176,48 @@ class BatchExporter:
         self._stopped.set()
         return flushed and not leftover
 
+    def _stop_threads(self, timeout: float, deadline: float) -> bool:
+        flushed = self.flush(timeout * 0.8)  # keep a fifth of the time for the spool
+        with self._lock:
+            self._state = STOPPED  # from here on, enqueue() counts a drop
+        self._finish = True
+        self.delivery.wake(stopping=True)  # retry waits end: those batches go to the spool
+        self._wake.set()
+        self._batcher.join(max(deadline - time.monotonic(), 0))
+        for _ in self._senders:
+            try:
+                self._jobs.put_nowait(None)
+            except queue.Full:
+                break  # senders are stuck on a hanging backend; they are daemons
+        for thread in self._senders:
+            thread.join(max(deadline - time.monotonic(), 0))
+        return flushed
+
     def _abandon(self) -> int:
-        """Count what is still queued or in flight after shutdown's time ran out."""
+        """Spool (or count) what is still queued or in flight when shutdown's time is up."""
         with self._answered:
-            inflight = sum(len(batch) for batch in self._inflight.values())
+            jobs = [job for job in self._inflight.values() if _resolve(job)]
             self._inflight.clear()
+        batches = [job.batch for job in jobs]
         queued = [item for item in self._queue if not isinstance(item, _FlushMarker)]
         self._queue.clear()
-        lost = inflight + message_count(queued)
-        if lost:
-            self.stats.drop("shutdown timeout", lost)
+        batches.append([m for item in queued for m in self._prepare(item)])
+        lost = kept = 0
+        for batch in filter(None, batches):
+            if self.spool is not None and self.spool.write(batch):
+                kept += len(batch)
+            else:
+                lost += len(batch)
+        self.stats.drop("not sent before the shutdown timeout", lost)
+        if lost or kept:
             logger.warning(
-                "mona_middleware: %d message(s) not sent before the shutdown timeout (%.1f s)",
+                "mona_middleware: at shutdown, %d message(s) were not sent in time: "
+                "%d kept in the spool, %d dropped",
+                lost + kept,
+                kept,
                 lost,
-                self.config.shutdown_timeout,
             )
-        return lost
+        return lost + kept
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's queue and threads, start afresh on use."""
@@ -188,20 +227,38 @@ class BatchExporter:
     # -- the batching thread ----------------------------------------------------------
 
     def _run_batcher(self) -> None:
+        if self.spool is not None:
+            self._offer(_DRAIN)  # what an earlier process left in the spool
         while True:
             self._wake.wait(self.config.flush_interval)
             self._wake.clear()
             self._wake_pending = False
             try:
                 self._drain()
+                self._metrics.maybe_report()
+                if self.spool is not None and self._spool_due():
+                    self._offer(_DRAIN)
             except Exception:
                 logger.exception("mona_middleware: unexpected error in the batching thread")
             if self._finish and not self._queue:
                 return
 
+    def _spool_due(self) -> bool:
+        """Probe the backend for the spool now and then, even with no fresh traffic."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + self.config.retry_max_backoff
+        return self.spool.pending()[0] > 0
+
+    def _offer(self, job: Any) -> None:
+        # When senders are busy with fresh batches, the spool waits for the next round.
+        with contextlib.suppress(queue.Full):
+            self._jobs.put_nowait(job)
+
     def _drain(self) -> None:
         batch: list[dict[str, Any]] = []
-        size = self.config.batch_size
+        size = self._batch_size
         pending = self._queue
         while pending:
             item = pending.popleft()
@@ -225,15 +282,15 @@ class BatchExporter:
             self.stats.drop("internal error preparing messages", message_count([item]))
             logger.exception("mona_middleware: could not prepare messages")
             return []
-        self.stats.add("contexts", 1 if not isinstance(item, list) else 0)
+        if not isinstance(item, list):
+            self.stats.add("contexts")
         return messages
 
     def _submit(self, batch: list[dict[str, Any]]) -> None:
         with self._answered:
             self._seq += 1
-            seq = self._seq
-            self._inflight[seq] = batch
-        self._jobs.put((seq, batch))  # blocks while senders are busy: the queue absorbs it
+            job = self._inflight[self._seq] = _Job(self._seq, batch)
+        self._jobs.put(job)  # blocks while senders are busy: the deque absorbs the wait
 
     def _arm(self, marker: _FlushMarker) -> None:
         with self._answered:
@@ -246,42 +303,31 @@ class BatchExporter:
     # -- the sender threads -----------------------------------------------------------
 
     def _run_sender(self) -> None:
+        delivery = self.delivery
         while True:
             job = self._jobs.get()
             if job is None:
                 return
-            seq, batch = job
-            started = time.monotonic()
             try:
-                result = self.transport.send(batch)
-            except Exception as exc:  # a transport bug must not kill the thread
-                logger.exception("mona_middleware: transport %s failed", self.transport.name)
-                result = SendResult.transient(len(batch), f"transport error: {type(exc).__name__}")
-            self._record(result, time.monotonic() - started)
-            self._answer(seq)
+                if job is not _DRAIN:
+                    self._send(job)
+                if self.spool is not None and self._jobs.empty():
+                    delivery.drain_spool(lambda: not self._jobs.empty(), probe=job is _DRAIN)
+            except Exception:
+                logger.exception("mona_middleware: unexpected error in a sender thread")
 
-    def _record(self, result: SendResult, seconds: float) -> None:
-        stats = self.stats
-        stats.add("messages_sent", result.sent)
-        if result.sent == result.total:
-            stats.add("batches_sent")
-            return
-        stats.add("batches_failed")
-        if result.retryable:
-            stats.drop(f"send failed: {result.error}", result.total)
-        else:
-            stats.add("messages_failed", result.failed)
-            stats.reject(result.failure_reasons)
-            stats.drop("rejected by the backend", result.failed)
-        limited(
-            40,
-            f"send:{result.error}",
-            "mona_middleware: %d of %d message(s) not accepted by %s: %s",
-            result.total - result.sent,
-            result.total,
-            self.transport.name,
-            result.error,
-        )
+    def _send(self, job: _Job) -> None:
+        delivery = self.delivery
+        try:
+            result, retries, gave_up = delivery.attempt(job.batch)
+            with self._answered:
+                mine = _resolve(job)
+            if mine and gave_up:
+                delivery.give_up(result, job.batch, None, retries)
+            elif mine:
+                delivery.settle(result, None, retries)
+        finally:
+            self._answer(job.seq)
 
     def _answer(self, seq: int) -> None:
         with self._answered:
@@ -299,7 +345,31 @@ class BatchExporter:
         data = self.stats.snapshot()
         data["queued"] = sum(1 for item in list(self._queue) if not isinstance(item, _FlushMarker))
         with self._answered:
-            data["in_flight"] = sum(len(batch) for batch in self._inflight.values())
+            data["in_flight"] = sum(len(job.batch) for job in self._inflight.values())
+        data["spool"] = None
+        if self.spool is not None:
+            batches, messages = self.spool.pending()
+            data["spool"] = {
+                "directory": str(self.spool.directory),
+                "batches": batches,
+                "messages": messages,
+            }
         data["transport"] = self.transport.describe()
         data["state"] = self._state
         return data
+
+
+def _resolve(job: _Job) -> bool:
+    """Claim ``job`` for accounting (call under the exporter's lock); False if taken."""
+    if job.resolved:
+        return False
+    job.resolved = True
+    return True
+
+
+def _make_spool(config: MonaConfig, transport: Transport, stats: ExportStats) -> Spool | None:
+    """A spool for backends that can be down (REST); a local file or memory needs none."""
+    if not config.spool or transport.name != "rest":
+        return None
+    directory = config.spool_dir or default_spool_dir(transport.spool_key())
+    return Spool(directory, config.spool_max_bytes, stats)

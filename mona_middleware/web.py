@@ -166,6 +166,7 @@ class WebMonitor:
         if exporter_options:
             _runtime.configure(**exporter_options)
         self.options = WebOptions.resolve(web)
+        _runtime.resume_spool()
         if self.options.handle_sigterm:
             from .lifecycle import flush_on_sigterm
 
@@ -181,6 +182,8 @@ class WebMonitor:
         options = self.options
         if not options.enabled or (options.excluded_urls and self.excluded(path)):
             return None
+        if _runtime.disabled() or _runtime.config().disable_all:
+            return None  # the kill switch: pass through at near-zero cost
         try:
             context_id = None
             if options.context_id_header:
@@ -189,7 +192,7 @@ class WebMonitor:
                     context_id = given
             ctx = MonaContext(options.context_class, context_id)
             _check_new(ctx)
-            if ctx.disabled:
+            if ctx.disabled and not ctx.sampled_out:
                 return None
             ctx.before_send = options.before_send
             ctx.request = RequestState(method)
@@ -230,6 +233,9 @@ class WebMonitor:
         if state is None or state.finished:
             return
         state.finished = True
+        if ctx.disabled:  # sampled out: nothing to record
+            ctx.close()
+            return
         try:
             names = self.options.field_names
             if state.exception is not None and state.status is None:

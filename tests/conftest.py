@@ -24,6 +24,7 @@ def clean_mona(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
         if name.startswith(_OUR_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the default spool's home
     _log.limited.reset()
     _runtime.STATE.config = None
     _runtime.STATE.exporter = None

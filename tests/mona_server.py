@@ -163,6 +163,7 @@ class _Fault:
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     message: str = ""
+    skip: int = 0  # exports answered normally before the fault starts
 
 
 @dataclass
@@ -729,10 +730,12 @@ class MonaTestServer:
         body: Mapping[str, Any] | list[Any] | bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         times: int | None = None,
+        after: int = 0,
     ) -> None:
         """Answer the next ``times`` exports (all if None) with this canned response.
 
-        Their messages are not accepted. ``body`` None gives ``{"errors": [...]}``;
+        Their messages are not accepted. ``after`` exports are first answered normally
+        (an outage that starts mid-run). ``body`` None gives ``{"errors": [...]}``;
         a mapping or list is sent as JSON, bytes and str as they are.
         """
         if body is None:
@@ -743,7 +746,9 @@ class MonaTestServer:
             raw, content_type = body.encode("utf-8"), "text/plain; charset=utf-8"
         else:
             raw, content_type = json.dumps(body).encode("utf-8"), "application/json"
-        fault = _Fault("respond", times, status=status, body=raw, content_type=content_type)
+        fault = _Fault(
+            "respond", times, status=status, body=raw, content_type=content_type, skip=after
+        )
         fault.headers = dict(headers or {})
         self._install(fault)
 
@@ -771,6 +776,9 @@ class MonaTestServer:
         with self._lock:
             fault = self._fault
             if fault is None:
+                return None
+            if fault.skip > 0:
+                fault.skip -= 1
                 return None
             if fault.remaining is not None:
                 fault.remaining -= 1

@@ -67,13 +67,19 @@ def test_flush_and_shutdown_return_in_time_when_the_server_hangs(mona_server):
     assert _runtime.STATE.exporter is None  # the next export starts a fresh exporter
 
 
-def test_what_a_hanging_server_kept_at_shutdown_is_counted(mona_server):
-    mona.configure(**rest_options(mona_server, http_timeout=30))
+@pytest.mark.parametrize("spool", [True, False])
+def test_what_a_hanging_server_kept_at_shutdown_is_spooled_or_counted(mona_server, spool):
+    mona.configure(**rest_options(mona_server, http_timeout=30, spool=spool))
     exporter = _runtime.exporter()
     mona_server.hang(60)
     export_contexts(7)
     assert exporter.shutdown(0.5) is False
-    assert exporter.snapshot()["dropped"] == {"shutdown timeout": 7}
+    stats = exporter.snapshot()
+    if spool:
+        assert stats["messages_spooled"] == 7 and stats["spool"]["messages"] == 7
+        assert stats["dropped"] == {}
+    else:
+        assert stats["dropped"] == {"not sent before the shutdown timeout": 7}
 
 
 def test_export_never_waits_for_a_hanging_backend_and_overflow_is_counted_exactly(mona_server):
@@ -106,7 +112,7 @@ class ExplodingTransport(Transport):
         return SendResult.ok(len(messages))
 
 
-def test_a_failing_transport_is_logged_counted_and_the_thread_survives(caplog):
+def test_a_failing_transport_is_logged_retried_and_the_thread_survives(caplog):
     transport = ExplodingTransport()
     mona.configure(transport=transport, flush_interval=0.05, sender_threads=1)
     export_contexts(1)
@@ -114,8 +120,8 @@ def test_a_failing_transport_is_logged_counted_and_the_thread_survives(caplog):
     export_contexts(2, prefix="again")
     assert mona.flush(5)
     stats = mona.stats()
-    assert stats["messages_sent"] == 2
-    assert stats["dropped"] == {"send failed: transport error: RuntimeError": 1}
+    assert stats["messages_sent"] == 3  # the failed send was retried
+    assert stats["retries"] == 1 and stats["dropped"] == {}
     assert "bug in a transport" in caplog.text
 
 

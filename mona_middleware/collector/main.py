@@ -108,3 +108,6 @@ def run_collector(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print("Mona collector stopped.", flush=True)
     return 0
+
+
+run = run_collector  # the name mona_middleware.cli looks for

@@ -68,3 +68,7 @@ class Transport(abc.ABC):
     def describe(self) -> str:
         """Where messages go, for logs and ``check``; never includes secrets."""
         return self.name
+
+    def spool_key(self) -> str:
+        """A stable name for the destination, so each backend gets its own spool."""
+        return self.describe()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import threading
 from collections import Counter
@@ -69,6 +71,9 @@ class MonaRestTransport(Transport):
                 body = _encode(self._auth.user_id(), messages)
             except ValueError as exc:
                 return SendResult.rejected(total, f"not JSON: {exc}")
+            if self._config.gzip:
+                body = gzip.compress(body, compresslevel=5)
+                headers["Content-Encoding"] = "gzip"
             try:
                 response = session.post(
                     url, data=body, headers=headers, timeout=self._config.http_timeout
@@ -95,6 +100,12 @@ class MonaRestTransport(Transport):
         self._sessions_lock = threading.Lock()
         if hasattr(self._auth, "after_fork"):
             self._auth.after_fork()
+
+    def spool_key(self) -> str:
+        config = self._config
+        where = config.rest_api_url or config.rest_api_host or "monalabs.io"
+        who = config.user_id or hashlib.sha256((config.api_key or "").encode()).hexdigest()[:12]
+        return f"rest|{config.auth_mode}|{where}|{who}"
 
     def describe(self) -> str:
         return f"Mona REST ({self._config.auth_mode}) {self.export_url() or '(user id pending)'}"

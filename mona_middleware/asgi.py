@@ -1,0 +1,210 @@
+"""Any ASGI app (Starlette, FastAPI...): one Mona context per HTTP request.
+
+    app = Starlette(routes=..., middleware=[Middleware(MonaASGIMiddleware, context_class="API")])
+    app.add_middleware(MonaASGIMiddleware, context_class="API")      # FastAPI alike
+
+Pure ASGI on purpose: ``BaseHTTPMiddleware`` runs the endpoint in another task, so the
+request's ``ContextVar`` would not reach it. Here the context is opened in the request's
+own task before the app runs, so the endpoint, its dependencies, sync endpoints in the
+thread pool and the tasks a streaming response starts all see it.
+
+When it closes: the response counts as sent at its last body message (``more_body``
+false), and ``duration_ms`` ends there; the context itself closes when the app returns,
+so what Starlette/FastAPI ``BackgroundTasks`` export (they run after the body is sent,
+in the same task) lands in the request's context, not in a follow-up message.
+
+Lifespan: the exporter is flushed (off the event loop) before ``lifespan.shutdown.complete``
+goes back to the server, so a stopping uvicorn/gunicorn worker sends what it holds. An
+app that does not speak lifespan gets the protocol answered for it. Keep lifespan on
+(uvicorn's default ``auto``): uvicorn >= 0.29 re-raises SIGTERM after its shutdown, so a
+process whose SIGTERM action is the default dies without running ``atexit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import _runtime
+from ._log import logger
+from .context import MonaContext
+from .web import WebMonitor
+
+__all__ = ["MonaASGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_LAST_BODY = frozenset({"http.response.body", "http.response.zerocopy"})
+
+
+class MonaASGIMiddleware:
+    """ASGI middleware; ``options`` are the common adapter and exporter options.
+
+    Hooks: ``request_hook(ctx, scope)``, ``response_hook(ctx, scope, status, headers)``.
+
+    >>> async def app(scope, receive, send): ...
+    >>> app = MonaASGIMiddleware(app, context_class="HELLO", handle_sigterm=False)
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        self.app = app
+        self.monitor = WebMonitor(options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _Lifespan(self.app).run(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # websockets and others: untouched
+            return
+        ctx = self.monitor.start(scope.get("method", "GET"), scope.get("path", ""), _header(scope))
+        if ctx is None:
+            await self.app(scope, receive, send)
+            return
+        await self._monitored(ctx, scope, receive, send)
+
+    async def _monitored(
+        self, ctx: MonaContext, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        monitor, state = self.monitor, ctx.request
+        arrived = (scope.get("path", ""), scope.get("root_path", ""))  # routers rewrite them
+        sent_at: float | None = None
+        monitor.call_hook(monitor.options.request_hook, ctx, scope)
+
+        async def send_recording(message: Message) -> None:
+            nonlocal sent_at
+            kind = message["type"]
+            if kind == "http.response.start":
+                state.status = message.get("status")
+                monitor.call_hook(
+                    monitor.options.response_hook, ctx, scope, state.status, message.get("headers")
+                )
+            await send(message)
+            if sent_at is None and _is_last(kind, message):
+                sent_at = time.perf_counter()
+
+        try:
+            await self.app(scope, receive, send_recording)
+        except BaseException as exc:
+            state.exception = exc  # the status stays what was sent, or becomes 500
+            raise
+        finally:
+            self._close(ctx, scope, arrived, sent_at)
+
+    def _close(
+        self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
+    ) -> None:
+        """Add the route and close; runs in ``finally``, so it must never raise."""
+        try:
+            state = ctx.request
+            state.route = _route(scope, *arrived)
+            if sent_at is not None:
+                # WebMonitor.finish measures until now; move the start by the time spent
+                # after the last byte (background tasks) so the duration is the response's.
+                state.started += time.perf_counter() - sent_at
+        except Exception:
+            logger.exception("mona_middleware: could not read the request's route")
+        try:
+            self.monitor.finish(ctx)
+        except Exception:
+            logger.exception("mona_middleware: could not close the request's context")
+
+
+def _is_last(kind: str, message: Message) -> bool:
+    if kind in _LAST_BODY:
+        return not message.get("more_body", False)
+    return kind == "http.response.pathsend"
+
+
+def _header(scope: Scope) -> Callable[[str], str | None]:
+    """A lookup over the raw ``(name, value)`` byte pairs; only called for opted-in headers."""
+
+    def header(name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in scope.get("headers") or ():
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return None
+
+    return header
+
+
+def _route(scope: Scope, path: str, root_path: str) -> str | None:
+    if "route" not in scope and "router" not in scope:
+        return None  # not a Starlette-style router: no template rather than a guess
+    try:
+        from .starlette import route_template
+    except ImportError:
+        return None
+    return route_template(scope, path, root_path)
+
+
+async def _flush_off_loop() -> None:
+    """Flush in a worker thread: the loop keeps serving while the backend answers."""
+    try:
+        timeout = _runtime.config().shutdown_timeout
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): blocking is acceptable at shutdown
+            _runtime.flush(timeout)
+            return
+        await asyncio.to_thread(_runtime.flush, timeout)
+    except Exception:
+        logger.exception("mona_middleware: flush at lifespan shutdown failed")
+
+
+class _Lifespan:
+    """One lifespan session: the app's own, flushed at shutdown, or answered for it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.received: set[str] = set()
+        self.sent: set[str] = set()
+        self.flushed = False
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_noting() -> Message:
+            message = await receive()
+            self.received.add(message["type"])
+            return message
+
+        async def send_flushing(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.flush()
+            self.sent.add(message["type"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive_noting, send_flushing)
+        except Exception:
+            if self.answered_startup():
+                if "lifespan.shutdown" in self.received:
+                    await self.flush()  # the app failed in its shutdown: still send ours
+                raise
+            logger.debug("mona_middleware: the app does not support lifespan; answering it")
+        if not self.answered_startup():
+            await self.answer(receive_noting, send)
+
+    def answered_startup(self) -> bool:
+        return bool(self.sent & {"lifespan.startup.complete", "lifespan.startup.failed"})
+
+    async def answer(self, receive: Receive, send: Send) -> None:
+        """Speak the protocol for an app without lifespan: start, then flush at shutdown."""
+        if "lifespan.startup" not in self.received:
+            await receive()
+        await send({"type": "lifespan.startup.complete"})
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+        await self.flush()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def flush(self) -> None:
+        if not self.flushed:
+            self.flushed = True
+            await _flush_off_loop()

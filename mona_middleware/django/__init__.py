@@ -1,0 +1,24 @@
+"""Django: one Mona context per request, from ``MonaMiddleware`` in ``MIDDLEWARE``.
+
+    # settings.py
+    INSTALLED_APPS = [..., "mona_middleware.django"]  # optional: checks settings.MONA at start
+    MIDDLEWARE = ["mona_middleware.django.MonaMiddleware", ...]
+    MONA = {"context_class": "RECOMMENDATIONS", "excluded_urls": ["^/health$"]}
+
+Works under WSGI (gunicorn, runserver) and ASGI (uvicorn, daphne), with sync and async
+views and streamed responses; ``@mona_middleware.monitor("CLASS")`` on a view names
+that request's context class.
+"""
+
+from __future__ import annotations
+
+try:
+    import django  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by the tox core env
+    raise ImportError(
+        "mona_middleware.django needs Django: pip install 'mona_middleware[django]'"
+    ) from exc
+
+from .middleware import MonaMiddleware
+
+__all__ = ["MonaMiddleware"]

@@ -1,0 +1,156 @@
+"""``MonaMiddleware``: one Mona context per Django request, sync or async.
+
+    MIDDLEWARE = ["mona_middleware.django.MonaMiddleware", ...]   # first: it sees everything
+    MONA = {"context_class": "RECOMMENDATIONS", "excluded_urls": ["^/health$"]}
+
+The context opens before the rest of the chain runs (so ``export()`` in any view, sync
+or async, finds it) and closes when the response has been sent (see ``closing``). Django
+turns exceptions into responses inside the chain, so the exception type comes from
+``process_exception`` and ``got_request_exception``, and the status from the response.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import MiddlewareNotUsed
+from django.core.signals import got_request_exception
+from django.http import HttpRequest
+
+from .._log import logger
+from ..context import MonaContext
+from ..web import RequestState, WebMonitor
+from .closing import close_after_sending
+from .conf import build_monitor
+
+__all__ = ["MonaMiddleware", "route_template"]
+
+_REQUEST_ATTR = "_mona_context"
+GetResponse = Callable[[HttpRequest], Any]
+
+
+class MonaMiddleware:
+    """Django middleware (sync and async capable); options come from ``settings.MONA``.
+
+    Hooks: ``request_hook(ctx, request)`` when the context opens and
+    ``response_hook(ctx, request, response)`` when the view's response comes back.
+    With ``MONA = {"enabled": False}`` Django drops it from the chain (``MiddlewareNotUsed``).
+
+    >>> MIDDLEWARE = ["mona_middleware.django.MonaMiddleware"]  # in settings.py
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.monitor: WebMonitor = build_monitor()
+        if not self.monitor.options.enabled:
+            raise MiddlewareNotUsed("mona_middleware: disabled by settings.MONA['enabled']")
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+        # Exceptions raised outside the view (in another middleware) reach Django's 500
+        # handler without passing process_exception; this signal sees those too.
+        got_request_exception.connect(_record_uncaught, dispatch_uid=__name__)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._is_async:
+            return self.__acall__(request)
+        ctx = self._start(request)
+        if ctx is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:  # only what Django itself lets through
+            self._fail(ctx, request, exc)
+            raise
+        return self._respond(ctx, request, response)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        ctx = self._start(request)
+        get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
+        if ctx is None:
+            return await get_response(request)
+        try:
+            response = await get_response(request)
+        except BaseException as exc:  # including CancelledError: the client went away
+            self._fail(ctx, request, exc)
+            raise
+        return self._respond(ctx, request, response)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        """Remember the view's exception; Django then turns it into the response we see."""
+        state = _state(request)
+        if state is not None:
+            state.exception = exception
+
+    def _start(self, request: HttpRequest) -> MonaContext | None:
+        monitor = self.monitor
+        ctx = monitor.start(
+            request.method or "GET", request.path_info, lambda name: request.headers.get(name)
+        )
+        if ctx is not None:
+            setattr(request, _REQUEST_ATTR, ctx)  # for process_exception and the signal
+            monitor.call_hook(monitor.options.request_hook, ctx, request)
+        return ctx
+
+    def _respond(self, ctx: MonaContext, request: HttpRequest, response: Any) -> Any:
+        """Record what the response says and arrange for the context to close once sent."""
+        monitor = self.monitor
+        try:
+            state: RequestState = ctx.request
+            state.route = route_template(request)
+            state.status = response.status_code
+            if state.exception is not None and state.status < 500:
+                state.exception = None  # Http404, PermissionDenied...: answered, not failed
+            monitor.call_hook(monitor.options.response_hook, ctx, request, response)
+            close_after_sending(response, lambda exc: self._finish(ctx, exc))
+        except Exception:
+            logger.exception("mona_middleware: could not follow the response; closing now")
+            monitor.finish(ctx)
+        return response
+
+    def _fail(self, ctx: MonaContext, request: HttpRequest, exc: BaseException) -> None:
+        ctx.request.route = route_template(request)  # reads attributes only: cannot raise
+        self._finish(ctx, exc)
+
+    def _finish(self, ctx: MonaContext, exc: BaseException | None) -> None:
+        if exc is not None and not ctx.request.finished:
+            ctx.request.exception = exc
+        self.monitor.finish(ctx)
+
+
+def route_template(request: HttpRequest) -> str | None:
+    """The matched URL pattern: ``/items/<int:item_id>``, a ``re_path`` regex as written,
+    or None when nothing matched (a 404 from the resolver).
+
+    >>> route_template(HttpRequest()) is None
+    True
+    """
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if route is None:
+        return None
+    route = str(route)
+    return route if route.startswith(("/", "^")) else "/" + route
+
+
+def _state(request: HttpRequest | None) -> RequestState | None:
+    ctx = getattr(request, _REQUEST_ATTR, None)
+    return None if ctx is None else ctx.request
+
+
+def _record_uncaught(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """``got_request_exception``: Django is turning this exception into a 500.
+
+    Sent from inside the ``except`` block (asgiref re-raises it in the worker thread under
+    ASGI), so ``sys.exc_info()`` holds the exception.
+    """
+    state = _state(request)
+    exc = sys.exc_info()[1]
+    if state is not None and exc is not None and not state.finished:
+        state.exception = exc

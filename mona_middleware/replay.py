@@ -1,0 +1,152 @@
+"""``mona-middleware replay PATH``: send a spool directory or a JSONL file to Mona.
+
+For the file transport's output (what an app wrote before it had credentials) and for a
+spool a dead process left behind. Progress is saved after every batch (a file's next
+line in ``PATH.replayed``; a spool loses each batch once it is sent), so an interrupted
+replay resumes where it stopped and never sends a message twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._stats import ExportStats
+from .config import MonaConfig
+from .delivery import Delivery
+from .errors import MonaConfigError
+from .spool import Spool
+from .transports.rest import MonaRestTransport
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a spool directory or a JSONL file of wire messages")
+    parser.add_argument("--batch-size", type=int, default=500, help="messages per request")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = MonaConfig.resolve({"batch_size": args.batch_size})
+    except MonaConfigError as exc:
+        print(f"mona-middleware replay: {exc}", file=sys.stderr)
+        return 2
+    if config.transport_choice()[0] != "rest":
+        print(
+            "mona-middleware replay: no Mona backend is configured; set MONA_SDK_API_KEY and "
+            "MONA_SDK_SECRET (or AUTH_MODE and its settings), as for the app",
+            file=sys.stderr,
+        )
+        return 2
+    path = Path(args.path)
+    if not path.exists():
+        print(f"mona-middleware replay: {path} does not exist", file=sys.stderr)
+        return 2
+    stats = ExportStats()
+    transport = MonaRestTransport(config)
+    replayer = Replayer(Delivery(config, transport, stats, None), stats, config.batch_size)
+    try:
+        ok = replayer.spool(path) if path.is_dir() else replayer.file(path)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        transport.close()
+    snapshot = stats.snapshot()
+    print(
+        f"\nsent {snapshot['messages_sent']}, rejected by Mona {snapshot['messages_failed']}"
+        + ("" if ok else "; the backend stopped answering: run again to resume")
+    )
+    return 0 if ok else 1
+
+
+class Replayer:
+    """Sends batches with the exporter's retries and shows a progress bar on stderr."""
+
+    def __init__(self, delivery: Delivery, stats: ExportStats, batch_size: int) -> None:
+        self.delivery = delivery
+        self.stats = stats
+        self.batch_size = batch_size
+        self.progress = Progress()
+
+    def _send(self, batch: list[dict[str, Any]]) -> bool:
+        result, retries, gave_up = self.delivery.attempt(batch)
+        if gave_up:
+            return False
+        self.delivery.settle(result, None, retries)
+        self.progress.advance(len(batch))
+        return True
+
+    def file(self, path: Path) -> bool:
+        marker = path.with_name(path.name + ".replayed")
+        done = int(marker.read_text() or 0) if marker.exists() else 0
+        lines = path.read_text(encoding="utf-8").splitlines()
+        self.progress.start(len(lines), done)
+        for start in range(done, len(lines), self.batch_size):
+            chunk = lines[start : start + self.batch_size]
+            if not self._send(list(_parse(chunk, self.stats))):
+                return False
+            _write_atomic(marker, str(start + len(chunk)))
+        return True
+
+    def spool(self, directory: Path) -> bool:
+        spool = Spool(str(directory), 1 << 62, self.stats)
+        self.progress.start(spool.pending()[1], 0)
+        while (item := spool.claim()) is not None:
+            if not self._send(spool.load(item)):
+                spool.release(item)
+                return False
+            spool.done(item)
+        return True
+
+
+def _parse(lines: list[str], stats: ExportStats) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            stats.drop("unreadable line", 1)
+            continue
+        if isinstance(message, dict):
+            yield message
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+class Progress:
+    """``[#####.....] 1200/5000`` on stderr: redrawn in place on a terminal, else by tenths."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+        self.total = self.done = 0
+        self._shown_tenth = -1
+        self._tty = sys.stderr.isatty()
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+        if done:
+            print(f"resuming after {done} already sent", file=sys.stderr)
+        self._draw()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        self._draw()
+
+    def _draw(self) -> None:
+        share = self.done / self.total if self.total else 1.0
+        tenth = int(share * 10)
+        if not self._tty and tenth == self._shown_tenth:
+            return
+        self._shown_tenth = tenth
+        filled = int(share * self.width)
+        bar = "#" * filled + "." * (self.width - filled)
+        end = "\r" if self._tty else "\n"
+        print(f"[{bar}] {self.done}/{self.total} messages", end=end, file=sys.stderr, flush=True)

@@ -1,0 +1,294 @@
+"""Starlette through its TestClient and by hand: one context per request, closed when sent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Host, Mount, Route, WebSocketRoute
+
+import mona_middleware as mona
+from mona_middleware.asgi import MonaASGIMiddleware
+
+from .helpers import TestClient, call, only
+
+
+def item(request):
+    mona.export({"item_id": request.path_params["item_id"]})
+    return JSONResponse({"id": request.path_params["item_id"]})
+
+
+async def boom(request):
+    mona.export({"before": "crash"})
+    raise ValueError("model crashed")
+
+
+async def missing(request):
+    raise HTTPException(404, "no such model")
+
+
+async def stream(request):
+    async def rows():
+        for n in range(3):
+            mona.export({"rows": n + 1})
+            yield f"{n}\n"
+
+    return StreamingResponse(rows())
+
+
+async def stream_fails(request):
+    async def rows():
+        yield "a"
+        raise RuntimeError("mid-stream")
+
+    return StreamingResponse(rows())
+
+
+async def with_background(request):
+    async def after():
+        await asyncio.sleep(0.3)  # makes the post-response work measurable, not a sync
+        mona.export({"background": "done"})
+
+    mona.export({"view": "ran"})
+    return PlainTextResponse("ok", background=BackgroundTask(after))
+
+
+async def tenant_item(request):
+    mona.export({"tenant": request.path_params["tenant"]})
+    return PlainTextResponse("ok")
+
+
+async def raw_static(scope, receive, send):
+    await PlainTextResponse("static")(scope, receive, send)
+
+
+async def echo(websocket):
+    await websocket.accept()
+    await websocket.send_json({"context": repr(mona.current_context())})
+    await websocket.close()
+
+
+ROUTES = [
+    Route("/items/{item_id:int}", item),
+    Route("/boom", boom),
+    Route("/missing", missing),
+    Route("/stream", stream),
+    Route("/stream-fails", stream_fails),
+    Route("/background", with_background),
+    Route("/health", lambda request: PlainTextResponse("ok")),
+    Mount(
+        "/tenants/{tenant}",
+        routes=[
+            Route("/items", tenant_item),
+            Mount("/v2", routes=[Route("/items/{item_id:int}", item)]),
+        ],
+    ),
+    Mount("/static", app=raw_static),
+    Host("api.example.com", app=Starlette(routes=[Route("/hosted/{item_id:int}", item)])),
+    WebSocketRoute("/ws", echo),
+]
+
+
+def make_app(**options) -> Starlette:
+    options = {"context_class": "SHOP_API", "handle_sigterm": False, **options}
+    return Starlette(routes=ROUTES, middleware=[Middleware(MonaASGIMiddleware, **options)])
+
+
+def routes_seen(memory) -> list:
+    assert mona.flush(5)
+    return sorted(
+        (f["http_method"], f.get("http_route", "-"), f["http_status_code"])
+        for f in memory.contexts().values()
+    )
+
+
+def test_request_fields_and_exports_land_in_one_context(memory):
+    client = TestClient(make_app())
+    assert client.get("/items/7").json() == {"id": 7}
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key[0] == "SHOP_API" and len(key[1]) == 36
+    assert fields.pop("duration_ms") > 0
+    assert fields == {
+        "item_id": 7,
+        "http_method": "GET",
+        "http_route": "/items/{item_id:int}",
+        "http_status_code": 200,
+    }
+    assert len(memory.messages) == 1
+
+
+def test_route_templates_include_mount_prefixes_and_404_has_none(memory):
+    client = TestClient(make_app())
+    for path in ("/tenants/acme/items", "/tenants/globex/items", "/tenants/acme/v2/items/3"):
+        assert client.get(path).status_code == 200
+    assert client.get("/static/css/site.css").text == "static"
+    assert client.get("/hosted/5", headers={"host": "api.example.com"}).json() == {"id": 5}
+    assert client.get("/tenants/acme/nowhere").status_code == 404
+    assert client.post("/items/1").status_code == 405
+    assert routes_seen(memory) == [
+        ("GET", "-", 404),
+        ("GET", "/hosted/{item_id:int}", 200),
+        ("GET", "/static", 200),
+        ("GET", "/tenants/{tenant}/items", 200),
+        ("GET", "/tenants/{tenant}/items", 200),
+        ("GET", "/tenants/{tenant}/v2/items/{item_id:int}", 200),
+        ("POST", "/items/{item_id:int}", 405),
+    ]
+
+
+def test_wrapping_the_whole_app_from_outside_works_the_same(memory):
+    app = MonaASGIMiddleware(Starlette(routes=ROUTES), handle_sigterm=False)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/tenants/acme/v2/items/3").status_code == 200
+    assert client.get("/boom").status_code == 500
+    assert routes_seen(memory) == [
+        ("GET", "/boom", 500),
+        ("GET", "/tenants/{tenant}/v2/items/{item_id:int}", 200),
+    ]
+    assert only(memory, http_route="/boom")["exception_type"] == "ValueError"
+
+
+def test_a_server_root_path_is_not_part_of_the_template(memory):
+    client = TestClient(make_app(), root_path="/api")
+    assert client.get("/api/tenants/acme/items").status_code == 200
+    assert routes_seen(memory) == [("GET", "/tenants/{tenant}/items", 200)]
+
+
+def test_an_exception_is_a_recorded_500_and_propagates_unchanged(memory):
+    with pytest.raises(ValueError, match="model crashed"):
+        TestClient(make_app()).get("/boom")
+    fields = only(memory, http_route="/boom")
+    assert fields["exception_type"] == "ValueError" and fields["http_status_code"] == 500
+    assert fields["before"] == "crash"
+
+
+def test_the_framework_still_answers_500_and_handled_errors_keep_their_status(memory):
+    client = TestClient(make_app(), raise_server_exceptions=False)
+    assert client.get("/boom").status_code == 500
+    assert client.get("/missing").status_code == 404
+    assert only(memory, http_route="/boom")["exception_type"] == "ValueError"
+    assert "exception_type" not in only(memory, http_route="/missing")
+
+
+def test_head_and_excluded_urls(memory):
+    client = TestClient(make_app(excluded_urls=["^/health$"]))
+    assert client.head("/items/3").status_code == 200
+    assert client.get("/health").text == "ok"
+    assert routes_seen(memory) == [("HEAD", "/items/{item_id:int}", 200)]
+
+
+def test_streamed_response_closes_the_context_after_the_last_chunk(memory):
+    seen = []
+
+    def on_send(message):
+        ctx = mona.current_context()
+        seen.append((message["type"], message.get("more_body", False), ctx.closed))
+
+    asyncio.run(call(make_app(), "/stream", on_send=on_send))
+    body = [(more, closed) for kind, more, closed in seen if kind == "http.response.body"]
+    assert body == [(True, False), (True, False), (True, False), (False, False)]
+    fields = only(memory, http_route="/stream")
+    assert fields["rows"] == 3 and fields["http_status_code"] == 200
+
+
+def test_a_stream_failing_midway_keeps_its_status_and_records_the_exception(memory):
+    with pytest.raises(RuntimeError, match="mid-stream"):
+        TestClient(make_app()).get("/stream-fails")
+    fields = only(memory, http_route="/stream-fails")
+    assert fields["exception_type"] == "RuntimeError" and fields["http_status_code"] == 200
+
+
+def test_background_task_exports_land_in_the_request_context(memory):
+    started = time.perf_counter()
+    assert TestClient(make_app()).get("/background").text == "ok"
+    assert time.perf_counter() - started >= 0.3  # the client waited for the background task
+    fields = only(memory, http_route="/background")
+    assert fields["view"] == "ran" and fields["background"] == "done"
+    assert len(memory.messages) == 1  # in the context, not a late follow-up message
+    assert fields["duration_ms"] < 250  # the response's time, not the background task's
+
+
+def test_websockets_pass_through_untouched(memory):
+    with TestClient(make_app()).websocket_connect("/ws") as websocket:
+        assert websocket.receive_json() == {"context": "None"}
+    assert mona.flush(5) and memory.messages == []
+
+
+def test_add_middleware_hooks_and_captured_headers(memory):
+    seen = []
+    app = Starlette(routes=ROUTES)
+    app.add_middleware(
+        MonaASGIMiddleware,
+        handle_sigterm=False,
+        capture_headers="User-Agent, Authorization",
+        context_id_header="X-Request-ID",
+        request_hook=lambda ctx, scope: seen.append(("request", scope["path"])),
+        response_hook=lambda ctx, scope, status, headers: seen.append(("response", status)),
+    )
+    headers = {"User-Agent": "probe/1", "Authorization": "Bearer s3cr3t", "X-Request-ID": "r-1"}
+    TestClient(app).get("/items/1", headers=headers)
+    assert seen == [("request", "/items/1"), ("response", 200)]
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key == ("HTTP_REQUEST", "r-1")
+    assert fields["header_user_agent"] == "probe/1"
+    assert fields["header_authorization"] == "[REDACTED]"
+
+
+def test_a_failing_hook_never_breaks_the_request(memory, caplog):
+    caplog.set_level(logging.ERROR)
+    client = TestClient(make_app(response_hook=lambda *args: 1 / 0))
+    assert client.get("/items/2").json() == {"id": 2}
+    assert "raised; the request goes on" in caplog.text
+    assert only(memory, item_id=2)["http_status_code"] == 200
+
+
+def test_unknown_option_fails_at_start_naming_it():
+    with pytest.raises(mona.MonaConfigError, match="context_klass"):
+        MonaASGIMiddleware(make_app(), context_klass="X")
+
+
+def test_disabled_middleware_passes_requests_through(memory):
+    assert TestClient(make_app(enabled=False)).get("/items/1").json() == {"id": 1}
+    assert mona.flush(5) and memory.messages == []
+
+
+def test_each_request_gets_a_fresh_context_even_if_the_server_leaks_one(memory):
+    app = make_app()
+
+    async def requests_in_one_leaky_task():
+        with mona.context("LEAKED", context_id="leak") as leaked:
+            await call(app, "/items/1")
+            await call(app, "/items/2")
+            assert mona.current_context() is leaked
+
+    asyncio.run(requests_in_one_leaky_task())
+    assert mona.flush(5)
+    contexts = memory.contexts()
+    assert ("LEAKED", "leak") not in contexts
+    assert sorted(f["item_id"] for f in contexts.values()) == [1, 2]
+
+
+def test_any_asgi_app_without_a_router_gets_no_route(memory):
+    async def raw(scope, receive, send):
+        mona.export({"raw": True})
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"made"})
+
+    app = MonaASGIMiddleware(raw, handle_sigterm=False)
+    sent = asyncio.run(call(app, "/anything", method="PUT"))
+    assert sent[-1]["body"] == b"made"
+    fields = only(memory, raw=True)
+    assert (fields["http_method"], fields["http_status_code"]) == ("PUT", 201)
+    assert "http_route" not in fields

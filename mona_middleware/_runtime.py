@@ -20,6 +20,7 @@ from .transports import JsonlFileTransport, create_transport
 
 class _State:
     config: MonaConfig | None = None
+    pinned_transport: Any = None  # set by the pytest fixture: configure() keeps it
     exporter: BatchExporter | None = None
     watcher: ConfigFileWatcher | None = None
     hooks_installed = False
@@ -70,8 +71,12 @@ def configure(**options: Any) -> MonaConfig:
     An invalid value raises ``MonaConfigError`` naming it. An exporter already running
     is flushed and shut down first, so nothing it holds is lost.
     """
+    if STATE.pinned_transport is not None:
+        options = {**options, "transport": STATE.pinned_transport}
     new_config = MonaConfig.resolve(options)
     with STATE.lock:
+        if new_config == STATE.config:
+            return new_config  # e.g. one Django handler per test client: nothing to restart
         old = STATE.exporter
         _activate(new_config)
         STATE.exporter = None

@@ -105,9 +105,7 @@ class MonaASGIMiddleware:
             state = ctx.request
             state.route = _route(scope, *arrived)
             if sent_at is not None:
-                # WebMonitor.finish measures until now; move the start by the time spent
-                # after the last byte (background tasks) so the duration is the response's.
-                state.started += time.perf_counter() - sent_at
+                state.ended = sent_at  # the response's duration, not the background tasks
         except Exception:
             logger.exception("mona_middleware: could not read the request's route")
         try:

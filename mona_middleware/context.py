@@ -73,6 +73,16 @@ class MonaContext:
         self.request: Any = None
         self.before_send: Any = None
 
+    def rename(self, context_class: str) -> None:
+        """Change the class (``@monitor`` on a view); sampling is decided again for it."""
+        self.context_class = context_class
+        config = _runtime.config()
+        if (config.sampling_rate < 1 or config.sampling_rates) and (
+            self.sampled_out or not self.disabled
+        ):
+            keep = sampling.keep(self.context_id, sampling.rate_for(config, context_class))
+            self.disabled = self.sampled_out = not keep
+
     @property
     def context_id(self) -> str:
         """The id, made on first use: most contexts never need one before the exporter does."""

@@ -80,7 +80,7 @@ class _Scope:
             current = current_context()
             if current is not None and current.request is not None:
                 if self.explicit:
-                    current.context_class = self.explicit
+                    current.rename(self.explicit)
                 if self.fields:
                     current.export(self.fields)
                 return None

@@ -57,13 +57,15 @@ class MonaCapture:
 def mona_capture() -> Iterator[MonaCapture]:
     """Route every export of the test to memory; restore the previous set-up afterwards."""
     transport = InMemoryTransport()
-    with _runtime.STATE.lock:
-        saved = (_runtime.STATE.config, _runtime.STATE.exporter)
-        _runtime.STATE.exporter = None
+    state = _runtime.STATE
+    with state.lock:
+        saved = (state.config, state.exporter, state.pinned_transport)
+        state.config = state.exporter = None
     _runtime.configure(transport=transport, flush_interval=0.05)
+    state.pinned_transport = transport  # an app configuring itself keeps sending here
     try:
         yield MonaCapture(transport)
     finally:
         _runtime.shutdown(5)
-        with _runtime.STATE.lock:
-            _runtime.STATE.config, _runtime.STATE.exporter = saved
+        with state.lock:
+            state.config, state.exporter, state.pinned_transport = saved

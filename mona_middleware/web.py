@@ -59,7 +59,7 @@ ALL_OPTIONS = WEB_OPTIONS | frozenset(CONFIG_OPTIONS)
 class RequestState:
     """The request's facts, filled in by the adapter while it runs (``ctx.request``)."""
 
-    __slots__ = ("exception", "finished", "method", "route", "started", "status")
+    __slots__ = ("ended", "exception", "finished", "method", "route", "started", "status")
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -67,6 +67,7 @@ class RequestState:
         self.status: int | None = None
         self.exception: BaseException | None = None
         self.started = time.perf_counter()
+        self.ended: float | None = None  # when the last byte went out, if known before finish
         self.finished = False
 
 
@@ -98,10 +99,13 @@ class WebOptions:
             values["excluded_urls"] = env["MONA_MIDDLEWARE_EXCLUDED_URLS"]
         if "context_id_header" not in values and env.get("MONA_MIDDLEWARE_CONTEXT_ID_HEADER"):
             values["context_id_header"] = env["MONA_MIDDLEWARE_CONTEXT_ID_HEADER"]
-        try:
-            return cls(**{name: _parse(name, value) for name, value in values.items()})
-        except (TypeError, ValueError, re.error) as exc:
-            raise MonaConfigError(f"invalid mona_middleware web option: {exc}") from None
+        parsed = {}
+        for name, value in values.items():
+            try:
+                parsed[name] = _parse(name, value)
+            except (TypeError, ValueError, re.error) as exc:
+                raise MonaConfigError(f"invalid mona_middleware option {name}: {exc}") from None
+        return cls(**parsed)
 
 
 def _split(value: Any) -> list[str]:
@@ -244,7 +248,9 @@ class WebMonitor:
                 "method": state.method,
                 "route": state.route,
                 "status_code": state.status,
-                "duration_ms": round((time.perf_counter() - state.started) * 1000, 3),
+                "duration_ms": round(
+                    ((state.ended or time.perf_counter()) - state.started) * 1000, 3
+                ),
                 "exception": None if state.exception is None else type(state.exception).__name__,
             }
             ctx._ops.append({names[k]: v for k, v in values.items() if names[k] and v is not None})

@@ -86,6 +86,8 @@ class Delivery:
         self.stats.observe_latency(time.monotonic() - started)
         if result.sent:
             self.backend_ok = True
+        elif result.retryable:
+            self.backend_ok = False  # until the next success: the batcher spools instead
         return result
 
     def _delay(self, result: SendResult, attempt: int) -> tuple[float, bool]:

@@ -287,6 +287,11 @@ class BatchExporter:
         return messages
 
     def _submit(self, batch: list[dict[str, Any]]) -> None:
+        # The backend is down and every sender is busy retrying: straight to disk (resent
+        # when it answers again) rather than filling the queue until it drops.
+        down = self.spool is not None and not self.delivery.backend_ok and self._jobs.full()
+        if down and self.spool.write(batch):
+            return
         with self._answered:
             self._seq += 1
             job = self._inflight[self._seq] = _Job(self._seq, batch)

@@ -23,6 +23,8 @@ process whose SIGTERM action is the default dies without running ``atexit``.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -92,7 +94,7 @@ class MonaASGIMiddleware:
         try:
             await self.app(scope, receive, send_recording)
         except BaseException as exc:
-            state.exception = exc  # the status stays what was sent, or becomes 500
+            state.exception = _single_error(exc)  # the status stays what was sent, or 500
             raise
         finally:
             self._close(ctx, scope, arrived, sent_at)
@@ -112,6 +114,28 @@ class MonaASGIMiddleware:
             self.monitor.finish(ctx)
         except Exception:
             logger.exception("mona_middleware: could not close the request's context")
+
+
+def _single_error(exc: BaseException) -> BaseException:
+    """The one error inside a one-member exception group, else ``exc`` itself.
+
+    anyio >= 4 task groups wrap even a single error in an exception group, and Starlette
+    before 0.46 lets that group out of a ``StreamingResponse`` whose body fails (from 0.42
+    on, only under servers speaking ASGI < 2.4): recorded as is, every such failure would
+    read ``exception_type: ExceptionGroup``. What propagates is left unchanged.
+    """
+    groups = _exception_group_types()
+    while isinstance(exc, groups) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _exception_group_types() -> tuple[type, ...]:
+    builtin = getattr(builtins, "BaseExceptionGroup", None)  # Python >= 3.11
+    if builtin is not None:
+        return (builtin,)
+    backport = sys.modules.get("exceptiongroup")  # Python 3.10: anyio's backport, once loaded
+    return (backport.BaseExceptionGroup,) if backport is not None else ()
 
 
 def _is_last(kind: str, message: Message) -> bool:

@@ -7,11 +7,13 @@ look at each message as the app sends it and at the exporter between lifespan st
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from packaging.version import Version  # pytest's own dependency
 
 import mona_middleware as mona
 
@@ -22,6 +24,11 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 and says so on i
     from starlette.testclient import TestClient  # noqa: F401  (re-exported for the tests)
 
 Message = dict[str, Any]
+
+
+def older_than(distribution: str, version: str) -> bool:
+    """Whether the installed ``distribution`` predates ``version``: for what changed."""
+    return Version(importlib.metadata.version(distribution)) < Version(version)
 
 
 def http_scope(path: str, method: str = "GET", headers: list | None = None) -> dict[str, Any]:

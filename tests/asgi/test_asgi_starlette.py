@@ -20,7 +20,7 @@ from starlette.routing import Host, Mount, Route, WebSocketRoute
 import mona_middleware as mona
 from mona_middleware.asgi import MonaASGIMiddleware
 
-from .helpers import TestClient, call, only
+from .helpers import TestClient, call, older_than, only
 
 
 def item(request):
@@ -161,7 +161,10 @@ def test_wrapping_the_whole_app_from_outside_works_the_same(memory):
 
 def test_a_server_root_path_is_not_part_of_the_template(memory):
     client = TestClient(make_app(), root_path="/api")
-    assert client.get("/api/tenants/acme/items").status_code == 200
+    # Starlette < 0.35 routes on a path that leaves the root_path out (as uvicorn < 0.26
+    # sent it); since 0.35 the path includes it, as the ASGI spec says.
+    path = "/tenants/acme/items" if older_than("starlette", "0.35") else "/api/tenants/acme/items"
+    assert client.get(path).status_code == 200
     assert routes_seen(memory) == [("GET", "/tenants/{tenant}/items", 200)]
 
 
@@ -203,8 +206,14 @@ def test_streamed_response_closes_the_context_after_the_last_chunk(memory):
 
 
 def test_a_stream_failing_midway_keeps_its_status_and_records_the_exception(memory):
-    with pytest.raises(RuntimeError, match="mid-stream"):
+    with pytest.raises(Exception) as raised:
         TestClient(make_app()).get("/stream-fails")
+    error = raised.value
+    if older_than("starlette", "0.46") and not isinstance(error, RuntimeError):
+        # Starlette < 0.46 lets anyio 4's one-member exception group out of the failing
+        # stream; the middleware re-raised it unchanged (and recorded the error inside).
+        (error,) = error.exceptions
+    assert isinstance(error, RuntimeError) and str(error) == "mid-stream"
     fields = only(memory, http_route="/stream-fails")
     assert fields["exception_type"] == "RuntimeError" and fields["http_status_code"] == 200
 

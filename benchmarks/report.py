@@ -1,0 +1,320 @@
+"""From ``results.json`` to ``RESULTS.md`` and ``added_us.png``: medians, paired deltas, targets.
+
+Re-render without measuring again::
+
+    python -m benchmarks.report benchmarks/results.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .chart import chart
+from .common import FRAMEWORKS
+from .labels import (
+    LABELS,
+    OTHERS,
+    TARGET_ALLIN_US,
+    TARGET_MSGS_PER_POST,
+    TARGET_MSGS_PER_S,
+    TARGET_P99_ADDED_US,
+    TARGET_RPS_RATIO,
+)
+from .markdown import DASH, TIMES, Row, f, met, signed, table, text
+from .sections import (
+    section_exporter,
+    section_inprocess,
+    section_memory,
+    section_profile,
+    section_servers,
+)
+from .servers import SERVERS
+from .summary import exporter_summary, memory_summary, summarize_inprocess, summarize_servers
+
+
+def section_environment(results: Row) -> str:
+    env, plan = results["environment"], results["plan"]
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    missing = results.get("missing_tools") or []
+    lines = [
+        f"- Date: {results['started']} (run took {results['elapsed_s'] / 60:.1f} min, "
+        f"mode `{plan['mode']}`, {plan['rounds']} rounds)",
+        f"- Machine: {env['cores']} cores, {env['cpu_model']}, {env['memory_gb']} GB RAM, "
+        f"{env['platform']}",
+        f"- Python {env['python']} ({env['implementation']})",
+        f"- Packages: {packages}",
+        f"- mona_middleware at commit {env['mona_middleware_commit']}",
+        f"- Load generator: {env['wrk'] or 'Python fallback (wrk not installed)'}",
+    ]
+    if missing:
+        lines.append(f"- Not installed, so not measured: {', '.join(missing)}")
+    others = [r for r in results.get("others_cpu") or () if r.get("cpu_s") is not None]
+    if others:
+        shares = ", ".join(f"{r['cpu_s'] / r['wall_s'] / env['cores']:.0%}" for r in others)
+        lines.append(
+            f"- CPU taken by processes outside the benchmark, per round (share of the "
+            f"{env['cores']} cores): {shares}; anything above a few % skews the numbers"
+        )
+    return "\n".join(lines)
+
+
+def section_headline(inproc: dict, servers: dict, exporter: list[Row], memory: list[Row]) -> str:
+    rows = []
+    for fw in FRAMEWORKS:
+        bare = inproc.get((fw, "bare"))
+        if not bare:
+            continue
+        row = [fw, f(bare["mean_us"])]
+        row.append(
+            f"{signed(_get(inproc, fw, 'ours', 'added_mean_us'))} / "
+            f"{signed(_get(inproc, fw, 'ours', 'added_allin_us'))}"
+        )
+        for tool in ("otel", "sentry", "mona_sdk"):
+            row.append(signed(_get(inproc, fw, tool, "added_allin_us")))
+        rows.append(row)
+    parts = [
+        "In-process, µs per request (median of rounds; added = tool minus bare in the same "
+        "round; *all-in* includes the final flush, amortized):",
+        "",
+        table(
+            [
+                "framework",
+                "bare",
+                "mona_middleware added: request / all-in",
+                "OpenTelemetry added all-in",
+                "Sentry added all-in",
+                "mona_sdk added all-in",
+            ],
+            rows,
+        ),
+    ]
+    if servers:
+        srows = []
+        for fw in FRAMEWORKS:
+            if (fw, "bare") not in servers:
+                continue
+            bare = servers[(fw, "bare")]
+            row = [f"{SERVERS[fw]} + {fw}", f(bare["rps"], 0)]
+            for tool in OTHERS:
+                s = servers.get((fw, tool))
+                row.append(DASH if not s else _ratio_cell(s))
+            srows.append(row)
+        parts += [
+            "",
+            "Real servers, throughput relative to bare (p99 added):",
+            "",
+            table(
+                ["server", "bare req/s", *(LABELS[t] for t in OTHERS)],
+                srows,
+            ),
+        ]
+    if exporter:
+        ex = exporter_summary(exporter)
+        parts += [
+            "",
+            f"Exporter alone: **{f(ex['msgs_per_s'], 0)} messages/s**, "
+            f"{f(ex['msgs_per_post'], 0)} messages per POST, "
+            f"{f(ex['connections_during_run'], 0)} new connection(s) during a run of "
+            f"{ex['messages']:,} messages (all received: {ex['all_received']}).",
+        ]
+    if memory:
+        off = memory_summary(memory, False)
+        if off:
+            parts += [
+                "",
+                f"Memory, backend down, {off['exports']:,} exports, spool off: RSS "
+                f"{f(off['rss_before_mb'])} MB before → {f(off['rss_after_mb'])} MB after "
+                f"(peak {f(off['rss_peak_mb'])} MB).",
+            ]
+    return "\n".join(parts)
+
+
+def _ratio_cell(server: Row) -> str:
+    p99 = server["p99_added_us"]
+    p99_ms = None if p99 is None else p99 / 1000
+    return f"{f(server['rps_ratio'], 2)}{TIMES} (p99 {signed(p99_ms, 2)} ms)"
+
+
+def _get(table: dict, framework: str, tool: str, key: str) -> float | None:
+    row = table.get((framework, tool))
+    return None if row is None else row.get(key)
+
+
+def section_targets(inproc: dict, servers: dict, exporter: list[Row], hotpath: list[Row]) -> str:
+    layers = {h["framework"]: h["layers"] for h in hotpath}
+    rows = []
+    for fw in FRAMEWORKS:
+        allin = _get(inproc, fw, "ours", "added_allin_us")
+        if allin is None:
+            continue
+        left = "" if allin <= TARGET_ALLIN_US else _allin_gap(inproc, fw, layers.get(fw))
+        rows.append(
+            [
+                f"all-in added ≤ {TARGET_ALLIN_US:.0f} µs, {fw}",
+                f(allin) + " µs",
+                met(allin <= TARGET_ALLIN_US),
+                left,
+            ]
+        )
+    gun = servers.get(("flask", "ours"))
+    if gun:
+        ratio, p99 = gun["rps_ratio"], gun["p99_added_us"]
+        rows.append(
+            [
+                f"gunicorn Flask ≥ {TARGET_RPS_RATIO}{TIMES} bare req/s",
+                f"{f(ratio, 3)}{TIMES}",
+                met(ratio is not None and ratio >= TARGET_RPS_RATIO),
+                ""
+                if ratio is None or ratio >= TARGET_RPS_RATIO
+                else f"{(TARGET_RPS_RATIO - ratio) * 100:.1f} points short: each worker pays the "
+                "all-in cost above per request, and the local sink shares the 2 cores",
+            ]
+        )
+        rows.append(
+            [
+                "gunicorn Flask p99 added ≤ 1 ms",
+                f"{f(p99 / 1000, 2)} ms",
+                met(p99 is not None and p99 <= TARGET_P99_ADDED_US),
+                ""
+                if p99 is None or p99 <= TARGET_P99_ADDED_US
+                else f"{(p99 - TARGET_P99_ADDED_US) / 1000:.2f} ms over: requests wait for the "
+                "GIL while the exporter's threads work, and the contexts waiting in its queue "
+                "trigger full garbage collections (~10 ms each here); see OPTIMISATIONS.md",
+            ]
+        )
+    if exporter:
+        ex = exporter_summary(exporter)
+        ok_rate = ex["msgs_per_s"] >= TARGET_MSGS_PER_S
+        ok_post = (ex["msgs_per_post"] or 0) >= TARGET_MSGS_PER_POST
+        rows.append(
+            [
+                f"exporter ≥ {TARGET_MSGS_PER_S:,} messages/s",
+                f(ex["msgs_per_s"], 0),
+                met(ok_rate),
+                ""
+                if ok_rate
+                else f"{TARGET_MSGS_PER_S - ex['msgs_per_s']:,.0f} messages/s short: the "
+                "batcher shares the GIL with the producing thread and waits for it (each "
+                "context id's os.urandom call gives it away); see OPTIMISATIONS.md",
+            ]
+        )
+        rows.append(
+            [
+                f"≥ {TARGET_MSGS_PER_POST} messages per POST, keep-alive",
+                f"{f(ex['msgs_per_post'], 0)} per POST, {f(ex['connections_during_run'], 0)} "
+                "new connection(s) per run",
+                met(ok_post),
+                "",
+            ]
+        )
+    return table(["target", "measured", "", "what is left"], rows)
+
+
+def _allin_gap(inproc: dict, framework: str, layers: dict[str, Row] | None) -> str:
+    """Where the all-in cost over the target comes from, in words."""
+    allin = _get(inproc, framework, "ours", "added_allin_us")
+    in_loop = _get(inproc, framework, "ours", "added_mean_us")
+    text = (
+        f"{allin - TARGET_ALLIN_US:.1f} µs over. In this run {f(in_loop)} µs landed inside the "
+        f"request loop and {f(allin - in_loop)} µs in the final flush"
+    )
+    if layers:
+        text += (
+            ". Split by who pays (exporter held back): "
+            + _layer_gap(framework, layers)
+            + "; the exporter's work shows in the loop because its threads take the GIL "
+            "between requests"
+        )
+    return text
+
+
+def _layer_gap(framework: str, layers: dict[str, Row]) -> str:
+    names = list(layers)
+    bare = layers[names[0]]["request_us"]
+    parts = []
+    previous = bare
+    for name in names[1:]:
+        now = layers[name]["request_us"]
+        parts.append(f"{name} {now - previous:+.1f} µs")
+        previous = now
+    background = layers[names[-1]]["background_cpu_us"]
+    total = previous - bare
+    return (
+        f"the request thread {total:+.1f} µs ("
+        + ", ".join(parts)
+        + f"), the exporter's threads {background:.1f} µs CPU per request"
+    )
+
+
+def render(results: Row) -> str:
+    inproc = summarize_inprocess(results["inprocess"])
+    servers = summarize_servers(results["servers"], inproc)
+    exporter, memory, hotpath = results["exporter"], results["memory"], results["hotpath"]
+    parts = [
+        "# Benchmarks: mona_middleware against bare apps, OpenTelemetry, Sentry and mona_sdk",
+        "",
+        "Generated by `python -m benchmarks` (from the repository root; `--quick` for a "
+        "shorter run). Do not edit by hand: rerun it. Raw numbers: `results.json`. "
+        "Optimisation notes: [`OPTIMISATIONS.md`](OPTIMISATIONS.md).",
+        "",
+        "## Machine and versions",
+        "",
+        section_environment(results),
+        "",
+        "## Headline",
+        "",
+        section_headline(inproc, servers, exporter, memory),
+        "",
+        "![added µs per request](added_us.png)",
+        "",
+        "## Targets",
+        "",
+        section_targets(inproc, servers, exporter, hotpath),
+        "",
+        "## Setup of each tool",
+        "",
+        text("setup.md"),
+        "## In-process cost per request",
+        "",
+        section_inprocess(inproc),
+        "## Real servers",
+        "",
+        section_servers(servers, results) if servers else "Not run.",
+        "",
+        "## The exporter alone",
+        "",
+        section_exporter(exporter) if exporter else "Not run.",
+        "",
+        "## Memory with the backend down",
+        "",
+        section_memory(memory) if memory else "Not run.",
+        "",
+        "## Where our time goes",
+        "",
+        section_profile(hotpath),
+        "",
+        "## Method",
+        "",
+        text("method.md"),
+    ]
+    return "\n".join(parts)
+
+
+def write_report(results: Row, out: Path) -> None:
+    markdown = render(results)
+    if not chart(results, out / "added_us.png"):
+        markdown = markdown.replace(
+            "![added µs per request](added_us.png)", "(chart skipped: matplotlib not installed)"
+        )
+    (out / "RESULTS.md").write_text(markdown)
+
+
+def main() -> None:
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results.json"
+    write_report(json.loads(source.read_text()), source.parent)
+
+
+if __name__ == "__main__":
+    main()

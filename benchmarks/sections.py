@@ -1,0 +1,269 @@
+"""The detailed sections of RESULTS.md: in-process, real servers, exporter, memory, profile."""
+
+from __future__ import annotations
+
+from .common import FRAMEWORKS, TOOLS
+from .labels import LABELS
+from .markdown import DASH, TIMES, Row, delivered, f, signed, table
+from .summary import exporter_summary, memory_summary
+
+
+def section_inprocess(inproc: dict) -> str:
+    parts = []
+    for fw in FRAMEWORKS:
+        rows = []
+        for tool in TOOLS:
+            r = inproc.get((fw, tool))
+            if not r:
+                continue
+            rows.append(
+                [
+                    LABELS[tool],
+                    f"{r['requests']:,} {TIMES} {r['rounds']}",
+                    f(r["mean_us"]),
+                    f(r["p50_us"]),
+                    f(r["p99_us"]),
+                    signed(r["added_mean_us"]),
+                    signed(r["added_p99_us"]),
+                    f(r["flush_ms"], 2),
+                    f(r["allin_us"]),
+                    signed(r["added_allin_us"]),
+                    f(r["allin_ratio"], 2) + TIMES if r["allin_ratio"] else DASH,
+                    f(r["cpu_us"]),
+                    delivered(r),
+                ]
+            )
+        if rows:
+            parts += [
+                f"### {fw}",
+                "",
+                table(
+                    [
+                        "tool",
+                        f"requests {TIMES} rounds",
+                        "mean µs",
+                        "p50",
+                        "p99",
+                        "added mean",
+                        "added p99",
+                        "final flush ms",
+                        "all-in µs",
+                        "added all-in",
+                        "all-in / bare",
+                        "CPU µs (all threads)",
+                        "received / expected",
+                    ],
+                    rows,
+                ),
+                "",
+            ]
+    return "\n".join(parts)
+
+
+def section_servers(servers: dict, results: Row) -> str:
+    plan = results["plan"]
+    rows = []
+    for fw in FRAMEWORKS:
+        for tool in TOOLS:
+            s = servers.get((fw, tool))
+            if not s:
+                continue
+            rows.append(
+                [
+                    f"{s['server']} + {fw}",
+                    LABELS[tool],
+                    f(s["rps"], 0),
+                    f(s["rps_ratio"], 3) + TIMES if s["rps_ratio"] else DASH,
+                    f(s["p50_us"] / 1000, 2),
+                    f(s["p99_us"] / 1000, 2),
+                    signed(s["p99_added_us"] / 1000 if s["p99_added_us"] is not None else None, 2),
+                    str(s["errors"]),
+                    delivered(s),
+                    f(s["sink_cpu_ms_per_s"], 0),
+                ]
+            )
+    notes = []
+    for s in servers.values():
+        if s.get("sentry_discarded"):
+            counts = ", ".join(f"{k} {v:,}" for k, v in s["sentry_discarded"].items())
+            notes.append(f"- Sentry under {s['server']} reported discarding: {counts}.")
+    return "\n".join(
+        [
+            f"`wrk -t1 -c{plan['connections']} -d{plan['server_seconds']:.0f}s --latency` "
+            f"after a {plan['server_warmup']:.0f} s warm-up, {results['load_generator']} as "
+            "load generator, the server stopped with SIGTERM afterwards. *received / expected* "
+            "counts every request the app served (warm-up included) against what reached the "
+            "sink once the server had exited. *sink CPU* is the local sinks' CPU per second of "
+            "load: it runs on the same 2 cores and slows the server a little, more for the "
+            "tools that send more.",
+            "",
+            table(
+                [
+                    "server",
+                    "tool",
+                    "req/s",
+                    "vs bare",
+                    "p50 ms",
+                    "p99 ms",
+                    "p99 added ms",
+                    "errors",
+                    "received / expected",
+                    "sink CPU ms/s",
+                ],
+                rows,
+            ),
+            "",
+            *notes,
+        ]
+    )
+
+
+def section_exporter(rows: list[Row]) -> str:
+    ex = exporter_summary(rows)
+    return "\n".join(
+        [
+            f"{ex['messages']:,} request-like contexts (3 exports each → 1 message) produced by "
+            "one thread as fast as it can, sent with the default settings (500 messages per "
+            "POST, 2 sender threads) to the local Mona server, which validates every message; "
+            f"median of {ex['rounds']} rounds.",
+            "",
+            table(
+                [
+                    "messages/s",
+                    "messages per POST",
+                    "new connections during the run",
+                    "connections incl. token",
+                    "producing took s",
+                    "until flushed s",
+                    "sink CPU s",
+                    "all received",
+                ],
+                [
+                    [
+                        f(ex["msgs_per_s"], 0),
+                        f(ex["msgs_per_post"], 0),
+                        f(ex["connections_during_run"], 0),
+                        f(ex["connections"], 0),
+                        f(ex["produce_s"], 2),
+                        f(ex["seconds"], 2),
+                        f(ex["sink_cpu_s"], 2),
+                        str(ex["all_received"]),
+                    ]
+                ],
+            ),
+        ]
+    )
+
+
+def section_memory(runs: list[Row]) -> str:
+    rows = []
+    for spool in (False, True):
+        m = memory_summary(runs, spool)
+        if m:
+            rows.append(
+                [
+                    "on (temp dir)" if spool else "off",
+                    f"{m['exports']:,}",
+                    f(m["rss_before_mb"]),
+                    f(m["rss_after_mb"]),
+                    f(m["rss_peak_mb"]),
+                    f(m["queued"], 0),
+                    f(m["in_flight"], 0),
+                    f(m["dropped"], 0),
+                    f(m["spooled"], 0),
+                    f(m["export_s"], 2),
+                    f(m["shutdown_s"], 2),
+                ]
+            )
+    return "\n".join(
+        [
+            "A subprocess exports request-like contexts (3 exports each) as fast as it can to a "
+            "port where nothing listens (token and export URLs). RSS is VmRSS before the first "
+            "export and right after the last; the queue holds at most 10,000 contexts "
+            "(default `queue_size`), the rest is counted as dropped (or spooled); with the "
+            "batches in flight (retrying) that accounts for every export.",
+            "",
+            table(
+                [
+                    "spool",
+                    "exports",
+                    "RSS before MB",
+                    "RSS after MB",
+                    "peak MB",
+                    "queued",
+                    "in flight",
+                    "dropped (counted)",
+                    "spooled",
+                    "exporting took s",
+                    "shutdown(2) took s",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def section_profile(hotpath: list[Row]) -> str:
+    if not hotpath:
+        return "Not run."
+    parts = [
+        "Each framework's app with one layer of ours added at a time; the exporter is held "
+        "back during the loop, so *request µs* is the request thread alone and *exporter "
+        "CPU µs* is what the exporter's threads then spend per request (prepare, JSON, POST).",
+        "",
+    ]
+    rows = []
+    for h in hotpath:
+        bare = next(iter(h["layers"].values()))["request_us"]
+        for name, layer in h["layers"].items():
+            rows.append(
+                [
+                    h["framework"],
+                    name,
+                    f(layer["request_us"]),
+                    signed(layer["request_us"] - bare),
+                    f(layer["background_cpu_us"]),
+                ]
+            )
+    parts += [
+        table(["framework", "variant", "request µs", "vs bare", "exporter CPU µs"], rows),
+        "",
+    ]
+    flask = next((h for h in hotpath if "profile" in h), None)
+    if flask:
+        rows = [
+            [
+                f"`{p['function']}`",
+                f(p["calls_per_request"], 0),
+                f(p["own_us"], 2),
+                f(p["cumulative_us"], 2),
+            ]
+            for p in flask["profile"]
+        ]
+        bg = flask["background"]
+        parts += [
+            "cProfile of Flask + `MonaFlask` + 3 exports, our functions only, per request "
+            "(cProfile roughly doubles the cost of small Python functions; compare rows with "
+            "each other, not with the timings above):",
+            "",
+            table(["function", "calls", "own µs", "cumulative µs"], rows),
+            "",
+            f"The exporter's work per message, timed outside the threads: `prepare()` "
+            f"(coalesce, convert, context id, wire dict) **{bg['prepare_us']:.1f} µs**, JSON "
+            f"encoding **{bg['json_us']:.1f} µs** ({bg['message_bytes']} bytes per message). "
+            "Profile of `prepare()`:",
+            "",
+            table(
+                ["function", "calls", "own µs", "cumulative µs"],
+                [
+                    [
+                        f"`{p['function']}`",
+                        f(p["calls_per_request"], 0),
+                        f(p["own_us"], 2),
+                        f(p["cumulative_us"], 2),
+                    ]
+                    for p in bg["profile"]
+                ],
+            ),
+        ]
+    return "\n".join(parts)

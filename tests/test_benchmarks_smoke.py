@@ -1,0 +1,50 @@
+"""The benchmark harness still runs: one tiny round, end to end (no timing is asserted).
+
+``python -m benchmarks --smoke`` starts the local sinks, drives every installed tool
+in-process for each framework, runs gunicorn under wrk when wrk is installed, the
+exporter and memory checks and the hot-path profile, then writes RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("flask")
+pytest.importorskip("django")
+pytest.importorskip("starlette")
+
+
+@pytest.mark.timeout(170)
+def test_smoke_round_measures_every_installed_tool_and_writes_the_report(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=160,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    measured = {(row["framework"], row["tool"]) for row in results["inprocess"]}
+    for framework in ("flask", "django", "starlette"):
+        assert {(framework, "bare"), (framework, "ours")} <= measured
+    ours = [row for row in results["inprocess"] if row["tool"] == "ours"]
+    # Delivery is exact, not timing: every request's message reached the local Mona.
+    assert all(row["non_200"] == 0 for row in results["inprocess"])
+    assert all(
+        row["received"] == row["expected"] == row["warmup"] + row["requests"] for row in ours
+    )
+    exporter = results["exporter"][0]
+    assert exporter["received"] == exporter["messages"]
+    assert {row["spool"] for row in results["memory"]} == {False, True}
+    assert results["hotpath"][0]["layers"]
+    report = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## Headline", "## Targets", "## In-process cost per request"):
+        assert heading in report

@@ -123,6 +123,11 @@ def disabled() -> bool:
     return watcher is not None and watcher.disabled
 
 
+def switched_off() -> bool:
+    """``MONA_DISABLE_ALL`` or the live kill switch: nothing is recorded or sent."""
+    return config().disable_all or disabled()
+
+
 def count_refused(reason: str) -> None:
     exporter().stats.add("exports_refused")
 

@@ -5,10 +5,12 @@ Each key's history is what matters: an OVERWRITE of a key replaces everything be
 it, ADDs of a key append in order, NEW forgets all. So all OVERWRITE/NEW fields can live
 in one leading message, and the n-th ADD of a key goes into the n-th ADD message, which
 keeps two ADD values of one key in two messages (never one list) and in their order.
+Exports with different explicit timestamps are never merged: each keeps its own.
 """
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import Any
 
 from .aggregate import ADD, NEW, OVERWRITE
@@ -16,28 +18,38 @@ from .aggregate import ADD, NEW, OVERWRITE
 # An op as the context records it: a bare dict is an OVERWRITE with no timestamp
 # (the common case, kept allocation-free); otherwise (action, fields, timestamp).
 Op = dict[str, Any] | tuple[str | None, dict[str, Any], Any]
+Part = tuple[str, dict[str, Any], Any]
 
 
-def coalesce(ops: list[Op]) -> list[tuple[str, dict[str, Any], Any]]:
+def coalesce(ops: list[Op]) -> list[Part]:
     """Return ``[(action, fields, timestamp or None)]`` equivalent to applying ``ops`` in order.
 
     >>> coalesce([{"a": 1}, ("ADD", {"n": 1}, None), ("ADD", {"n": 2}, None), {"b": 2}])
     [('OVERWRITE', {'a': 1, 'b': 2}, None), ('ADD', {'n': 1}, None), ('ADD', {'n': 2}, None)]
     """
+    if len(ops) == 1 and type(ops[0]) is dict:  # only plain exports: the context merged them
+        return [(OVERWRITE, ops[0], None)]
+    parts: list[Part] = []
+    for ts, run in groupby(ops, key=_timestamp):  # runs of one timestamp, in order
+        parts.extend(_fold(run, ts))
+    return parts
+
+
+def _timestamp(op: Op) -> Any:
+    return None if type(op) is dict else op[2]
+
+
+def _fold(ops: Any, ts: Any) -> list[Part]:
     base: dict[str, Any] | None = None
     base_action = OVERWRITE
-    base_ts: Any = None
     adds: list[dict[str, Any]] = []
-    adds_ts: list[Any] = []
     for op in ops:
         if type(op) is dict:
-            action, fields, ts = OVERWRITE, op, None
+            action, fields = OVERWRITE, op
         else:
-            action, fields, ts = op
-            action = action or OVERWRITE
+            action, fields = op[0] or OVERWRITE, op[1]
         if action == NEW:
-            base, base_action, base_ts = dict(fields), NEW, ts
-            adds, adds_ts = [], []
+            base, base_action, adds = dict(fields), NEW, []
         elif action == ADD:
             for key, value in fields.items():
                 index = 0
@@ -45,31 +57,25 @@ def coalesce(ops: list[Op]) -> list[tuple[str, dict[str, Any], Any]]:
                     index += 1
                 if index == len(adds):
                     adds.append({})
-                    adds_ts.append(None)
                 adds[index][key] = value
-                if ts is not None:
-                    adds_ts[index] = ts
         else:
             if adds:
-                adds, adds_ts = _without_keys(adds, adds_ts, fields)
+                adds = _without_keys(adds, fields)
             if base is None:
                 base = dict(fields)
             else:
                 base.update(fields)
-            if ts is not None:
-                base_ts = ts
-    result = [] if base is None else [(base_action, base, base_ts)]
-    result.extend((ADD, fields, ts) for fields, ts in zip(adds, adds_ts, strict=True))
+    result = [] if base is None else [(base_action, base, ts)]
+    result.extend((ADD, fields, ts) for fields in adds)
     return result
 
 
-def _without_keys(adds, adds_ts, keys) -> tuple[list[dict[str, Any]], list[Any]]:
+def _without_keys(adds: list[dict[str, Any]], keys: dict[str, Any]) -> list[dict[str, Any]]:
     """Drop keys an OVERWRITE replaces from earlier ADD messages; drop emptied messages."""
-    kept, kept_ts = [], []
-    for fields, ts in zip(adds, adds_ts, strict=True):
+    kept = []
+    for fields in adds:
         for key in keys:
             fields.pop(key, None)
         if fields:
             kept.append(fields)
-            kept_ts.append(ts)
-    return kept, kept_ts
+    return kept

@@ -9,7 +9,6 @@ context closes, so the request pays for a dict copy and a list append.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from . import _runtime, sampling
 from ._log import limited
 from .errors import MonaExportError
+from .ids import new_context_id
 from .message import check_action
 
 _current: ContextVar[MonaContext | None] = ContextVar("mona_context", default=None)
@@ -34,6 +34,7 @@ class MonaContext:
 
     __slots__ = (
         "_context_id",
+        "_fields",
         "_ops",
         "_sub_id",
         "_token",
@@ -42,6 +43,7 @@ class MonaContext:
         "context_class",
         "disabled",
         "export_timestamp",
+        "late",
         "opened_at",
         "parent",
         "request",
@@ -63,9 +65,15 @@ class MonaContext:
         self.opened_at = time.time()
         self.parent = parent
         self._sub_id = sub_id
-        self._ops: list[Any] = []
+        # Exports are folded as they come: OVERWRITEs without a timestamp (nearly all of
+        # them) of keys not seen yet merge into ``_fields``; any other op first moves
+        # ``_fields`` into ``_ops``, which keeps the order that coalesce() needs. One dict,
+        # no list, for most contexts.
+        self._fields: dict[str, Any] = {}
+        self._ops: list[Any] | None = None
         self._token: Token | None = None
         self.closed = False
+        self.late = False  # holds exports made after the request's context closed
         self.disabled = False
         self.sampled_out = False
         # Set by web adapters: the request's state (see web.RequestState) and the user's
@@ -87,7 +95,7 @@ class MonaContext:
     def context_id(self) -> str:
         """The id, made on first use: most contexts never need one before the exporter does."""
         if self._context_id is None:
-            own = str(uuid.uuid4()) if self._sub_id is None else str(self._sub_id)
+            own = new_context_id() if self._sub_id is None else str(self._sub_id)
             self._context_id = own if self.parent is None else f"{self.parent.context_id}.{own}"
         return self._context_id
 
@@ -100,28 +108,56 @@ class MonaContext:
         if type(message) is not dict and not isinstance(message, Mapping):
             return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
         if action is None and export_timestamp is None:
-            op: Any = dict(message)
-        else:
-            try:
-                op = (check_action(action), dict(message), export_timestamp)
-            except ValueError as exc:
-                return _refuse(str(exc))
+            if self.closed:
+                return self._export_late(dict(message))
+            fields = self._fields
+            if fields.keys().isdisjoint(message):
+                fields.update(message)
+            else:  # a key again: its new value may be dropped later (None, NaN), so the
+                self._append(dict(message))  # old one must still be there: a separate op
+            return True
+        try:
+            op = (check_action(action), dict(message), export_timestamp)
+        except ValueError as exc:
+            return _refuse(str(exc))
         if self.closed:
             return self._export_late(op)
-        self._ops.append(op)
+        self._append(op)
         return True
+
+    def _append(self, op: Any) -> None:
+        ops = self._ops
+        if ops is None:
+            ops = self._ops = []
+        if self._fields:
+            ops.append(self._fields)
+            self._fields = {}
+        ops.append(op)
 
     def _export_late(self, op: Any) -> bool:
         """A thread outlived the request: send its fields for the same context, not lose them."""
         late = MonaContext(self.context_class, self.context_id, self.export_timestamp)
         late.opened_at = self.opened_at
-        late._ops.append(op)
-        late.closed = True
+        late.before_send = self.before_send
+        late._append(op)
+        late.closed = late.late = True
         return _runtime.enqueue(late)
+
+    def record(self, fields: dict[str, Any]) -> None:
+        """Add fields the package itself measured (request fields): no checks, an OVERWRITE."""
+        self._fields.update(fields)
+
+    def ops(self) -> list[Any]:
+        """The recorded ops in order: dicts (OVERWRITE) or ``(action, fields, timestamp)``."""
+        ops = [] if self._ops is None else list(self._ops)
+        if self._fields:
+            ops.append(self._fields)
+        return ops
 
     def take_ops(self) -> list[Any]:
         """The recorded ops, for the exporter (called once, after close)."""
-        ops, self._ops = self._ops, []
+        ops = self.ops()
+        self._fields, self._ops = {}, None
         return ops
 
     def open(self) -> MonaContext:
@@ -139,7 +175,7 @@ class MonaContext:
         if self.closed:
             return
         self.closed = True
-        if not self.disabled and self._ops:
+        if not self.disabled and (self._fields or self._ops):
             _runtime.enqueue(self)
 
     def __enter__(self) -> MonaContext:

@@ -7,6 +7,7 @@ context with the call's duration and exception type.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -24,7 +25,8 @@ def monitor(
     *,
     fields: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Decorate a sync or async function; keeps its signature (``functools.wraps``).
+    """Decorate a sync or async function; keeps its signature (``functools.wraps``, plus
+    ``__signature__`` when its annotations are strings, see ``_keep_signature``).
 
     >>> @monitor("NIGHTLY_JOB", fields={"team": "ml"})
     ... def nightly():
@@ -48,7 +50,7 @@ def monitor(
                 finally:
                     scope.exit(opened)
 
-            return run_async  # type: ignore[return-value]
+            return _keep_signature(run_async, fn)
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -61,9 +63,27 @@ def monitor(
             finally:
                 scope.exit(opened)
 
-        return run  # type: ignore[return-value]
+        return _keep_signature(run, fn)
 
     return decorate
+
+
+def _keep_signature(wrapper: Callable[..., Any], fn: F) -> F:
+    """Give ``wrapper`` ``fn``'s signature with string annotations evaluated in *fn's* globals.
+
+    Under ``from __future__ import annotations`` annotations are strings, and FastAPI
+    < 0.123.5 evaluates them in ``wrapper.__globals__`` (this module's), which turns
+    ``BackgroundTasks`` and ``Depends`` parameters into query parameters. ``inspect.signature``
+    returns ``__signature__`` instead of following ``__wrapped__``. It is set only when there
+    are strings and they evaluate (a forward reference or a ``TYPE_CHECKING`` import fails),
+    so everything else resolves exactly as before; this never raises. The check first keeps
+    Django's ``method_decorator``, which decorates on every call, at about a microsecond.
+    """
+    with contextlib.suppress(Exception):
+        annotations = getattr(inspect.unwrap(fn), "__annotations__", None) or {}
+        if any(isinstance(a, str) for a in annotations.values()):
+            wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 class _Scope:
@@ -94,14 +114,15 @@ class _Scope:
 
     def failed(self, opened: tuple[MonaContext, float] | None, exc: BaseException) -> None:
         if opened is not None:
-            opened[0]._ops.append({"exception_type": type(exc).__name__})
+            with contextlib.suppress(Exception):
+                opened[0].record({"exception_type": type(exc).__name__})
 
     def exit(self, opened: tuple[MonaContext, float] | None) -> None:
         if opened is None:
             return
         ctx, started = opened
         try:
-            ctx._ops.append({"duration_ms": round((time.perf_counter() - started) * 1000, 3)})
+            ctx.record({"duration_ms": round((time.perf_counter() - started) * 1000, 3)})
             ctx.close()
         except Exception:
             logger.exception("mona_middleware: @monitor could not close its context")

@@ -35,6 +35,9 @@ class Delivery:
         self._kick = threading.Condition()
         self._kicks = 0
         self._stopping = False
+        # A Retry-After holds back the whole backend, not only the batch that got it:
+        # the other senders (and the spool) wait for it too.
+        self._not_before = 0.0
 
     def wake(self, stopping: bool = False) -> None:
         """Cut backoff waits short (flush); with ``stopping``, end all waits (shutdown)."""
@@ -77,6 +80,9 @@ class Delivery:
         return result.sent == result.total
 
     def _send(self, batch: list[dict[str, Any]]) -> SendResult:
+        wait = self._not_before - time.monotonic()
+        if wait > 0 and not self._sleep(wait, strict=True):
+            return SendResult.transient(len(batch), "shut down while the server's Retry-After ran")
         started = time.monotonic()
         try:
             result = self.transport.send(batch)
@@ -84,6 +90,9 @@ class Delivery:
             logger.exception("mona_middleware: transport %s failed", self.transport.name)
             result = SendResult.transient(len(batch), f"transport error: {type(exc).__name__}")
         self.stats.observe_latency(time.monotonic() - started)
+        if result.retry_after:
+            until = time.monotonic() + min(result.retry_after, self.config.retry_after_cap)
+            self._not_before = max(self._not_before, until)
         if result.sent:
             self.backend_ok = True
         elif result.retryable:
@@ -185,15 +194,20 @@ class Delivery:
         """
         spool = self.spool
         while spool is not None and (self.backend_ok or probe) and not self._stopping:
-            if more_work():
-                return
+            if more_work() or _switched_off():
+                return  # the kill switch holds the spool back too: it stays on disk
             probe = False
             item = spool.claim()
             if item is None:
                 return
             messages = spool.load(item)
-            if not messages:
-                spool.done(item)
+            if not messages:  # load() counted and removed an unreadable file
                 continue
             if not self.deliver(messages, from_spool=item):
                 return
+
+
+def _switched_off() -> bool:
+    from . import _runtime  # at call time: _runtime imports the exporter, which imports us
+
+    return _runtime.switched_off()

@@ -84,6 +84,7 @@ class BatchExporter:
         self._seq = 0
         self._stopping = False
         self._finish = False
+        self._abandoned = False  # shutdown's time is up: new batches go to the spool
         self._stopped = threading.Event()
         self._batcher: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
@@ -196,9 +197,10 @@ class BatchExporter:
     def _abandon(self) -> int:
         """Spool (or count) what is still queued or in flight when shutdown's time is up."""
         with self._answered:
+            self._abandoned = True
             jobs = [job for job in self._inflight.values() if _resolve(job)]
             self._inflight.clear()
-        batches = [job.batch for job in jobs]
+        batches = [job.batch for job in jobs]  # a sender that picks one up later skips it
         queued = [item for item in self._queue if not isinstance(item, _FlushMarker)]
         self._queue.clear()
         batches.append([m for item in queued for m in self._prepare(item)])
@@ -293,8 +295,14 @@ class BatchExporter:
         if down and self.spool.write(batch):
             return
         with self._answered:
-            self._seq += 1
-            job = self._inflight[self._seq] = _Job(self._seq, batch)
+            abandoned = self._abandoned
+            if not abandoned:
+                self._seq += 1
+                job = self._inflight[self._seq] = _Job(self._seq, batch)
+        if abandoned:  # shutdown has already spooled what it found: this batch was not there
+            if self.spool is None or not self.spool.write(batch):
+                self.stats.drop("not sent before the shutdown timeout", len(batch))
+            return
         self._jobs.put(job)  # blocks while senders are busy: the deque absorbs the wait
 
     def _arm(self, marker: _FlushMarker) -> None:
@@ -323,6 +331,9 @@ class BatchExporter:
 
     def _send(self, job: _Job) -> None:
         delivery = self.delivery
+        with self._answered:
+            if job.resolved:  # shutdown spooled it while it waited: sending it too would
+                return  # deliver it twice, once now and once from the spool
         try:
             result, retries, gave_up = delivery.attempt(job.batch)
             with self._answered:

@@ -23,7 +23,10 @@ from ._log import limited
 from .aggregate import ACTIONS
 
 _MAX_DEPTH = 32
-_SCALARS = (str, int, bool, type(None))
+_SCALARS = (str, bool, type(None))  # JSON as they are (int: within _INT_LIMIT)
+# Beyond 64 bits an integer is a float to every JSON reader Mona has (and orjson refuses
+# it); far beyond, Python cannot even print it (sys.get_int_max_str_digits).
+_INT_LIMIT = 2**64
 
 
 @dataclasses.dataclass
@@ -60,6 +63,8 @@ def _convert(value: Any, depth: int) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         return value
+    if kind is int:
+        return value if -_INT_LIMIT < value < _INT_LIMIT else _big_int(value)
     if kind is float:
         return _float(value)
     if depth > _MAX_DEPTH:
@@ -72,6 +77,13 @@ def _convert(value: Any, depth: int) -> Any:
     if converter is None:
         raise FieldError(f"values of type {kind.__module__}.{kind.__qualname__} are not JSON")
     return converter(value, depth)
+
+
+def _big_int(value: int) -> float:
+    try:
+        return _float(float(value))
+    except OverflowError:
+        raise FieldError("an integer too large for a JSON number") from None
 
 
 def _key(key: Any) -> str:
@@ -96,7 +108,7 @@ def _converter_for(value: Any) -> Callable[[Any, int], Any] | None:
     if isinstance(value, enum.Enum):
         return lambda v, d: _convert(v.value, d + 1)
     if isinstance(value, (int, str)):  # int/str subclasses, e.g. IntFlag
-        return lambda v, _: int(v) if isinstance(v, int) else str(v)
+        return lambda v, d: _convert(int(v), d) if isinstance(v, int) else str(v)
     if isinstance(value, float):
         return lambda v, _: _float(float(v))
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -104,9 +116,7 @@ def _converter_for(value: Any) -> Callable[[Any, int], Any] | None:
     if isinstance(value, dt.timedelta):
         return lambda v, _: v.total_seconds()
     if isinstance(value, Decimal):
-        return lambda v, _: (
-            int(v) if v == v.to_integral_value() and v.is_finite() else _float(float(v))
-        )
+        return _decimal
     if isinstance(value, (uuid.UUID, PurePath)):
         return lambda v, _: str(v)
     if isinstance(value, (set, frozenset)):
@@ -120,6 +130,13 @@ def _converter_for(value: Any) -> Callable[[Any, int], Any] | None:
     if callable(getattr(value, "model_dump", None)):  # pydantic v2 models (FastAPI)
         return lambda v, d: _convert(v.model_dump(mode="json"), d + 1)
     return None
+
+
+def _decimal(value: Decimal, _depth: int) -> int | float:
+    # adjusted() first: int(Decimal("1E+1000000")) would build a million-digit integer.
+    if value.is_finite() and value.adjusted() < 19 and value == value.to_integral_value():
+        return int(value)
+    return _float(float(value))
 
 
 def _bytes(value: bytes | bytearray, _depth: int) -> str:
@@ -147,6 +164,19 @@ def sanitize_fields(
     dropped = 0
     for key, value in fields.items():
         if value is None and filter_none:
+            continue
+        kind = type(value)
+        # Most fields are a plain string key and a JSON scalar: copied as they are.
+        if (
+            type(key) is str
+            and not key.startswith("MONA")
+            and (
+                kind in _SCALARS
+                or (kind is int and -_INT_LIMIT < value < _INT_LIMIT)
+                or (kind is float and value - value == 0)  # finite
+            )
+        ):
+            clean[key] = value
             continue
         try:
             name = _key(key)

@@ -82,16 +82,35 @@ def _context_messages(ctx: MonaContext, config: MonaConfig, stats: ExportStats) 
         if ctx.export_timestamp is None
         else normalize_timestamp(ctx.export_timestamp, context_class)
     )
-    parts = coalesce(ctx.take_ops())
-    if config.global_fields:
-        parts = _with_global_fields(parts, config.global_fields)
-    context_id = ctx.context_id
-    messages = []
-    for action, fields, ts in parts:
-        clean = _clean(fields, context_class, config, stats)
+    # Each export is cleaned before they are folded together: a value that is dropped
+    # (None with filter_none_fields, NaN, an object JSON cannot carry) must leave what
+    # an earlier export set for that key, as it would if each export were sent alone.
+    ops = []
+    emptied = False  # an export lost every field it had to conversion errors
+    for op in ctx.take_ops():
+        fields = op if type(op) is dict else op[1]
+        clean, dropped = _clean(fields, context_class, config, stats)
         if clean:
-            stamp = default_ts if ts is None else normalize_timestamp(ts, context_class)
-            messages.append(wire_message(context_class, context_id, clean, stamp, action))
+            ops.append(clean if type(op) is dict else (op[0], clean, op[2]))
+        elif dropped:
+            emptied = True
+    parts = coalesce(ops)
+    if config.global_fields and not ctx.late:  # a late export must not reset them
+        extra, _ = _clean(config.global_fields, context_class, config, stats)
+        parts = _with_global_fields(parts, extra)
+    if not parts and emptied:
+        stats.drop("no valid fields", 1)
+    context_id = ctx.context_id
+    messages = [
+        wire_message(
+            context_class,
+            context_id,
+            fields,
+            default_ts if ts is None else normalize_timestamp(ts, context_class),
+            action,
+        )
+        for action, fields, ts in parts
+    ]
     if ctx.before_send is not None:
         messages = _before_send(ctx.before_send, messages, stats)
     return messages
@@ -140,8 +159,10 @@ def _explicit_message(
     fields = message.fields
     if config.global_fields and message.action != ADD:
         fields = {**config.global_fields, **fields}
-    clean = _clean(fields, message.context_class, config, stats)
+    clean, dropped = _clean(fields, message.context_class, config, stats)
     if not clean:
+        if dropped:
+            stats.drop("no valid fields", 1)
         return None
     stamp = None
     if message.timestamp is not None:
@@ -149,13 +170,13 @@ def _explicit_message(
     return wire_message(message.context_class, message.context_id, clean, stamp, message.action)
 
 
-def _clean(fields: dict, context_class: str, config: MonaConfig, stats: ExportStats) -> dict:
+def _clean(
+    fields: Mapping, context_class: str, config: MonaConfig, stats: ExportStats
+) -> tuple[dict, int]:
     clean, dropped = sanitize_fields(fields, context_class, filter_none=config.filter_none_fields)
     if dropped:
         stats.add("fields_dropped", dropped)
-    if not clean and fields and dropped:
-        stats.drop("no valid fields", 1)
-    return clean
+    return clean, dropped
 
 
 def message_count(items: Iterable[Any]) -> int:
@@ -163,7 +184,7 @@ def message_count(items: Iterable[Any]) -> int:
     total = 0
     for item in items:
         if isinstance(item, MonaContext):
-            total += max(len(coalesce(list(item._ops))), 1)
+            total += max(len(coalesce(item.ops())), 1)
         elif isinstance(item, list):
             total += len(item)
     return total

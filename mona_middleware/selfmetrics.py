@@ -33,6 +33,10 @@ class SelfMetrics:
         if not self.interval or time.monotonic() < self._next:
             return
         self._next = time.monotonic() + self.interval
+        from . import _runtime  # at call time: _runtime imports the exporter, which imports us
+
+        if _runtime.switched_off():  # the kill switch silences the exporter's own reports too
+            return
         self._reports += 1
         host, pid = socket.gethostname(), os.getpid()
         fields = self.fields() | {"host": host, "pid": pid}

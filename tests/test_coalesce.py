@@ -66,11 +66,35 @@ def test_explicit_timestamps_are_kept_per_message():
     assert parts == [("OVERWRITE", {"a": 1}, 100), ("ADD", {"n": 1}, 200)]
 
 
+def test_exports_with_different_timestamps_are_never_merged():
+    ops = [
+        ("OVERWRITE", {"a": 1}, 100),
+        ("OVERWRITE", {"b": 2}, 200),
+        ("ADD", {"n": 1}, 200),
+        ("ADD", {"n": 2}, 300),
+        {"c": 3},
+    ]
+    assert coalesce([_copy(op) for op in ops]) == [
+        ("OVERWRITE", {"a": 1}, 100),
+        ("OVERWRITE", {"b": 2}, 200),
+        ("ADD", {"n": 1}, 200),
+        ("ADD", {"n": 2}, 300),
+        ("OVERWRITE", {"c": 3}, None),
+    ]
+    # The same timestamp again, later: merged with its neighbours only.
+    same = [("OVERWRITE", {"a": 1}, 100), ("OVERWRITE", {"b": 2}, 100)]
+    assert coalesce(same) == [("OVERWRITE", {"a": 1, "b": 2}, 100)]
+
+
 _keys = st.sampled_from(["a", "b", "c", "d"])
 _fields = st.dictionaries(_keys, st.integers(0, 9), min_size=1, max_size=3)
 _op = st.one_of(
     _fields,
-    st.tuples(st.sampled_from(["OVERWRITE", "ADD", "NEW", None]), _fields, st.none()),
+    st.tuples(
+        st.sampled_from(["OVERWRITE", "ADD", "NEW", None]),
+        _fields,
+        st.one_of(st.none(), st.sampled_from([100, 200])),
+    ),
 )
 
 
@@ -78,7 +102,10 @@ _op = st.one_of(
 @given(st.lists(_op, max_size=12))
 def test_any_sequence_stores_the_same_record_as_sending_each_export(ops):
     assert stored_coalesced(ops) == stored(ops)
-    assert len(coalesce([_copy(op) for op in ops])) <= max(len(ops), 1)
+    parts = coalesce([_copy(op) for op in ops])
+    assert len(parts) <= max(len(ops), 1)
+    # Every op's timestamp is kept: each message carries one of them, none is invented.
+    assert {ts for _, _, ts in parts} <= {None if isinstance(op, dict) else op[2] for op in ops}
 
 
 def test_aggregate_honours_default_action_and_classes():

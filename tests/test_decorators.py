@@ -66,9 +66,26 @@ def test_inside_a_request_it_names_the_request_context(memory):
 
 
 def test_signature_and_metadata_are_kept():
-    assert inspect.signature(nightly) == inspect.signature(nightly.__wrapped__)
+    # this module's annotations are strings: the wrapper's are evaluated in *its* globals
+    assert inspect.signature(nightly) == inspect.signature(nightly.__wrapped__, eval_str=True)
+    assert inspect.signature(nightly).parameters["rows"].annotation is int
     assert nightly.__name__ == "nightly"
     assert inspect.iscoroutinefunction(score_async)
+    assert inspect.signature(score_async).return_annotation is float
+
+
+def test_annotations_that_cannot_be_evaluated_leave_the_plain_signature():
+    def later(item: NotYetDefined) -> None:  # type: ignore[name-defined]  # noqa: F821
+        pass
+
+    wrapped = mona.monitor(later)  # decoration never raises
+    assert "__signature__" not in vars(wrapped) and wrapped.__wrapped__ is later
+    assert inspect.signature(wrapped).parameters["item"].annotation == "NotYetDefined"
+
+    def plain(*args, **kwargs):
+        pass
+
+    assert "__signature__" not in vars(mona.monitor(plain))  # nothing to evaluate
 
 
 def test_the_pytest_fixture_captures_per_context(mona_capture):

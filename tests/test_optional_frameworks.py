@@ -61,7 +61,8 @@ def test_contexts_and_the_wsgi_middleware_work_without_any_framework():
         wrapped = MonaWSGIMiddleware(app, context_class="PLAIN_WSGI", handle_sigterm=False)
         body = wrapped({"REQUEST_METHOD": "POST", "PATH_INFO": "/score"}, lambda *a: None)
         assert b"".join(body) == b"ok"
-        body.close()
+        if hasattr(body, "close"):  # as a server does (PEP 3333); a whole list has none
+            body.close()
         assert mona.flush(5)
         contexts = transport.contexts()
         assert contexts[("BATCH_JOB", "job-1")] == {"rows": 3}, contexts

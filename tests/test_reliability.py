@@ -68,6 +68,53 @@ def test_retry_after_is_honoured_even_by_flush(mona_server, header):
     assert len(mona_server.messages()) == 1
 
 
+def test_retry_after_holds_back_every_batch_not_only_the_refused_one(mona_server):
+    mona.configure(**rest_options(mona_server, batch_size=1, sender_threads=2, **FAST_RETRIES))
+    mona_server.respond_with(429, headers={"Retry-After": "2"}, times=1)
+    export_contexts(1, prefix="first")
+    deadline = time.monotonic() + 5
+    while mona.stats()["retries"] < 1 and time.monotonic() < deadline:  # the 429 is read
+        time.sleep(0.01)
+    refused_at = export_arrivals(mona_server)[0]
+    export_contexts(5, prefix="more")  # other batches, for the other sender too
+    assert mona.flush(15)
+    # With both senders waiting, a batch may go to the spool, resent right after.
+    assert mona_server.wait_for_messages(6, timeout=10)
+    later = export_arrivals(mona_server)[1:]
+    assert later and min(later) - refused_at >= 2.0  # no request of any batch before 2 s
+    assert sorted(m["contextId"] for m in mona_server.messages()) == sorted(
+        ["first0"] + [f"more{i}" for i in range(5)]
+    )
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "soon"])
+def test_an_unusable_retry_after_falls_back_to_backoff(mona_server, value):
+    mona.configure(**rest_options(mona_server, **FAST_RETRIES))
+    mona_server.respond_with(503, headers={"Retry-After": value}, times=2)
+    export_contexts(1)
+    started = time.process_time()
+    assert mona.flush(10)
+    assert time.process_time() - started < 1.0  # a wait of nan seconds would spin the CPU
+    assert len(mona_server.messages()) == 1 and mona.stats()["retries"] == 2
+
+
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        (429, {"topLevelError": "slow down"}),
+        (503, {"topLevelError": "maintenance"}),
+        (503, {"failed": 1, "failure_reasons": {"0": "unavailable"}}),
+    ],
+)
+def test_a_retryable_status_is_retried_whatever_its_json_says(mona_server, status, body):
+    mona.configure(**rest_options(mona_server, **FAST_RETRIES))
+    mona_server.respond_with(status, body=body, times=1)
+    export_contexts(1)
+    assert mona.flush(10)
+    assert len(mona_server.messages()) == 1
+    assert mona.stats()["retries"] == 1 and mona.stats()["dropped"] == {}
+
+
 def test_429_and_5xx_are_retried_other_4xx_are_not(mona_server):
     mona.configure(**rest_options(mona_server, **FAST_RETRIES))
     for status in (429, 500, 502, 408):
@@ -81,7 +128,7 @@ def test_429_and_5xx_are_retried_other_4xx_are_not(mona_server):
     stats = mona.stats()
     assert stats["retries"] == 4
     assert stats["dropped"] == {"rejected by the backend": 1}
-    assert stats["failure_reasons"] == {"HTTP 422": 1}
+    assert stats["failure_reasons"] == {'HTTP 422: ["schema mismatch"]': 1}  # the server's reason
     assert len(mona_server.export_requests()) == 4 * 2 + 1
 
 

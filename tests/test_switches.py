@@ -210,6 +210,34 @@ def test_self_metrics_arrive_as_their_own_context_class(memory):
         assert field in report
 
 
+def test_the_kill_switch_silences_self_metrics_too(memory, tmp_path):
+    switch = tmp_path / "mona.json"
+    switch.write_text(json.dumps({"disable_all": False}))
+    mona.configure(
+        transport=memory,
+        flush_interval=0.02,
+        self_metrics_interval=0.05,
+        config_file=str(switch),
+        config_poll_interval=0.02,
+    )
+
+    def reports() -> int:
+        assert mona.flush(5)
+        return sum(m["arcClass"] == "MONA_MIDDLEWARE_SELF_METRICS" for m in memory.messages)
+
+    with mona.context("APP"):
+        mona.export({"n": 1})  # starts the exporter; its batcher reports every 50 ms
+    assert wait_until(lambda: reports() > 0, timeout=5)
+    switch.write_text(json.dumps({"disable_all": True}))
+    assert wait_until(lambda: _runtime.disabled(), timeout=5)
+    time.sleep(0.1)  # a report being made as the switch flipped
+    silenced = reports()
+    time.sleep(0.5)  # about ten intervals
+    assert reports() == silenced
+    switch.write_text(json.dumps({"disable_all": False}))
+    assert wait_until(lambda: reports() > silenced, timeout=5)
+
+
 def test_logger_name_and_level_follow_mona_sdk_variables(monkeypatch, caplog):
     monkeypatch.setenv("MONA_SDK_LOGGER_NAME", "my-mona")
     monkeypatch.setenv("MONA_SDK_LOGGING_LEVEL", "ERROR")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from typing import Any
 
+from .. import _json
 from .base import SendResult, Transport
 
 
@@ -26,11 +26,8 @@ class JsonlFileTransport(Transport):
 
     def send(self, messages: list[dict[str, Any]]) -> SendResult:
         try:
-            data = "".join(
-                json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n"
-                for message in messages
-            ).encode("utf-8")
-        except (TypeError, ValueError) as exc:
+            data = _json.dumps_lines(messages)
+        except ValueError as exc:
             return SendResult.rejected(len(messages), f"not JSON: {exc}")
         try:
             with self._lock:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import threading
+import time
 from collections import Counter
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from .. import _json
 from ..config import MonaConfig
 from .auth import AuthError, make_auth
 from .base import SendResult, Transport
@@ -69,8 +73,8 @@ class MonaRestTransport(Transport):
                 )
             try:
                 body = _encode(self._auth.user_id(), messages)
-            except ValueError as exc:
-                return SendResult.rejected(total, f"not JSON: {exc}")
+            except ValueError:
+                return self._send_encodable(messages)
             if self._config.gzip:
                 body = gzip.compress(body, compresslevel=5)
                 headers["Content-Encoding"] = "gzip"
@@ -85,6 +89,27 @@ class MonaRestTransport(Transport):
                 continue
             return parse_response(response, total)
         return SendResult.rejected(total, "HTTP 401 after a fresh token", status=401)
+
+    def _send_encodable(self, messages: list[dict[str, Any]]) -> SendResult:
+        """One message JSON cannot carry (e.g. an int of 5,000 digits) must not sink the
+        batch: send the others and count that one as refused, with the reason."""
+        good, reasons = [], Counter()
+        for message in messages:
+            try:
+                _json.dumps(message)
+                good.append(message)
+            except ValueError as exc:
+                reasons[f"not JSON: {_short(str(exc))}"] += 1
+        result = self.send(good) if good else SendResult(total=0)
+        bad = len(messages) - len(good)
+        result.total += bad
+        result.failed += bad
+        result.failure_reasons.update(reasons)
+        if result.retryable:  # the good ones will be retried: the bad ones are settled now
+            result.error = result.error or "not JSON"
+        else:
+            result.error = result.error or f"{bad} message(s) not JSON"
+        return result
 
     def close(self) -> None:
         self._closing.set()
@@ -124,8 +149,7 @@ class MonaRestTransport(Transport):
 
 
 def _encode(user_id: str | None, messages: list[dict[str, Any]]) -> bytes:
-    body = {"userId": user_id, "messages": messages}
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _json.dumps({"userId": user_id, "messages": messages})
 
 
 def parse_response(response: requests.Response, total: int) -> SendResult:
@@ -137,10 +161,20 @@ def parse_response(response: requests.Response, total: int) -> SendResult:
         info = response.json()
     except ValueError:
         info = None
-    if isinstance(info, dict) and info.get("topLevelError"):
+    if not isinstance(info, dict):
+        info = {}
+    retryable = status in RETRYABLE_STATUS
+    failed = _int(info.get("failed"), total) if "failed" in info else None
+    # A 429/5xx is retried, whatever its body says, unless the server says it accepted
+    # part of the batch: resending that part would store its ADDs twice.
+    if retryable and (failed is None or failed >= total):
+        error = f"HTTP {status}"
+        if info.get("topLevelError"):
+            error += f": {_short(info['topLevelError'])}"
+        return SendResult.transient(total, error, status, retry_after=_retry_after(response))
+    if info.get("topLevelError"):
         return SendResult.rejected(total, f"topLevelError: {_short(info['topLevelError'])}", status)
-    if isinstance(info, dict) and "failed" in info:
-        failed = min(max(int(info.get("failed") or 0), 0), total)
+    if failed is not None:
         reasons = _count_reasons(info.get("failure_reasons"), failed)
         return SendResult(
             total=total,
@@ -150,11 +184,17 @@ def parse_response(response: requests.Response, total: int) -> SendResult:
             status=status,
             error=f"{failed} of {total} messages rejected",
         )
-    if status in RETRYABLE_STATUS:
-        return SendResult.transient(
-            total, f"HTTP {status}", status, retry_after=_retry_after(response)
-        )
-    return SendResult.rejected(total, f"HTTP {status}", status)
+    detail = info.get("errors") or info.get("error") or info.get("message") or info.get("detail")
+    reason = f"HTTP {status}: {_short(detail)}" if detail else f"HTTP {status}"
+    return SendResult.rejected(total, reason, status)
+
+
+def _int(value: Any, total: int) -> int:
+    """A count from the server's answer, within [0, total]; unreadable means all."""
+    try:
+        return min(max(int(value), 0), total)
+    except (TypeError, ValueError):
+        return total
 
 
 def _count_reasons(reasons: Any, failed: int) -> Counter[str]:
@@ -177,16 +217,16 @@ def _short(reason: Any, limit: int = 200) -> str:
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from ``Retry-After`` (a number or an HTTP date); None when unusable."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        import time
-        from email.utils import parsedate_to_datetime
-
         try:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
+    # "nan" or "inf" would make the retry wait return at once, over and over.
+    return max(seconds, 0.0) if math.isfinite(seconds) else None

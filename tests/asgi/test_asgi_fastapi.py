@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI  # noqa: E402
 import mona_middleware as mona  # noqa: E402
 from mona_middleware.asgi import MonaASGIMiddleware  # noqa: E402
 
-from .helpers import TestClient, older_than, only  # noqa: E402
+from .helpers import TestClient, only  # noqa: E402
 
 
 class Model:
@@ -68,14 +68,6 @@ def make_app(**options) -> FastAPI:
     return app
 
 
-@pytest.mark.xfail(
-    older_than("fastapi", "0.123.5"),
-    reason="FastAPI < 0.123.5 evaluates a wrapped endpoint's string annotations (this module "
-    "has `from __future__ import annotations`) in the wrapper's module, so behind "
-    "@mona.monitor BackgroundTasks and Depends become query parameters; fixable in "
-    "mona_middleware.decorators by giving the wrapper a __signature__ with evaluated annotations",
-    strict=True,
-)
 def test_dependency_monitor_and_background_task_share_the_request_context(memory):
     client = TestClient(make_app(context_class="API"))
     assert client.post("/predict/42").json() == {"user": 42, "model": "v3"}
@@ -96,8 +88,11 @@ def test_dependency_monitor_and_background_task_share_the_request_context(memory
 
 
 def test_monitor_keeps_the_signature_so_validation_still_works(memory):
-    response = TestClient(make_app()).post("/predict/not-a-number")
+    app = make_app()
+    response = TestClient(app).post("/predict/not-a-number")
     assert response.status_code == 422
+    (param,) = app.openapi()["paths"]["/predict/{user_id}"]["post"]["parameters"]
+    assert param["name"] == "user_id"  # not `background` or `model` as query parameters
     assert only(memory, http_status_code=422)["http_route"] == "/predict/{user_id}"
 
 

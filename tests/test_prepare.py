@@ -1,0 +1,141 @@
+"""What the exporter makes of a context's exports: each export cleaned on its own, then
+folded, so a dropped value never takes an earlier good one with it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+
+import mona_middleware as mona
+from mona_middleware.ids import new_context_id
+from mona_middleware.transports import InMemoryTransport
+from mona_middleware.wsgi import MonaWSGIMiddleware
+
+
+def configure(**options) -> InMemoryTransport:
+    transport = InMemoryTransport()
+    mona.configure(transport=transport, flush_interval=0.05, **options)
+    return transport
+
+
+def test_a_filtered_none_leaves_the_earlier_value():
+    transport = configure(filter_none_fields=True)
+    with mona.context("M", context_id="1"):
+        mona.export({"k": 1})
+        mona.export({"k": None})
+    with mona.context("M", context_id="2"):
+        mona.export({"k": 1}, action="ADD")
+        mona.export({"k": None, "j": 2})
+    assert mona.flush(5)
+    assert transport.contexts() == {("M", "1"): {"k": 1}, ("M", "2"): {"k": [1], "j": 2}}
+
+
+def test_an_unconvertible_value_leaves_the_earlier_value(caplog):
+    transport = configure()
+    with mona.context("M", context_id="1"):
+        mona.export({"k": 1, "other": "x"})
+        mona.export({"k": float("nan")})
+        mona.export({"k": object(), "later": True})
+    assert mona.flush(5)
+    assert transport.contexts() == {("M", "1"): {"k": 1, "other": "x", "later": True}}
+    assert mona.stats()["fields_dropped"] == 2
+    assert "dropped field 'k'" in caplog.text
+
+
+def test_without_filtering_a_none_overwrites_as_mona_sdk_would_send_it():
+    transport = configure(filter_none_fields=False)
+    with mona.context("M", context_id="1"):
+        mona.export({"k": 1})
+        mona.export({"k": None})
+    assert mona.flush(5)
+    assert transport.contexts() == {("M", "1"): {"k": None}}
+
+
+def test_a_context_whose_every_field_is_invalid_is_counted_as_dropped():
+    transport = configure()
+    with mona.context("M", context_id="1"):
+        mona.export({"k": float("inf")})
+    assert mona.flush(5)
+    assert transport.messages == []
+    assert mona.stats()["dropped"] == {"no valid fields": 1}
+
+
+def test_huge_numbers_are_floats_or_dropped_and_never_sink_the_batch():
+    transport = configure()
+    with mona.context("M", context_id="1"):
+        mona.export(
+            {
+                "big": 10**30,
+                "huge": 10**5000,
+                "dec_huge": Decimal("1E+1000000"),
+                "dec_int": Decimal("42"),
+                "dec_frac": Decimal("0.25"),
+                "ok": 7,
+            }
+        )
+    assert mona.flush(5)
+    assert transport.contexts() == {
+        ("M", "1"): {"big": 1e30, "dec_int": 42, "dec_frac": 0.25, "ok": 7}
+    }
+
+
+def test_a_late_export_keeps_before_send_and_does_not_reset_global_fields():
+    transport = configure(global_fields={"region": "eu"})
+    exported = threading.Event()
+
+    def redact(message):
+        message["message"].pop("email", None)
+        return message
+
+    def app(environ, start_response):
+        mona.export({"region": "us"})
+
+        def later():
+            mona.export({"email": "a@b", "late": 1})
+            exported.set()
+
+        thread = mona.MonaThread(target=later)
+        environ["test.thread"] = thread
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = MonaWSGIMiddleware(app, context_class="REQ", before_send=redact, handle_sigterm=False)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    assert list(wrapped(environ, lambda *a: None)) == [b"ok"]
+    environ["test.thread"].start()  # after the request's context closed
+    assert exported.wait(5)
+    assert mona.flush(5)
+    [fields] = transport.contexts().values()
+    assert fields["region"] == "us" and fields["late"] == 1 and "email" not in fields
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_children_make_their_own_ids():
+    parent = [new_context_id() for _ in range(3)]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its ids and leave without running the parent's atexit
+        os.close(read)
+        os.write(write, ",".join(new_context_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split(",")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    after = [new_context_id() for _ in range(3)]
+    assert len(set(parent + child + after)) == 9
+    assert all(uuid.UUID(i).version == 4 for i in parent + child)
+
+
+def test_ids_do_not_follow_the_apps_random_seed():
+    import random
+
+    random.seed(42)
+    first = new_context_id()
+    random.seed(42)
+    assert new_context_id() != first

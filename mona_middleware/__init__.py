@@ -11,7 +11,7 @@ Nothing is started at import: the exporter's threads start with the first contex
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from . import _runtime
@@ -58,6 +58,7 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
     Accepts ``MonaMessage`` objects or dicts with mona_sdk's keys (``message``,
     ``contextClass``, ``contextId``, ``exportTimestamp``, ``action``). Returns how many
     were queued; an unusable entry is logged with its index and reason, the rest go out.
+    Anything but an iterable of entries (``None``, one dict) is refused as a whole: 0.
 
     >>> export_batch([MonaMessage(message={"rows": 10}, contextClass="NIGHTLY_JOB")])
     1
@@ -68,9 +69,15 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
     config = _runtime.config()
     if config.disable_all or _runtime.disabled():
         return 0
+    items = _batch_items(messages)
+    if items is None:
+        from .context import _refuse
+
+        _refuse(f"export_batch() takes an iterable of messages, got {type(messages).__name__}")
+        return 0
     batch = ExplicitBatch()
     sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
-    for index, item in enumerate(messages):
+    for index, item in enumerate(items):
         try:
             message = to_explicit(item, default_action)
             if sampled and not keep(message.context_id, rate_for(config, message.context_class)):
@@ -91,3 +98,13 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
     if batch and _runtime.enqueue(batch):
         return len(batch)
     return 0
+
+
+def _batch_items(messages: Any) -> Iterator[Any] | None:
+    """An iterator over the entries, or None when ``messages`` is not a batch of them."""
+    if isinstance(messages, (str, bytes, Mapping, MonaMessage)):
+        return None  # one message (or text) where a batch was expected
+    try:
+        return iter(messages)
+    except TypeError:
+        return None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from typing import Any
 
 
@@ -43,6 +45,7 @@ class RateLimitedLog:
         self._log = log
         self._lock = threading.Lock()
         self._last: dict[str, tuple[float, int]] = {}
+        _instances.add(self)
 
     def __call__(self, level: int, key: str, msg: str, *args: object, **kwargs: Any) -> bool:
         """Log ``msg % args`` unless ``key`` was logged recently; True when it was logged."""
@@ -63,5 +66,15 @@ class RateLimitedLog:
         with self._lock:
             self._last.clear()
 
+
+def _after_fork_in_child() -> None:
+    """A thread that held a lock at fork does not exist in the child: it would never let go."""
+    for log in list(_instances):
+        log._lock = threading.Lock()
+
+
+_instances: weakref.WeakSet[RateLimitedLog] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):  # a registration, not a thread: safe at import
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 limited = RateLimitedLog()

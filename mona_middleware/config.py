@@ -38,6 +38,59 @@ def _bool(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+_SDK_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
+
+
+def _sdk_bool(default: bool) -> Callable[[Any], bool]:
+    """A ``MONA_SDK_*`` variable read as mona_sdk's ``get_boolean_value_for_env_var`` does.
+
+    mona_sdk knows only these four spellings and silently keeps its default for anything
+    else, so ``MONA_SDK_SHOULD_USE_SSL=0`` means https there: we refuse it rather than
+    read it the other way.
+    """
+
+    def parse(value: Any) -> bool:
+        if value in _SDK_BOOLEANS:
+            return _SDK_BOOLEANS[value]
+        raise ValueError(
+            "mona_sdk reads only true/false (True/true/False/false) and would keep its"
+            f" default ({str(default).lower()})"
+        )
+
+    return parse
+
+
+def _disable_all_env(value: str) -> bool:
+    """``MONA_DISABLE_ALL``, as mona-client read it: any truthy value switches all off.
+
+    mona_sdk does not read it. A kill switch fails safe: only an explicit "off"
+    (empty, false, 0, no, off) leaves monitoring on; anything else turns it off.
+    """
+    return value.strip().lower() not in ("", "false", "0", "no", "off")
+
+
+def _auth_mode_env(value: str) -> str:
+    """``AUTH_MODE`` exactly as mona_sdk looks it up: case-sensitive, no spaces."""
+    if value in AUTH_MODES:
+        return value
+    if value == "OIDC":
+        raise ValueError("mona_middleware does not support OIDC; use MONA, NO_AUTH or MANUAL_TOKEN")
+    raise ValueError(
+        "mona_sdk accepts only MONA, OIDC, MANUAL_TOKEN or NO_AUTH, in exactly that case,"
+        " and cannot create its client with any other (unless a token is set or"
+        " MONA_SDK_SHOULD_USE_AUTHENTICATION=false)"
+    )
+
+
+def _sdk_auth_choice(use_authentication: bool, access_token: Any, auth_mode: str) -> str:
+    """The mode mona_sdk's authenticator factory (``_get_cls``) picks, in its order."""
+    if not use_authentication:
+        return "NO_AUTH"
+    if access_token:
+        return "MANUAL_TOKEN"
+    return auth_mode
+
+
 def _number(kind: type, low: float, high: float = float("inf")) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
         if isinstance(value, bool):
@@ -125,13 +178,29 @@ def _log_level(value: Any) -> int:
     return level
 
 
-def _opt(default: Any, env: str | None, parse: Callable[[Any], Any], **kwargs: Any) -> Any:
-    """A config field that knows its environment variable and parser."""
+def _opt(
+    default: Any,
+    env: str | None,
+    parse: Callable[[Any], Any],
+    *,
+    env_parse: Callable[[str], Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A config field that knows its environment variable and parser.
+
+    ``env_parse``, when given, reads the variable instead of ``parse``: a Mona variable
+    must mean what it means to mona_sdk, while an argument may be ``True`` or ``"yes"``.
+    """
     if isinstance(default, Mapping):
         kwargs["default_factory"] = lambda: MappingProxyType(dict(default))
     else:
         kwargs["default"] = default
-    return field(metadata={"env": env, "parse": parse}, **kwargs)
+    metadata = {"env": env, "parse": parse, "env_parse": env_parse or parse}
+    return field(metadata=metadata, **kwargs)
+
+
+def _sdk_flag(default: bool, env: str) -> Any:
+    return _opt(default, env, _bool, env_parse=_sdk_bool(default))
 
 
 @dataclass(frozen=True)
@@ -147,20 +216,22 @@ class MonaConfig:
     secret: str | None = _opt(None, "MONA_SDK_SECRET", _text, repr=False)
     user_id: str | None = _opt(None, "MONA_SDK_USER_ID", _text)
     access_token: str | None = _opt(None, "MONA_SDK_ACCESS_TOKEN", _text, repr=False)
-    auth_mode: str = _opt("MONA", "AUTH_MODE", _choice(AUTH_MODES, upper=True))
+    auth_mode: str = _opt(
+        "MONA", "AUTH_MODE", _choice(AUTH_MODES, upper=True), env_parse=_auth_mode_env
+    )
     auth_api_token_url: str = _opt(DEFAULT_TOKEN_URL, "MONA_SDK_AUTH_API_TOKEN_URL", _url)
     refresh_token_url: str = _opt(DEFAULT_REFRESH_URL, "MONA_SDK_REFRESH_TOKEN_URL", _url)
-    use_refresh_tokens: bool = _opt(True, "MONA_SDK_USE_REFRESH_TOKENS", _bool)
+    use_refresh_tokens: bool = _sdk_flag(True, "MONA_SDK_USE_REFRESH_TOKENS")
     auth_retries: int = _opt(3, "MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION", _number(int, 0, 20))
     auth_retry_wait: float = _opt(
         2.0, "MONA_SDK_WAIT_TIME_FOR_AUTHENTICATION_RETRIES_SEC", _number(float, 0, 60)
     )
     rest_api_host: str | None = _opt(None, "MONA_SDK_OVERRIDE_REST_API_HOST", _text)
     rest_api_url: str | None = _opt(None, "MONA_SDK_OVERRIDE_REST_API_URL", _url)
-    use_ssl: bool = _opt(True, "MONA_SDK_SHOULD_USE_SSL", _bool)
-    filter_none_fields: bool = _opt(False, "MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT", _bool)
-    raise_export_exceptions: bool = _opt(False, "MONA_SDK_RAISE_EXPORT_EXCEPTIONS", _bool)
-    disable_all: bool = _opt(False, "MONA_DISABLE_ALL", _bool)
+    use_ssl: bool = _sdk_flag(True, "MONA_SDK_SHOULD_USE_SSL")
+    filter_none_fields: bool = _sdk_flag(False, "MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT")
+    raise_export_exceptions: bool = _sdk_flag(False, "MONA_SDK_RAISE_EXPORT_EXCEPTIONS")
+    disable_all: bool = _opt(False, "MONA_DISABLE_ALL", _bool, env_parse=_disable_all_env)
     sampling_rate: float = _opt(1.0, "MONA_SDK_DEFAULT_SAMPLING_FACTOR", _number(float, 0, 1))
     sampling_rates: Mapping[str, float] = _opt({}, "MONA_SDK_SAMPLING_CONFIG", _rates)
     log_level: int | None = _opt(None, "MONA_SDK_LOGGING_LEVEL", _log_level)
@@ -220,12 +291,11 @@ class MonaConfig:
             raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
         for spec in dataclasses.fields(cls):
+            if spec.name == "auth_mode":
+                continue  # its default depends on the others, as in mona_sdk
             if spec.name in options or _env_value(spec, env) is not None:
                 values[spec.name] = _resolve_one(spec, options, env, strict)
-        if "auth_mode" not in options and not env.get("AUTH_MODE"):
-            sdk_auth = env.get("MONA_SDK_SHOULD_USE_AUTHENTICATION", "")
-            if sdk_auth and not _resolve_bool_quiet(sdk_auth, True):
-                values["auth_mode"] = "NO_AUTH"
+        values["auth_mode"] = _resolve_auth_mode(values, options, env, strict)
         config = cls(**values)
         problem = config.credentials_problem()
         if problem and (config.transport == "rest" or config.has_credentials()):
@@ -296,34 +366,73 @@ def _env_value(spec: dataclasses.Field, env: Mapping[str, str]) -> str | None:
     return value if value.strip() else None
 
 
-def _resolve_one(spec: dataclasses.Field, options: Mapping, env: Mapping, strict: bool) -> Any:
+def _resolve_one(
+    spec: dataclasses.Field,
+    options: Mapping,
+    env: Mapping,
+    strict: bool,
+    default: Any = dataclasses.MISSING,
+) -> Any:
     name, var = spec.name, spec.metadata["env"]
+    if default is dataclasses.MISSING:
+        default = _default(spec)
     if name in options and options[name] is not None:
-        source, raw = f"option {name}", options[name]
+        source, raw, parse = f"option {name}", options[name], spec.metadata["parse"]
     elif _env_value(spec, env) is not None:
-        source, raw = f"environment variable {var}", env[var]
+        source, raw, parse = f"environment variable {var}", env[var], spec.metadata["env_parse"]
     else:
-        return _default(spec)
+        return default
     try:
-        return spec.metadata["parse"](raw)
+        return parse(raw)
     except (ValueError, TypeError) as exc:
         shown = "***" if name in SECRET_OPTIONS else repr(raw)
-        message = f"invalid {source}={shown}: {exc}"
-        if strict:
-            raise MonaConfigError(message) from None
+        return _invalid(f"invalid {source}={shown}: {exc}", default, strict)
+
+
+def _invalid(message: str, default: Any, strict: bool) -> Any:
+    """Raise (``strict``) or log ``message`` and fall back to ``default``."""
+    if strict:
+        raise MonaConfigError(message) from None
+    from ._log import logger
+
+    logger.error("mona_middleware: %s; using the default %r", message, default)
+    return default
+
+
+def _resolve_auth_mode(values: Mapping, options: Mapping, env: Mapping, strict: bool) -> str:
+    """``auth_mode``/``AUTH_MODE`` when given, else the mode mona_sdk would pick.
+
+    mona_sdk uses no authentication when ``MONA_SDK_SHOULD_USE_AUTHENTICATION`` is false,
+    else a manual token whenever one is set, else ``AUTH_MODE``. An explicit mode wins
+    here, but a disagreement with mona_sdk is logged: the same environment would then
+    authenticate differently there.
+    """
+    raw = env.get(_USE_AUTHENTICATION, "")
+    use_authentication = True
+    if raw.strip():
+        try:
+            use_authentication = _sdk_bool(True)(raw)
+        except ValueError as exc:
+            message = f"invalid environment variable {_USE_AUTHENTICATION}={raw!r}: {exc}"
+            use_authentication = _invalid(message, True, strict)
+    token = values.get("access_token")
+    default = _sdk_auth_choice(use_authentication, token, "MONA")
+    mode = _resolve_one(_SPECS["auth_mode"], options, env, strict, default)
+    sdk_mode = _sdk_auth_choice(use_authentication, token, mode)
+    if sdk_mode != mode:
         from ._log import logger
 
-        logger.error("mona_middleware: %s; using the default %r", message, _default(spec))
-        return _default(spec)
+        why = "an access token is set" if use_authentication else f"{_USE_AUTHENTICATION}=false"
+        logger.warning(
+            "mona_middleware: using the auth mode %s as configured; mona_sdk would use %s (%s)",
+            mode,
+            sdk_mode,
+            why,
+        )
+    return mode
 
 
-def _resolve_bool_quiet(value: str, default: bool) -> bool:
-    try:
-        return _bool(value)
-    except ValueError:
-        return default
-
-
+_USE_AUTHENTICATION = "MONA_SDK_SHOULD_USE_AUTHENTICATION"
 _SPECS = {spec.name: spec for spec in dataclasses.fields(MonaConfig)}
 OPTION_NAMES = tuple(_SPECS)
 

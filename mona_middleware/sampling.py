@@ -26,5 +26,7 @@ def keep(context_id: str | None, rate: float) -> bool:
         return True
     if not context_id:
         return random.random() <= rate
-    digest = hashlib.sha224(context_id.encode("utf-8")).hexdigest()
+    # mona_sdk encodes ids as ASCII (and raises for any other): UTF-8 is the same bytes
+    # for those, and "surrogatepass" lets a lone surrogate hash instead of raising.
+    digest = hashlib.sha224(context_id.encode("utf-8", "surrogatepass")).hexdigest()
     return int(digest, 16) % _PRECISION / _PRECISION <= rate

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 
 import pytest
 
 import mona_middleware as mona
+from mona_middleware import _log
 from mona_middleware.config import DEFAULT_TOKEN_URL, MonaConfig
+
+from .mona_server import MonaTestServer
 
 SDK_ENV = {
     "MONA_SDK_API_KEY": "key-from-env",
@@ -132,3 +139,184 @@ def test_configure_replaces_a_running_exporter_without_losing_its_data(memory, c
         mona.export({"b": 2})
     assert mona.flush(5)
     assert second.contexts() == {("NEW", "2"): {"b": 2}}
+
+
+# mona_sdk's authenticator factory, mapped back to the mode each class stands for
+def sdk_auth_mode(env: dict) -> str:
+    from mona_sdk.auth.authenticators.factory import AUTH_MODE_MAP, _get_cls
+    from mona_sdk.client_util import get_boolean_value_for_env_var
+
+    modes = {cls: mode for mode, cls in AUTH_MODE_MAP.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        use_auth = get_boolean_value_for_env_var("MONA_SDK_SHOULD_USE_AUTHENTICATION", True)
+    token = env.get("MONA_SDK_ACCESS_TOKEN")
+    return modes[_get_cls(use_auth, token, env.get("AUTH_MODE", "MONA"))]
+
+
+KEY_AND_SECRET = {"MONA_SDK_API_KEY": "k", "MONA_SDK_SECRET": "s"}
+TOKEN = {"MONA_SDK_ACCESS_TOKEN": "tok-secret-value"}
+NO_AUTH = {"MONA_SDK_SHOULD_USE_AUTHENTICATION": "false", "MONA_SDK_USER_ID": "u"}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        TOKEN,
+        {**TOKEN, **KEY_AND_SECRET},
+        {**TOKEN, "MONA_SDK_SHOULD_USE_AUTHENTICATION": "true"},
+        {**TOKEN, **NO_AUTH},
+        NO_AUTH,
+        KEY_AND_SECRET,
+        {},
+    ],
+)
+def test_without_auth_mode_the_mode_is_the_one_mona_sdk_picks(env):
+    assert MonaConfig.resolve(env=env).auth_mode == sdk_auth_mode(env)
+
+
+def test_a_token_alone_exports_with_it_as_mona_sdk_would(monkeypatch):
+    with MonaTestServer(manual_token="manual-token-123") as server:
+        monkeypatch.setenv("MONA_SDK_ACCESS_TOKEN", "manual-token-123")
+        monkeypatch.setenv("MONA_SDK_USER_ID", "test-user")
+        monkeypatch.setenv("MONA_SDK_OVERRIDE_REST_API_URL", server.export_url)
+        assert mona.configure(flush_interval=0.05).auth_mode == "MANUAL_TOKEN"
+        with mona.context("REQ", context_id="r-1"):
+            mona.export({"a": 1})
+        assert mona.flush(5)
+        (export,) = server.export_requests()
+        assert export.header("Authorization") == "Bearer manual-token-123"
+        assert server.token_requests == 0
+
+
+def test_an_explicit_auth_mode_wins_and_a_disagreement_with_mona_sdk_is_logged(caplog):
+    env = {**TOKEN, **KEY_AND_SECRET, "AUTH_MODE": "MONA"}
+    assert MonaConfig.resolve(env=env).auth_mode == "MONA"
+    assert "mona_sdk would use MANUAL_TOKEN" in caplog.text
+    with_token = {**TOKEN, "MONA_SDK_USER_ID": "u"}
+    assert MonaConfig.resolve({"auth_mode": "no_auth"}, env=with_token).auth_mode == "NO_AUTH"
+    assert "tok-secret-value" not in caplog.text
+
+
+# name -> (option, mona_sdk's default for it, read from mona_sdk's client.py/auth/globals.py)
+SDK_BOOLEANS = {
+    "MONA_SDK_SHOULD_USE_SSL": ("use_ssl", True),
+    "MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT": ("filter_none_fields", False),
+    "MONA_SDK_RAISE_EXPORT_EXCEPTIONS": ("raise_export_exceptions", False),
+    "MONA_SDK_USE_REFRESH_TOKENS": ("use_refresh_tokens", True),
+}
+SDK_SPELLINGS = ["true", "True", "false", "False"]
+OTHER_SPELLINGS = ["0", "1", "TRUE", "FALSE", "yes", "no", "on", "off", " true", "false "]
+
+
+@pytest.mark.parametrize("value", SDK_SPELLINGS + OTHER_SPELLINGS)
+@pytest.mark.parametrize("var", sorted(SDK_BOOLEANS))
+def test_sdk_booleans_mean_what_they_mean_to_mona_sdk(var, value, monkeypatch, caplog):
+    from mona_sdk.client_util import get_boolean_value_for_env_var
+
+    option, sdk_default = SDK_BOOLEANS[var]
+    assert getattr(MonaConfig.resolve(env={}), option) == sdk_default
+    monkeypatch.setenv(var, value)
+    sdk_value = get_boolean_value_for_env_var(var, sdk_default)
+    assert getattr(MonaConfig.resolve(strict=False), option) == sdk_value  # the lazy path
+    if value in SDK_SPELLINGS:
+        assert getattr(MonaConfig.resolve(), option) == sdk_value
+        return
+    assert f"{var}={value!r}" in caplog.text
+    default = str(sdk_default).lower()
+    expected = f"{var}={value!r}: mona_sdk reads only true/false .* default \\({default}\\)"
+    with pytest.raises(mona.MonaConfigError, match=expected):
+        MonaConfig.resolve()
+
+
+@pytest.mark.parametrize("value", SDK_SPELLINGS + OTHER_SPELLINGS)
+def test_should_use_authentication_is_read_as_mona_sdk_reads_it(value, monkeypatch, caplog):
+    env = {"MONA_SDK_SHOULD_USE_AUTHENTICATION": value, "MONA_SDK_USER_ID": "u"}
+    for name, setting in env.items():
+        monkeypatch.setenv(name, setting)
+    assert MonaConfig.resolve(strict=False).auth_mode == sdk_auth_mode(env)
+    if value not in SDK_SPELLINGS:
+        assert "MONA_SDK_SHOULD_USE_AUTHENTICATION" in caplog.text
+        with pytest.raises(mona.MonaConfigError, match="MONA_SDK_SHOULD_USE_AUTHENTICATION="):
+            MonaConfig.resolve()
+
+
+def test_auth_mode_and_disable_all_variables_are_read_exactly(caplog):
+    user = {"MONA_SDK_USER_ID": "u"}
+    assert MonaConfig.resolve(env={**user, "AUTH_MODE": "NO_AUTH"}).auth_mode == "NO_AUTH"
+    for bad in ("no_auth", " NO_AUTH", "OIDC"):
+        with pytest.raises(mona.MonaConfigError, match=f"AUTH_MODE={bad!r}"):
+            MonaConfig.resolve(env={**user, "AUTH_MODE": bad})
+    lazy = MonaConfig.resolve(env={**TOKEN, "AUTH_MODE": "mona"}, strict=False)
+    assert lazy.auth_mode == "MANUAL_TOKEN"  # mona_sdk's choice: the token wins
+    assert "tok-secret-value" not in caplog.text
+    # mona-client's "truthy value"; a kill switch fails safe: only an explicit off is off.
+    for on in ("True", "true", "1", "yes", "please"):
+        assert MonaConfig.resolve(env={"MONA_DISABLE_ALL": on}).disable_all is True
+    for off in ("", "false", "False", "0", "no", "off"):
+        assert MonaConfig.resolve(env={"MONA_DISABLE_ALL": off}).disable_all is False
+
+
+def test_our_own_booleans_and_arguments_keep_the_looser_spellings():
+    env = {"MONA_MIDDLEWARE_GZIP": "1", "MONA_MIDDLEWARE_SPOOL": "off"}
+    config = MonaConfig.resolve({"use_ssl": "0", "disable_all": "yes"}, env=env)
+    assert (config.gzip, config.spool, config.use_ssl, config.disable_all) == (
+        True,
+        False,
+        False,
+        True,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_the_rate_limited_log_works_in_a_child_forked_while_a_thread_held_its_lock():
+    own = _log.RateLimitedLog(log=logging.getLogger("mona_middleware.test_fork"))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_locks() -> None:
+        with _log.limited._lock, own._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_locks)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: no holder thread here, its locks must be fresh
+            try:
+                ok = _log.limited(logging.DEBUG, "fork", "child") and own(logging.DEBUG, "k", "x")
+                os._exit(0 if ok else 1)
+            finally:
+                os._exit(2)
+        status = wait_for_child(pid, timeout=10)
+    finally:
+        release.set()
+        holder.join(5)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def wait_for_child(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child did not finish in {timeout}s: deadlocked")
+
+
+@pytest.mark.parametrize("batch", [None, 42, {"message": {"a": 1}, "contextClass": "C"}, "ab"])
+def test_export_batch_refuses_what_is_not_a_batch_without_raising(batch, memory, caplog):
+    assert mona.export_batch(batch) == 0
+    assert mona.stats()["exports_refused"] == 1
+    assert (
+        f"export_batch() takes an iterable of messages, got {type(batch).__name__}" in caplog.text
+    )
+    mona.configure(transport=memory, raise_export_exceptions=True)
+    with pytest.raises(mona.MonaExportError, match="export_batch"):
+        mona.export_batch(batch)
+    assert mona.export_batch([{"message": {"a": 1}, "contextClass": "C"}]) == 1

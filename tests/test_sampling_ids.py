@@ -1,0 +1,48 @@
+"""Sampling decides by the context id's hash, as mona_sdk does, for every id it is given."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import string
+
+import pytest
+from mona_sdk.client_util import _calculate_normalized_hash, keep_message_after_sampling
+
+import mona_middleware as mona
+from mona_middleware.sampling import keep
+
+RATES = [0.0, 0.001, 0.1, 0.5, 0.9, 0.999999]
+
+
+def ascii_ids(n: int) -> list[str]:
+    rng = random.Random(7)
+    return ["".join(rng.choices(string.printable, k=rng.randint(1, 40))) for _ in range(n)]
+
+
+def test_every_id_mona_sdk_can_hash_gets_its_decision():
+    for context_id in ascii_ids(3000):
+        for rate in RATES:
+            assert keep(context_id, rate) == keep_message_after_sampling(context_id, rate)
+
+
+@pytest.mark.parametrize("context_id", ["a\ud800b", "\udfff", "x\udc80\ud83d", "naïve", "日本"])
+def test_ids_mona_sdk_cannot_encode_are_still_decided_by_their_hash(context_id):
+    with pytest.raises(UnicodeEncodeError):
+        _calculate_normalized_hash(context_id)  # mona_sdk encodes ids as ASCII
+    raw = context_id.encode("utf-8", "surrogatepass")
+    fraction = int(hashlib.sha224(raw).hexdigest(), 16) % 10**7 / 10**7
+    for rate in RATES:
+        assert keep(context_id, rate) == (fraction <= rate)
+
+
+def test_a_lone_surrogate_id_does_not_break_sampled_contexts_or_batches(memory):
+    mona.configure(transport=memory, flush_interval=0.05, sampling_rate=0.5)
+    context_id = "a\ud800b"
+    with mona.context("SAMPLED", context_id=context_id) as ctx:
+        mona.export({"x": 1})
+    assert ctx.sampled_out is not keep(context_id, 0.5)
+    batch = [{"message": {"y": 2}, "contextClass": "SAMPLED", "contextId": context_id}]
+    assert mona.export_batch(batch) == int(keep(context_id, 0.5))
+    assert mona.flush(5)
+    assert mona.stats()["exports_refused"] == 0

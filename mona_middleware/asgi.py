@@ -31,10 +31,10 @@ from typing import Any
 
 from . import _runtime
 from ._log import logger
-from .context import MonaContext
+from .context import MonaContext, _current
 from .web import WebMonitor
 
-__all__ = ["MonaASGIMiddleware"]
+__all__ = ["MonaASGIMiddleware", "MonaLifespan"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,8 +66,12 @@ class MonaASGIMiddleware:
             await self.app(scope, receive, send)  # websockets and others: untouched
             return
         ctx = self.monitor.start(scope.get("method", "GET"), scope.get("path", ""), _header(scope))
-        if ctx is None:
-            await self.app(scope, receive, send)
+        if ctx is None:  # excluded or off: run without any context the server's task leaked
+            token = _current.set(None)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _current.reset(token)
             return
         await self._monitored(ctx, scope, receive, send)
 
@@ -114,6 +118,32 @@ class MonaASGIMiddleware:
             self.monitor.finish(ctx)
         except Exception:
             logger.exception("mona_middleware: could not close the request's context")
+
+
+class MonaLifespan:
+    """Flushes at ``lifespan.shutdown`` for an ASGI app that has no ``MonaASGIMiddleware``.
+
+    Django's ASGI handler refuses lifespan, and under ``uvicorn --workers N`` (or
+    ``gunicorn --preload`` with uvicorn workers) the app is loaded where the server owns
+    SIGTERM, which uvicorn re-raises once stopped: ``atexit`` never runs, and the lifespan
+    shutdown is the one moment left to send what the worker holds. This answers lifespan
+    for the app when it does not speak it (its own lifespan runs when it does), flushes
+    the exporter before ``lifespan.shutdown.complete``, and passes every other scope
+    through untouched. For Django, ``mona_middleware.django.asgi_application()`` is this
+    around ``get_asgi_application()``.
+
+    >>> async def app(scope, receive, send): ...
+    >>> application = MonaLifespan(app)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _Lifespan(self.app).run(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _single_error(exc: BaseException) -> BaseException:

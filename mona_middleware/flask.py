@@ -43,10 +43,10 @@ class MonaFlask:
         options = {**options_from_prefixed(app.config), **self._options}
         middleware = MonaWSGIMiddleware(app.wsgi_app, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.extensions["mona"] = middleware.monitor
-        app.before_request(_record_route)
-        app.after_request(_note_whole_body)
-        app.teardown_request(_teardown)
+        monitor = app.extensions["mona"] = middleware.monitor
+        after, teardown = _hooks(monitor)
+        app.after_request(after)
+        app.teardown_request(teardown)
 
     @staticmethod
     def monitor(app: flask.Flask) -> WebMonitor:
@@ -54,28 +54,40 @@ class MonaFlask:
         return app.extensions["mona"]
 
 
-def _record_route() -> None:
-    ctx = current_context()
-    rule = flask.request.url_rule
-    if ctx is not None and ctx.request is not None and rule is not None:
-        ctx.request.route = rule.rule
+def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:
+    """Two request hooks: the route and whether the body is whole, then the close.
 
+    ``after_request`` runs for every response Flask builds: the view's, one a
+    ``before_request`` hook returned (an auth check's 401), an error page. Only an
+    exception Flask lets propagate (``PROPAGATE_EXCEPTIONS``, testing) skips it, and
+    teardown reads the route then. The URL rule is matched before any hook runs.
+    """
 
-def _note_whole_body(response: flask.Response) -> flask.Response:
-    if not response.is_streamed:
-        flask.g._mona_whole_body = True
-    return response
+    def after_request(response: flask.Response) -> flask.Response:
+        ctx = current_context()
+        state = None if ctx is None else ctx.request
+        if state is not None:
+            rule = flask.request.url_rule
+            if rule is not None:
+                state.route = rule.rule
+            state.whole = not response.is_streamed
+        return response
 
+    def teardown_request(exc: BaseException | None) -> None:
+        ctx = current_context()
+        state = None if ctx is None else ctx.request
+        if state is None:
+            return
+        if exc is not None:
+            state.exception = exc
+            if state.route is None:
+                rule = flask.request.url_rule
+                state.route = None if rule is None else rule.rule
+        # An error page is never a stream the user is still sending (werkzeug calls it
+        # "streamed" only because it was converted from an exception).
+        if state.whole or exc is not None:
+            # The body is built; closing now (not when the server closes it) also serves
+            # test clients that never read or close the response.
+            monitor.finish(ctx)
 
-def _teardown(exc: BaseException | None) -> None:
-    ctx = current_context()
-    if ctx is None or ctx.request is None:
-        return
-    if exc is not None:
-        ctx.request.exception = exc
-    # An error page is never a stream the user is still sending (werkzeug calls it
-    # "streamed" only because it was converted from an exception).
-    if flask.g.pop("_mona_whole_body", False) or exc is not None:
-        # The body is built; closing now (not when the server closes it) also serves
-        # test clients that never read or close the response.
-        flask.current_app.extensions["mona"].finish(ctx)
+    return after_request, teardown_request

@@ -32,9 +32,12 @@ DEFAULT_FIELD_NAMES = MappingProxyType(
         "exception": "exception_type",
     }
 )
-# Header values never captured verbatim, whatever capture_headers says.
+# Header names whose values are never captured verbatim, whatever capture_headers or
+# redact_headers say: "auth" covers Authorization, Proxy-Authorization, X-Auth...; "key"
+# X-Api-Key, X-Access-Key, Ocp-Apim-Subscription-Key. A header wrongly redacted costs a
+# field; one wrongly captured leaks a credential into Mona.
 DEFAULT_REDACT = re.compile(
-    r"authorization|cookie|token|secret|passw|api[-_]?key|session|csrf|signature|credential",
+    r"auth|cookie|token|secret|passw|passphrase|key|session|csrf|xsrf|signature|credential|jwt",
     re.IGNORECASE,
 )
 REDACTED = "[REDACTED]"
@@ -59,7 +62,7 @@ ALL_OPTIONS = WEB_OPTIONS | frozenset(CONFIG_OPTIONS)
 class RequestState:
     """The request's facts, filled in by the adapter while it runs (``ctx.request``)."""
 
-    __slots__ = ("ended", "exception", "finished", "method", "route", "started", "status")
+    __slots__ = ("ended", "exception", "finished", "method", "route", "started", "status", "whole")
 
     def __init__(self, method: str) -> None:
         self.method = method
@@ -69,6 +72,7 @@ class RequestState:
         self.started = time.perf_counter()
         self.ended: float | None = None  # when the last byte went out, if known before finish
         self.finished = False
+        self.whole = False  # the framework holds the whole body (Flask): close at teardown
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class WebOptions:
     response_hook: Callable[..., Any] | None = None
     before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     capture_headers: frozenset[str] = frozenset()
-    redact_headers: re.Pattern[str] = DEFAULT_REDACT
+    redact_headers: re.Pattern[str] | None = None  # redacted too, besides DEFAULT_REDACT
     enabled: bool = True
     context_id_header: str | None = None
     field_names: Mapping[str, str | None] = field(default_factory=lambda: DEFAULT_FIELD_NAMES)
@@ -124,7 +128,7 @@ def _parse(name: str, value: Any) -> Any:
     if name == "capture_headers":
         return frozenset(header.lower() for header in _split(value))
     if name == "redact_headers":
-        return re.compile(value) if isinstance(value, str) else value
+        return _redact_pattern(value)
     if name == "field_names":
         unknown = set(value) - set(DEFAULT_FIELD_NAMES)
         if unknown:
@@ -137,6 +141,32 @@ def _parse(name: str, value: Any) -> Any:
 
         return _bool(value)
     return value
+
+
+def _redact_pattern(value: Any) -> re.Pattern[str] | None:
+    """The user's extra redaction: a regex (str or compiled) or a list of them.
+
+    Case-insensitive whatever its flags, as header names are compared lower-cased.
+    """
+    if value is None:
+        return None
+    if isinstance(value, re.Pattern):
+        return re.compile(value.pattern, value.flags | re.IGNORECASE)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        parts = sorted(p.pattern if isinstance(p, re.Pattern) else str(p) for p in value)
+        value = "|".join(f"(?:{part})" for part in parts)
+    if isinstance(value, str):
+        return re.compile(value, re.IGNORECASE) if value else None
+    raise TypeError(f"redact_headers must be a regex or a list of them, got {type(value).__name__}")
+
+
+def redacted(name: str, extra: re.Pattern[str] | None = None) -> bool:
+    """Whether header ``name``'s value is replaced by ``[REDACTED]``: the default or ``extra``.
+
+    >>> redacted("x-auth"), redacted("x-internal", re.compile("internal")), redacted("accept")
+    (True, True, False)
+    """
+    return bool(DEFAULT_REDACT.search(name) or (extra is not None and extra.search(name)))
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -170,6 +200,14 @@ class WebMonitor:
         if exporter_options:
             _runtime.configure(**exporter_options)
         self.options = WebOptions.resolve(web)
+        names = self.options.field_names
+        self._names = tuple(names[name] for name in DEFAULT_FIELD_NAMES)
+        extra = self.options.redact_headers
+        # (header, field, redacted), decided once: a request only looks its values up.
+        self._captured = tuple(
+            (name, "header_" + name.replace("-", "_"), redacted(name, extra))
+            for name in sorted(self.options.capture_headers)
+        )
         _runtime.resume_spool()
         if self.options.handle_sigterm:
             from .lifecycle import flush_on_sigterm
@@ -186,7 +224,8 @@ class WebMonitor:
         options = self.options
         if not options.enabled or (options.excluded_urls and self.excluded(path)):
             return None
-        if _runtime.disabled() or _runtime.config().disable_all:
+        config = _runtime.config()
+        if config.disable_all or _runtime.disabled():
             return None  # the kill switch: pass through at near-zero cost
         try:
             context_id = None
@@ -195,9 +234,8 @@ class WebMonitor:
                 if given and len(given) <= 256:
                     context_id = given
             ctx = MonaContext(options.context_class, context_id)
-            _check_new(ctx)
-            if ctx.disabled and not ctx.sampled_out:
-                return None
+            if config.sampling_rate < 1 or config.sampling_rates:
+                _check_new(ctx)  # the switch and the class are checked: this decides sampling
             ctx.before_send = options.before_send
             ctx.request = RequestState(method)
             if options.capture_headers:
@@ -210,12 +248,10 @@ class WebMonitor:
     def headers(self, header: Callable[[str], str | None]) -> dict[str, Any]:
         """Opted-in headers as fields, with credentials and cookies redacted."""
         fields = {}
-        redact = self.options.redact_headers
-        for name in sorted(self.options.capture_headers):
+        for name, key, redact in self._captured:
             value = header(name)
             if value is not None:
-                key = "header_" + name.replace("-", "_")
-                fields[key] = REDACTED if redact.search(name) else value
+                fields[key] = REDACTED if redact else value
         return fields
 
     def call_hook(self, hook: Callable[..., Any] | None, *args: Any) -> None:
@@ -241,19 +277,25 @@ class WebMonitor:
             ctx.close()
             return
         try:
-            names = self.options.field_names
-            if state.exception is not None and state.status is None:
-                state.status = 500
-            values = {
-                "method": state.method,
-                "route": state.route,
-                "status_code": state.status,
-                "duration_ms": round(
-                    ((state.ended or time.perf_counter()) - state.started) * 1000, 3
-                ),
-                "exception": None if state.exception is None else type(state.exception).__name__,
-            }
-            ctx._ops.append({names[k]: v for k, v in values.items() if names[k] and v is not None})
+            method, route, status, duration, exception = self._names
+            fields: dict[str, Any] = {}
+            if method:
+                fields[method] = state.method
+            if route and state.route is not None:
+                fields[route] = state.route
+            error = state.exception
+            if status:
+                code = state.status
+                if code is None and error is not None:
+                    code = 500  # the app raised before it answered: the server sends a 500
+                if code is not None:
+                    fields[status] = code
+            if duration:
+                ended = state.ended or time.perf_counter()
+                fields[duration] = round((ended - state.started) * 1000, 3)
+            if exception and error is not None:
+                fields[exception] = type(error).__name__
+            ctx.record(fields)
         except Exception:
             logger.exception("mona_middleware: could not record the request's fields")
         finally:

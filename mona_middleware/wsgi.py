@@ -4,12 +4,13 @@
 
 Needs nothing but the standard library, so it wraps werkzeug/Flask, Django's WSGI
 handler, Falcon or Bottle alike. A WSGI response may stream: the context closes when
-the server closes the returned iterable (PEP 3333), not when the app returns.
+the server closes the returned iterable (PEP 3333), not when the app returns. A body
+built by the server's ``wsgi.file_wrapper`` is returned as it is (a close hook added),
+so the server can still ``sendfile()`` it.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -39,7 +40,7 @@ class MonaWSGIMiddleware:
         ctx = monitor.start(
             environ.get("REQUEST_METHOD", "GET"),
             environ.get("PATH_INFO", ""),
-            lambda name: environ.get("HTTP_" + name.upper().replace("-", "_")),
+            lambda name: _header(environ, name),
         )
         if ctx is None:  # excluded or off: run without any context a server thread kept
             token = _current.set(None)
@@ -50,10 +51,15 @@ class MonaWSGIMiddleware:
         state = ctx.request
         monitor.call_hook(monitor.options.request_hook, ctx, environ)
 
+        response_hook = monitor.options.response_hook
+
         def record_status(status: str, headers: list, exc_info: Any = None) -> Any:
-            with contextlib.suppress(ValueError, IndexError):
-                state.status = int(status.split(None, 1)[0])
-            monitor.call_hook(monitor.options.response_hook, ctx, environ, status, headers)
+            try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
+                state.status = int(status[:3])
+            except ValueError:
+                pass  # not a status line PEP 3333 allows; the server will say so
+            if response_hook is not None:
+                monitor.call_hook(response_hook, ctx, environ, status, headers)
             return start_response(status, headers, exc_info)
 
         try:
@@ -62,7 +68,51 @@ class MonaWSGIMiddleware:
             state.exception = exc
             monitor.finish(ctx)
             raise
+        if state.finished:  # the framework closed it already (MonaFlask, a whole body)
+            return body
+        if type(body) is list or type(body) is tuple:  # built whole: nothing left to stream
+            monitor.finish(ctx)
+            return body
+        wrapper = environ.get("wsgi.file_wrapper")
+        if (
+            isinstance(wrapper, type)
+            and isinstance(body, wrapper)
+            and _close_with(body, ctx, monitor)
+        ):
+            return body  # still the server's own type: it may sendfile() it
         return _ClosingBody(body, ctx, monitor)
+
+
+# PEP 3333 keeps these two out of the HTTP_ namespace.
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+def _header(environ: dict[str, Any], name: str) -> str | None:
+    key = name.upper().replace("-", "_")
+    return environ.get(key if key in _UNPREFIXED else "HTTP_" + key)
+
+
+def _close_with(body: Any, ctx: MonaContext, monitor: WebMonitor) -> bool:
+    """Make closing the server's ``wsgi.file_wrapper`` close the context; False if it cannot.
+
+    Wrapping it would hide it from the server, which only uses ``sendfile()`` for an
+    instance of its own wrapper type (gunicorn, wsgiref...). Their wrappers take ``close``
+    from the file as an instance attribute, so ours can take its place.
+    """
+    original = getattr(body, "close", None)
+
+    def close() -> None:
+        try:
+            if original is not None:
+                original()
+        finally:
+            monitor.finish(ctx)
+
+    try:
+        body.close = close
+    except (AttributeError, TypeError):  # __slots__ or a read-only close: wrap after all
+        return False
+    return True
 
 
 class _ClosingBody:

@@ -14,9 +14,11 @@ from mona_middleware.flask import MonaFlask  # noqa: E402
 from mona_middleware.wsgi import MonaWSGIMiddleware  # noqa: E402
 
 
-def make_app(**options) -> flask.Flask:
+def make_app(*, before_request=None, **options) -> flask.Flask:
     app = flask.Flask("shop")
     app.config["MONA_CONTEXT_CLASS"] = "SHOP_API"
+    if before_request is not None:  # the user's hook registered before the extension
+        app.before_request(before_request)
     MonaFlask(app, handle_sigterm=False, **options)
 
     @app.get("/items/<int:item_id>")
@@ -255,3 +257,64 @@ def test_plain_wsgi_middleware_closes_when_the_server_closes_the_iterable(memory
     assert closed == [True]
     fields = only(memory, http_status_code=201)
     assert fields["iterated"] is True and fields["http_method"] == "POST"
+
+
+def require_token():
+    if flask.request.path.startswith("/items/") and "X-Token" not in flask.request.headers:
+        return {"error": "unauthorized"}, 401  # the view never runs
+    if flask.request.path == "/stream":
+        flask.abort(403)  # an HTTPException from a hook, as Flask-Login's do
+    return None
+
+
+@pytest.mark.parametrize("hook_first", [True, False], ids=["hook-first", "extension-first"])
+def test_a_before_request_answer_still_records_the_route(memory, hook_first):
+    app = make_app(before_request=require_token if hook_first else None)
+    if not hook_first:
+        app.before_request(require_token)
+    seen = []
+
+    @app.after_request
+    def note(response):  # registered after ours: Flask runs it first
+        seen.append(response.status_code)
+        return response
+
+    client = app.test_client()
+    assert client.get("/items/4").status_code == 401  # never read: closed at teardown
+    assert client.get("/items/5", headers={"X-Token": "t"}).json == {"id": 5}
+    assert client.get("/stream").data  # an error page Flask built from the exception
+    assert seen == [401, 200, 403]  # after_request runs for an early answer too
+    assert mona.flush(5)
+    found = sorted(
+        (f["http_status_code"], f["http_route"], "item_id" in f) for f in memory.contexts().values()
+    )
+    assert found == [
+        (200, "/items/<int:item_id>", True),
+        (401, "/items/<int:item_id>", False),
+        (403, "/stream", False),
+    ]
+
+
+@pytest.mark.parametrize("propagate", [False, True], ids=["error-page", "propagated"])
+def test_a_view_or_hook_exception_keeps_the_route(memory, propagate):
+    app = make_app()
+    app.config["PROPAGATE_EXCEPTIONS"] = propagate
+
+    @app.before_request
+    def broken_hook():
+        if flask.request.path == "/items/9":
+            raise KeyError("hook bug")
+
+    client = app.test_client()
+    for path in ("/boom", "/items/9"):
+        if propagate:
+            with pytest.raises((ValueError, KeyError)):
+                client.get(path)
+        else:
+            assert client.get(path).status_code == 500
+    assert mona.flush(5)
+    found = sorted(
+        (f["http_route"], f["http_status_code"], f["exception_type"])
+        for f in memory.contexts().values()
+    )
+    assert found == [("/boom", 500, "ValueError"), ("/items/<int:item_id>", 500, "KeyError")]

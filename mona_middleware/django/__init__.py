@@ -5,6 +5,9 @@
     MIDDLEWARE = ["mona_middleware.django.MonaMiddleware", ...]
     MONA = {"context_class": "RECOMMENDATIONS", "excluded_urls": ["^/health$"]}
 
+    # asgi.py: Django's ASGI app, answering lifespan so uvicorn workers flush on stop
+    application = mona_middleware.django.asgi_application()
+
 Works under WSGI (gunicorn, runserver) and ASGI (uvicorn, daphne), with sync and async
 views and streamed responses; ``@mona_middleware.monitor("CLASS")`` on a view names
 that request's context class.
@@ -19,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
         "mona_middleware.django needs Django: pip install 'mona_middleware[django]'"
     ) from exc
 
+from .asgi import asgi_application
 from .middleware import MonaMiddleware
 
-__all__ = ["MonaMiddleware"]
+__all__ = ["MonaMiddleware", "asgi_application"]

@@ -24,8 +24,14 @@ __all__ = ["close_after_sending"]
 
 
 def close_after_sending(response: Any, finish: Finish) -> None:
-    """Call ``finish`` once ``response`` has been sent (or the server gave up on it)."""
-    if getattr(response, "streaming", False):
+    """Call ``finish`` once ``response`` has been sent (or the server gave up on it).
+
+    A ``FileResponse`` over a file keeps its content: re-assigning ``streaming_content``
+    would clear ``file_to_stream``, and Django's WSGI handler would no longer hand the
+    file to the server's ``wsgi.file_wrapper`` (gunicorn's ``sendfile()``). It is closed
+    like a whole response, when sent.
+    """
+    if getattr(response, "streaming", False) and getattr(response, "file_to_stream", None) is None:
         if response.is_async:
             response.streaming_content = _closing_async(response.streaming_content, finish)
         else:

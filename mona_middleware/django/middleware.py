@@ -21,7 +21,7 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest
 
 from .._log import logger
-from ..context import MonaContext
+from ..context import MonaContext, _current
 from ..web import RequestState, WebMonitor
 from .closing import close_after_sending
 from .conf import build_monitor
@@ -61,8 +61,12 @@ class MonaMiddleware:
         if self._is_async:
             return self.__acall__(request)
         ctx = self._start(request)
-        if ctx is None:
-            return self.get_response(request)
+        if ctx is None:  # excluded or off: run without any context the server's thread kept
+            token = _current.set(None)
+            try:
+                return self.get_response(request)
+            finally:
+                _current.reset(token)
         try:
             response = self.get_response(request)
         except BaseException as exc:  # only what Django itself lets through
@@ -74,7 +78,11 @@ class MonaMiddleware:
         ctx = self._start(request)
         get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
         if ctx is None:
-            return await get_response(request)
+            token = _current.set(None)
+            try:
+                return await get_response(request)
+            finally:
+                _current.reset(token)
         try:
             response = await get_response(request)
         except BaseException as exc:  # including CancelledError: the client went away

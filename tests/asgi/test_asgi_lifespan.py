@@ -19,7 +19,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import mona_middleware as mona
-from mona_middleware.asgi import MonaASGIMiddleware
+from mona_middleware.asgi import MonaASGIMiddleware, MonaLifespan
 from mona_middleware.transports import InMemoryTransport
 
 from ..conftest import rest_options
@@ -161,3 +161,33 @@ def test_the_shutdown_flush_does_not_block_the_event_loop(mona_server):
 
     assert asyncio.run(run()) >= 10  # the loop kept running while the flush waited
     assert len(mona_server.messages()) == 1
+
+
+def test_mona_lifespan_alone_flushes_an_app_that_refuses_lifespan(held):
+    """``MonaLifespan``: what Django's ASGI app gets; monitoring is someone else's job."""
+
+    async def refuses(scope, receive, send):  # as Django's ASGIHandler does
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        with mona.context("INNER"):
+            await no_lifespan(scope, receive, send)
+
+    app = MonaLifespan(refuses)
+    answers = asyncio.run(serve_one_request(app, held))
+    assert answers == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
+    assert list(held.contexts().values()) == [{"raw": True}]
+
+
+def test_mona_lifespan_runs_the_apps_own_lifespan(held):
+    events = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    app = MonaLifespan(starlette_app(lifespan=lifespan))
+    answers = asyncio.run(serve_one_request(app, held))
+    assert events == ["startup", "shutdown"]
+    assert answers == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]

@@ -301,3 +301,35 @@ def test_any_asgi_app_without_a_router_gets_no_route(memory):
     fields = only(memory, raw=True)
     assert (fields["http_method"], fields["http_status_code"]) == ("PUT", 201)
     assert "http_route" not in fields
+
+
+def test_excluded_urls_from_the_environment(memory, monkeypatch):
+    monkeypatch.setenv("MONA_MIDDLEWARE_EXCLUDED_URLS", "^/health$, ^/items/1$")
+    client = TestClient(make_app())
+    for path in ("/health", "/items/1", "/items/2"):
+        assert client.get(path).status_code == 200
+    assert routes_seen(memory) == [("GET", "/items/{item_id:int}", 200)]
+    assert only(memory, http_route="/items/{item_id:int}")["item_id"] == 2
+
+
+def test_an_excluded_request_does_not_export_into_a_context_a_server_leaked(memory):
+    async def health(request):
+        return PlainTextResponse(str(mona.export({"health": "checked"})))
+
+    app = Starlette(
+        routes=[Route("/health", health)],
+        middleware=[
+            Middleware(MonaASGIMiddleware, excluded_urls="^/health$", handle_sigterm=False)
+        ],
+    )
+
+    async def request_in_a_leaky_task():
+        with mona.context("LEAKED", context_id="leak") as leaked:
+            sent = await call(app, "/health")
+            assert mona.current_context() is leaked  # restored after the request
+            mona.export({"after": "request"})
+        return sent[-1]["body"]
+
+    assert asyncio.run(request_in_a_leaky_task()) == b"False"  # no context to export into
+    assert mona.flush(5)
+    assert memory.contexts() == {("LEAKED", "leak"): {"after": "request"}}

@@ -7,6 +7,7 @@ so these prove that each server's shutdown path flushes what the requests record
 from __future__ import annotations
 
 import importlib.metadata
+import signal
 
 import pytest
 
@@ -76,8 +77,11 @@ def assert_received(mona_server, expected: list[tuple]) -> None:
         assert fields["http_method"] in ("GET", "POST")
 
 
-def test_gunicorn_two_sync_workers_deliver_every_context_on_sigterm(mona_server):
-    with gunicorn("example_apps.django_app.wsgi:application", mona_env(mona_server)) as server:
+@pytest.mark.parametrize("preload", [False, True], ids=["workers", "preload"])
+def test_gunicorn_two_sync_workers_deliver_every_context_on_sigterm(mona_server, preload):
+    args = ["--preload"] if preload else []
+    app = "example_apps.django_app.wsgi:application"
+    with gunicorn(app, mona_env(mona_server), *args) as server:
         server.wait_ready("/health")
         expected = send_requests(server.url, 30)
         assert mona_server.messages() == []  # only the shutdown flushes
@@ -125,3 +129,27 @@ def test_uvicorn_asgi_async_views_and_streams_deliver_their_exports(mona_server)
     streamed = by_route["/astream"] + by_route["/stream"]
     assert all(f["rows_streamed"] == 3 and f["http_status_code"] == 200 for f in streamed)
     assert sorted(f["item_id"] for f in by_route["/items/<int:item_id>"]) == list(range(5))
+
+
+ASGI_APP = "example_apps.django_app.asgi:application"
+
+
+@pytest.mark.parametrize(
+    "server",
+    ["uvicorn --workers 2", "gunicorn --preload -k UvicornWorker"],
+)
+def test_asgi_worker_processes_deliver_every_context_on_sigterm(mona_server, server):
+    """Workers that load the app after the server took SIGTERM, and die by it once
+    stopped: no ``atexit``, only ``asgi_application()``'s lifespan shutdown flushes."""
+    env = mona_env(mona_server)
+    if server.startswith("uvicorn"):
+        process = uvicorn(ASGI_APP, env, "--workers", "2")
+    else:
+        pytest.importorskip("uvicorn.workers")
+        process = gunicorn(ASGI_APP, env, "--preload", "-k", "uvicorn.workers.UvicornWorker")
+    with process:
+        process.wait_ready("/health")
+        expected = send_requests(process.url, 30)
+        assert mona_server.messages() == []
+        assert process.stop() in (0, -signal.SIGTERM), process.output
+    assert_received(mona_server, expected)

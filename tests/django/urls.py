@@ -15,5 +15,7 @@ urlpatterns = [
     path("cbv/<int:n>", views.Scored.as_view()),
     path("async/<int:n>", views.async_view),
     path("v/<int:n>", views.value),
+    path("av/<int:n>", views.async_value),
+    path("download", views.download),
     path("health", views.health),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 
@@ -13,6 +13,26 @@ import mona_middleware as mona
 
 # Set by the concurrency test: makes the first requests wait inside their views together.
 BARRIER: threading.Barrier | None = None
+
+
+class AsyncGate:
+    """``threading.Barrier`` for tasks of one event loop (``asyncio.Barrier`` is 3.11+)."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.arrived = 0
+        self.opened = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived == self.parties:
+            self.opened.set()
+        await asyncio.wait_for(self.opened.wait(), 20)
+
+
+ASYNC_GATE: AsyncGate | None = None
+# Set by the FileResponse tests: the file a view sends.
+FILE_PATH: str | None = None
 
 
 def item(request, item_id):
@@ -94,7 +114,22 @@ def value(request, n):
     return HttpResponse(str(n))
 
 
+async def async_value(request, n):
+    mona.export({"n": n})
+    if ASYNC_GATE is not None and n < ASYNC_GATE.parties:
+        await ASYNC_GATE.wait()  # these requests are all inside their views at the same time
+    await asyncio.sleep(0)
+    mona.export({"echo": n})
+    return HttpResponse(str(n))
+
+
+def download(request):
+    mona.export({"view": "download"})
+    return FileResponse(open(FILE_PATH, "rb"), content_type="text/plain")  # closes the file
+
+
 def health(request):
+    mona.export({"health": "checked"})  # excluded in some tests: must find no context
     return HttpResponse("ok")
 
 

@@ -4,6 +4,11 @@ For the file transport's output (what an app wrote before it had credentials) an
 spool a dead process left behind. Progress is saved after every batch (a file's next
 line in ``PATH.replayed``; a spool loses each batch once it is sent), so an interrupted
 replay resumes where it stopped and never sends a message twice.
+
+Lines are UTF-8 and end at ``\n`` only: orjson writes U+2028 and friends raw, and
+``str.splitlines`` would cut a message there. A spool is claimed batch by batch like
+the exporter does, so a live app sharing it never resends what the replay sends, and
+batches an app left claimed when it died come back to the spool (see ``spool``).
 """
 
 from __future__ import annotations
@@ -83,13 +88,15 @@ class Replayer:
 
     def file(self, path: Path) -> bool:
         marker = path.with_name(path.name + ".replayed")
-        done = int(marker.read_text() or 0) if marker.exists() else 0
-        lines = path.read_text(encoding="utf-8").splitlines()
+        done = int(marker.read_text(encoding="utf-8") or 0) if marker.exists() else 0
+        lines = path.read_bytes().splitlines()  # bytes: \n, \r\n or \r, never U+2028
         self.progress.start(len(lines), done)
         for start in range(done, len(lines), self.batch_size):
             chunk = lines[start : start + self.batch_size]
-            if not self._send(list(_parse(chunk, self.stats))):
+            batch = list(_parse(chunk, self.stats))
+            if batch and not self._send(batch):
                 return False
+            self.progress.advance(len(chunk) - len(batch))  # blank or unreadable lines
             _write_atomic(marker, str(start + len(chunk)))
         return True
 
@@ -97,27 +104,38 @@ class Replayer:
         spool = Spool(str(directory), 1 << 62, self.stats)
         self.progress.start(spool.pending()[1], 0)
         while (item := spool.claim()) is not None:
-            if not self._send(spool.load(item)):
-                spool.release(item)
+            sent = False
+            try:
+                messages = spool.load(item)  # counts what it cannot read
+                sent = not messages or self._send(messages)
+            finally:
+                if sent:
+                    spool.done(item)
+                else:  # the backend stopped answering, or ^C: the batch stays for next time
+                    spool.release(item)
+            if not sent:
                 return False
-            spool.done(item)
+            self.progress.advance(max(item.count - len(messages), 0))  # unreadable ones
         return True
 
 
-def _parse(lines: list[str], stats: ExportStats) -> Iterator[dict[str, Any]]:
+def _parse(lines: list[bytes], stats: ExportStats) -> Iterator[dict[str, Any]]:
     for line in lines:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            stats.drop("unreadable line", 1)
+        if not line.strip():
             continue
+        try:
+            message = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            message = None
         if isinstance(message, dict):
             yield message
+        else:
+            stats.drop("unreadable line", 1)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
 

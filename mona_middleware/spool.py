@@ -1,9 +1,28 @@
 """A size-capped directory of batches the backend could not take yet, resent later.
 
 Each batch is one JSONL file (one wire message per line, the file transport's format,
-so ``mona-middleware replay`` reads both). Files are written under a temporary name and
-renamed, and claimed by renaming before they are resent, so several processes (gunicorn
-workers, the next deploy) can share one spool without sending a batch twice.
+so ``mona-middleware replay`` reads both), named ``<time_ns>-<pid>-<token>-<seq>-<count>.jsonl``
+so that the oldest sorts first and the message count survives any damage to the content.
+Files are written under a temporary name and renamed, and claimed by renaming before
+they are resent, so several processes (gunicorn workers, the next deploy) can share one
+spool without sending a batch twice: of two processes renaming one file, one wins.
+
+Claims. A claim is ``<file>.claimed-<host>-<pid>-<token>-<ms>``: a hash of the hostname,
+the claimer's PID, a random token made for each process (renewed in a forked child) and
+the claim's time. A claim is given back to the spool (stale) when it was made on this
+host by a process with our PID but another token (this container's PID 1 before a
+crash), or by a PID that no longer runs. A claim whose owner cannot be verified (another
+host sharing the directory, or a PID that runs but may be another namespace's or a reused
+one) is given back once it is older than ``claim_max_age``, which must be longer than a
+resend takes: one ``http_timeout`` for the exporter, ``retry_max_time`` for ``replay``.
+Containers have hostnames of their own, so one hostname is taken to mean one PID
+namespace.
+
+Cap. Sizes are summed and the new file written under one lock, so threads never push the
+spool past ``max_bytes``; batches being resent and other processes' unfinished files
+count too. Processes share no lock: when P processes write at the same instant, each may
+miss the others' batch in flight, so the directory can pass the cap by at most P - 1
+batches, and the next write trims it back under the cap.
 """
 
 from __future__ import annotations
@@ -12,18 +31,56 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from . import _json
 from ._log import limited, logger
 from ._stats import ExportStats
 
 SUFFIX = ".jsonl"
-_ignore_missing = contextlib.suppress(FileNotFoundError)
 CLAIM = ".claimed-"
+TEMPORARY = ".tmp"
+CLAIM_MAX_AGE = 600.0
+_ignore_missing = contextlib.suppress(FileNotFoundError)
+_write_lock = threading.Lock()  # one spool write at a time in this process, any directory
+_token_lock = threading.Lock()
+_token: str | None = None
+
+
+def _process_token() -> str:
+    """A random token for this process, made at the first spool's creation."""
+    global _token
+    with _token_lock:
+        if _token is None:
+            _token = secrets.token_hex(6)
+        return _token
+
+
+def _forget_token() -> None:
+    """Be a new process: the next claim gets a new token (a forked child's first step)."""
+    global _token, _token_lock
+    _token, _token_lock = None, threading.Lock()
+
+
+def _after_fork() -> None:
+    # A lock some other thread of the parent held is held forever in the child.
+    global _write_lock
+    _write_lock = threading.Lock()
+    _forget_token()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def default_spool_dir(destination: str) -> str:
@@ -42,23 +99,38 @@ class SpoolFile:
     count: int
 
 
+class _Claim(NamedTuple):
+    host: str | None  # None: an older version's claim, ``.claimed-<pid>``
+    pid: int | None
+    token: str | None
+    since: float | None  # seconds since the epoch; None: read the file's ctime
+
+
 class Spool:
     """Write, claim, and forget spooled batches; all methods are thread-safe and never raise."""
 
-    def __init__(self, directory: str, max_bytes: int, stats: ExportStats) -> None:
+    def __init__(
+        self,
+        directory: str,
+        max_bytes: int,
+        stats: ExportStats,
+        claim_max_age: float = CLAIM_MAX_AGE,
+    ) -> None:
         self.directory = Path(directory).expanduser()
         self.max_bytes = max_bytes
+        self.claim_max_age = claim_max_age
         self._stats = stats
-        self._lock = threading.Lock()
         self._seq = 0
         self._usable: bool | None = None
+        self._host = _host()
+        _process_token()
 
     def usable(self) -> bool:
         """Create the directory on first use; if it cannot be written, say so once."""
         if self._usable is None:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                probe = self.directory / f".probe-{os.getpid()}"
+                probe = self.directory / f".probe-{os.getpid()}-{_process_token()}"
                 probe.write_bytes(b"")
                 probe.unlink()
                 self._usable = True
@@ -72,47 +144,100 @@ class Spool:
                 self._usable = False
         return self._usable
 
+    # -- writing ------------------------------------------------------------------
+
     def write(self, messages: list[dict[str, Any]]) -> bool:
-        """Keep ``messages`` for later; False when the spool cannot take them."""
+        """Keep ``messages`` for later; False when the spool cannot take them (not counted)."""
         if not messages or not self.usable():
             return False
-        data = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in messages).encode()
-        if len(data) > self.max_bytes:
-            self._stats.drop("spool full", len(messages))
-            return True  # counted: the spool's cap is smaller than this one batch
-        with self._lock:
-            self._seq += 1
-            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq}-{len(messages)}{SUFFIX}"
         try:
-            self._make_room(len(data))
-            temporary = self.directory / ("." + name + ".tmp")
-            temporary.write_bytes(data)
-            os.replace(temporary, self.directory / name)
-        except OSError as exc:
-            limited(40, "spool:write", "mona_middleware: could not write the spool: %s", exc)
-            return False
+            data = _json.dumps_lines(messages)
+        except ValueError as exc:  # cannot happen to converted messages; never lose them quietly
+            self._stats.drop("not JSON", len(messages))
+            limited(40, "spool:json", "mona_middleware: could not spool a batch: %s", exc)
+            return True
+        if len(data) > self.max_bytes:
+            return self._full(len(messages))  # the spool's cap is smaller than this one batch
+        with _write_lock:
+            self._seq += 1
+            name = (
+                f"{time.time_ns():020d}-{os.getpid()}-{_process_token()}-{self._seq}"
+                f"-{len(messages)}{SUFFIX}"
+            )
+            temporary = self.directory / f".{name}{TEMPORARY}"
+            try:
+                if not self._make_room(len(data)):
+                    return self._full(len(messages))
+                temporary.write_bytes(data)
+                os.replace(temporary, self.directory / name)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                limited(40, "spool:write", "mona_middleware: could not write the spool: %s", exc)
+                return False
         self._stats.add("messages_spooled", len(messages))
         return True
 
-    def _make_room(self, needed: int) -> None:
-        """Drop the oldest batches until ``needed`` bytes fit under the cap, counting them."""
-        files = sorted(self._entries(claimed=True))
-        total = sum(_size(path) for path in files)
-        for path in files:
+    def _full(self, count: int) -> bool:
+        self._stats.drop("spool full", count)
+        limited(
+            30,
+            "spool:full",
+            "mona_middleware: the spool is full (%d bytes); a batch was dropped",
+            self.max_bytes,
+        )
+        return True
+
+    def _make_room(self, needed: int) -> bool:
+        """Drop the oldest waiting batches until ``needed`` more bytes fit under the cap.
+
+        Batches being resent and files other processes are writing count but cannot be
+        dropped; False when they alone leave no room. Caller holds ``_write_lock``.
+        """
+        self._reclaim_stale()
+        # Another process may remove or claim a file between our listing and our unlink:
+        # look again before calling the spool full.
+        return any(self._trim(needed) for _ in range(3))
+
+    def _trim(self, needed: int) -> bool:
+        """One look at the directory: sum what is there, drop the oldest that is waiting."""
+        now = time.time()
+        total = 0
+        waiting: list[tuple[str, int]] = []
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                kind = _kind(entry.name)
+                try:
+                    status = entry.stat()
+                except OSError:
+                    continue  # gone meanwhile
+                if kind == "temporary" and now - status.st_mtime > self.claim_max_age:
+                    with contextlib.suppress(OSError):  # left by a process that died writing
+                        os.unlink(entry.path)
+                    continue
+                if kind is not None:
+                    total += status.st_size
+                if kind == "waiting":
+                    waiting.append((entry.name, status.st_size))
+        for name, size in sorted(waiting):
             if total + needed <= self.max_bytes:
-                return
-            if CLAIM in path.name:
-                continue  # being resent right now
-            total -= _size(path)
-            with _ignore_missing:
+                break
+            path = self.directory / name
+            try:
                 path.unlink()
-                self._stats.drop("spool full (oldest dropped)", _count(path))
-                limited(
-                    30,
-                    "spool:full",
-                    "mona_middleware: the spool is full (%d bytes); dropped its oldest batch",
-                    self.max_bytes,
-                )
+            except OSError:
+                continue  # claimed meanwhile: it still counts
+            total -= size
+            self._stats.drop("spool full (oldest dropped)", _count(path))
+            limited(
+                30,
+                "spool:oldest",
+                "mona_middleware: the spool is full (%d bytes); dropped its oldest batch",
+                self.max_bytes,
+            )
+        return total + needed <= self.max_bytes
+
+    # -- resending ----------------------------------------------------------------
 
     def claim(self) -> SpoolFile | None:
         """Take the oldest batch no other process is resending; None when there is none."""
@@ -120,7 +245,8 @@ class Spool:
             return None
         self._reclaim_stale()
         for path in sorted(self._entries(claimed=False)):
-            claimed = path.with_name(f"{path.name}{CLAIM}{os.getpid()}")
+            tag = f"{self._host}-{os.getpid()}-{_process_token()}-{int(time.time() * 1000)}"
+            claimed = path.with_name(f"{path.name}{CLAIM}{tag}")
             try:
                 os.rename(path, claimed)
             except OSError:
@@ -129,32 +255,79 @@ class Spool:
         return None
 
     def load(self, item: SpoolFile) -> list[dict[str, Any]]:
-        messages = []
+        """The claimed batch's messages; what cannot be read is counted as dropped.
+
+        A file that yields nothing is removed here (counted by the count in its name),
+        so it is never stuck and never silently gone; ``done`` after it is harmless.
+        """
         try:
-            lines = item.path.read_text().splitlines()
-        except OSError:
+            data = item.path.read_bytes()
+        except FileNotFoundError:
+            return []  # taken back by a process that judged our claim stale: its to account
+        except OSError as exc:
+            self._lost(item.count, "spool file unreadable", exc.strerror or str(exc), item)
+            self._discard(item)
             return []
-        for line in lines:
-            try:
-                messages.append(json.loads(line))
-            except ValueError:
-                self._stats.drop("spool line unreadable", 1)
+        messages, bad = _parse_lines(data)
+        if bad or len(messages) < item.count:
+            lost = max(item.count - len(messages), bad)
+            why = f"{len(messages)} of {item.count} message(s) readable"
+            self._lost(lost, "spool line unreadable", why, item)
+        if not messages:
+            self.done(item)
         return messages
 
-    def done(self, item: SpoolFile) -> None:
-        with _ignore_missing:
+    def _lost(self, count: int, reason: str, why: str, item: SpoolFile) -> None:
+        self._stats.drop(reason, count)
+        limited(
+            40,
+            f"spool:{reason}",
+            "mona_middleware: %s: %d message(s) of %s dropped (%s)",
+            reason,
+            count,
+            item.original.name,
+            why,
+        )
+
+    def _discard(self, item: SpoolFile) -> None:
+        """Remove an unreadable batch, or at least hide it, so nobody counts it again."""
+        try:
             item.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rename(item.path, item.path.with_name(f".unreadable-{item.original.name}"))
+
+    def done(self, item: SpoolFile) -> None:
+        try:
+            item.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            limited(40, "spool:done", "mona_middleware: could not remove %s: %s", item.path, exc)
 
     def release(self, item: SpoolFile) -> None:
-        with _ignore_missing:
+        try:
             os.rename(item.path, item.original)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            limited(
+                40, "spool:release", "mona_middleware: could not release %s: %s", item.path, exc
+            )
+
+    # -- looking ------------------------------------------------------------------
 
     def has_pending(self) -> bool:
-        """Any batch waiting (without creating the directory)."""
-        return any(self._entries(claimed=False))
+        """Any batch waiting, or held by a dead process (without creating the directory)."""
+        if any(self._entries(claimed=False)):
+            return True
+        now = time.time()
+        return any(self._stale(path, now) for path in self._claims())
 
     def pending(self) -> tuple[int, int]:
-        """(batches, messages) waiting in the spool."""
+        """(batches, messages) in the spool, those being resent included."""
         files = list(self._entries(claimed=True))
         return len(files), sum(_count(path) for path in files)
 
@@ -168,13 +341,67 @@ class Spool:
         except OSError:
             return
 
+    def _claims(self):
+        return (path for path in self._entries(claimed=True) if CLAIM in path.name)
+
     def _reclaim_stale(self) -> None:
         """A process that died while resending leaves a claim: give its batch back."""
-        for path in self._entries(claimed=True):
-            name, sep, pid = path.name.rpartition(CLAIM)
-            if sep and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                with _ignore_missing:
-                    os.rename(path, path.with_name(name))
+        now = time.time()
+        for path in self._claims():
+            if self._stale(path, now):
+                with contextlib.suppress(OSError):  # another process gave it back first
+                    os.rename(path, path.with_name(path.name.rpartition(CLAIM)[0]))
+
+    def _stale(self, path: Path, now: float) -> bool:
+        claim = _parse_claim(path.name)
+        pid = os.getpid()
+        if claim.host == self._host and claim.pid is not None:
+            if claim.pid == pid:
+                return claim.token != _process_token()  # an earlier process with our PID
+            if not _alive(claim.pid):
+                return True
+        elif claim.host is None and claim.pid not in (None, pid) and not _alive(claim.pid):
+            return True  # an older version's claim: same host, as that version assumed
+        since = claim.since if claim.since is not None else _changed(path)
+        return now - since > self.claim_max_age
+
+
+def _kind(name: str) -> str | None:
+    """What a directory entry is: a batch waiting, claimed, being written, or not ours."""
+    if name.startswith("."):
+        return "temporary" if name.endswith(TEMPORARY) and not name.startswith(".probe") else None
+    if CLAIM in name:
+        return "claimed"
+    return "waiting" if name.endswith(SUFFIX) else None
+
+
+def _parse_claim(name: str) -> _Claim:
+    tail = name.rpartition(CLAIM)[2]
+    if tail.isdigit():
+        return _Claim(None, int(tail), None, None)
+    parts = tail.split("-")
+    if len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
+        return _Claim(parts[0], int(parts[1]), parts[2], int(parts[3]) / 1000)
+    return _Claim("?", None, None, None)  # unknown: only its age can free it
+
+
+def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """(messages, unreadable lines); bytes split on newlines only, not on U+2028."""
+    messages: list[dict[str, Any]] = []
+    bad = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            message = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            bad += 1
+            continue
+        if isinstance(message, dict):
+            messages.append(message)
+        else:
+            bad += 1
+    return messages, bad
 
 
 def _count(path: Path) -> int:
@@ -184,11 +411,13 @@ def _count(path: Path) -> int:
         return 0
 
 
-def _size(path: Path) -> int:
+def _changed(path: Path) -> float:
+    """When the file was last renamed or written (a rename sets ctime); now if unknown."""
     try:
-        return path.stat().st_size
+        status = path.stat()
     except OSError:
-        return 0
+        return time.time()
+    return max(status.st_mtime, status.st_ctime)
 
 
 def _alive(pid: int) -> bool:

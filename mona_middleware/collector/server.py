@@ -151,10 +151,12 @@ class CollectorHandler(JsonRequestHandler):
             raise HttpError(400, str(exc)) from None
         if batch.user_id != self.config.issuer.user_id:
             raise HttpError(403, f"userId {batch.user_id!r} is not this collector's user id")
-        batch_id = self.config.store.add_batch(batch.messages) if batch.messages else None
-        body = {"total": batch.total, "failed": len(batch.failures), "batchId": batch_id}
-        if batch.failures:
-            self.send_json(400, {**body, "failure_reasons": batch.failures})
+        batch_id, unstored = self.config.store.add_batch(batch.messages)
+        failures = {**batch.failures, **{str(index): why for index, why in unstored.items()}}
+        failures = dict(sorted(failures.items(), key=lambda item: int(item[0])))
+        body = {"total": batch.total, "failed": len(failures), "batchId": batch_id}
+        if failures:
+            self.send_json(400, {**body, "failure_reasons": failures})
         else:
             self.send_json(200, body)
 

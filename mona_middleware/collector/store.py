@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from .._log import logger
 from ..aggregate import apply_message
 from .summary import summarize
 from .validate import Message
@@ -46,6 +47,8 @@ CREATE INDEX IF NOT EXISTS contexts_by_recency ON contexts (class, last_seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# What one message's data can raise; anything else is the database's own failure.
+_DATA_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, sqlite3.InterfaceError)
 _CONTEXT_COLUMNS = "class, context_id, fields, first_seen, last_seen, message_count"
 
 
@@ -84,21 +87,49 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def add_batch(self, messages: Iterable[Message], arrived: float | None = None) -> str:
-        """Store one batch atomically and fold each message into its context, in order."""
+    def add_batch(
+        self, messages: Iterable[Message], arrived: float | None = None
+    ) -> tuple[str | None, dict[int, str]]:
+        """Store one batch and fold each message into its context, in order.
+
+        Returns (batch id, or None when nothing was stored; reasons by message index).
+        Validation (``parse_message``) already refused what cannot be stored; should a
+        message still fail on its data, only it is rolled back (a savepoint each) and
+        reported, never the batch. A database failure (disk full, locked) rolls back the
+        whole batch and raises: the client may send it again.
+        """
         batch_id = uuid.uuid4().hex
         arrived = time.time() if arrived is None else arrived
+        failures: dict[int, str] = {}
+        stored = 0
         with self._changed:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for message in messages:
-                    self._add_message(batch_id, arrived, message)
+                    reason = self._add_alone(batch_id, arrived, message)
+                    if reason is None:
+                        stored += 1
+                    else:
+                        failures[message.index] = reason
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._changed.notify_all()
-        return batch_id
+        return (batch_id if stored else None), failures
+
+    def _add_alone(self, batch_id: str, arrived: float, message: Message) -> str | None:
+        """Add one message inside its own savepoint; the reason it could not be, or None."""
+        self._db.execute("SAVEPOINT message")
+        try:
+            self._add_message(batch_id, arrived, message)
+        except _DATA_ERRORS as exc:
+            self._db.execute("ROLLBACK TO message")
+            self._db.execute("RELEASE message")
+            logger.warning("collector: message %d not stored: %r", message.index, exc)
+            return f"could not be stored: {type(exc).__name__}"
+        self._db.execute("RELEASE message")
+        return None
 
     def _add_message(self, batch_id: str, arrived: float, message: Message) -> None:
         key = (message.context_class, message.context_id)

@@ -4,6 +4,11 @@ A batch that cannot be read at all (not an object, no ``messages`` list, a bad
 ``defaultAction``) is rejected whole with a ``topLevelError``. Inside a readable batch
 each message is checked alone: the valid ones are stored and the others are reported
 by index in ``failure_reasons``, so one bad message never costs the rest of the batch.
+
+What SQLite, the read API or the summaries could not carry is refused here, per message:
+text that is not UTF-8 (a lone surrogate such as ``"\\ud800"``), integers beyond 64 bits,
+non-finite numbers (``1e400`` decodes to infinity), keys that are not strings, and values
+nested deeper than ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..aggregate import ACTIONS, OVERWRITE
+
+MAX_DEPTH = 100
+INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson and most JSON backends carry
 
 
 class BatchError(ValueError):
@@ -86,6 +94,61 @@ def _check_action(value: object, name: str) -> str | None:
     raise ValueError(f"{name} must be one of {sorted(ACTIONS)} or null, not {value!r}")
 
 
+def _check_text(text: str, what: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{what} is not valid UTF-8 ({exc.reason})") from None
+
+
+def check_fields(fields: dict[Any, Any]) -> None:
+    """Raise ``ValueError`` unless every key and value can be stored and shown.
+
+    Iterative, so a deeply nested value costs no recursion before it is refused.
+    """
+    stack: list[tuple[Any, int, str]] = []
+    for key, value in fields.items():
+        where = _field_name(key)
+        stack.append((value, 2, where))
+        while stack:
+            value, depth, where = stack.pop()
+            _check_value(value, depth, where, stack)
+
+
+def _field_name(key: object) -> str:
+    if not isinstance(key, str):
+        raise ValueError(f"field names must be strings, not {type(key).__name__}")
+    _check_text(key, "a field name")
+    return f"field {key[:60]!r}"
+
+
+def _check_value(value: Any, depth: int, where: str, stack: list[tuple[Any, int, str]]) -> None:
+    if isinstance(value, str):
+        _check_text(value, f"{where}: a string")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise ValueError(f"{where}: integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: numbers must be finite")
+    elif isinstance(value, (dict, list)):
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{where}: values may be nested at most {MAX_DEPTH} levels deep")
+        if isinstance(value, list):
+            stack.extend((item, depth + 1, where) for item in value)
+            return
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: keys must be strings, not {type(key).__name__}")
+            _check_text(key, f"{where}: a key")
+            stack.append((item, depth + 1, where))
+    else:
+        raise ValueError(f"{where}: {type(value).__name__} is not a JSON value")
+
+
 def parse_message(index: int, raw: object, default_action: str | None) -> Message:
     """Validate one wire message; raises ``ValueError`` with the reason to report."""
     if not isinstance(raw, dict):
@@ -94,12 +157,16 @@ def parse_message(index: int, raw: object, default_action: str | None) -> Messag
     if not isinstance(context_class, str) or not context_class:
         hint = " (the SDK's contextClass is sent as arcClass)" if "contextClass" in raw else ""
         raise ValueError("arcClass must be a non-empty string" + hint)
+    _check_text(context_class, "arcClass")
     fields = raw.get("message")
     if not isinstance(fields, dict) or not fields:
         raise ValueError("message must be a non-empty JSON object")
+    check_fields(fields)
     context_id = raw.get("contextId")
     if context_id is not None and not isinstance(context_id, str):
         raise ValueError("contextId must be a string or null")
+    if context_id:
+        _check_text(context_id, "contextId")
     action = _check_action(raw.get("action"), "action")
     stamp = raw.get("exportTimestamp")
     if stamp is None:

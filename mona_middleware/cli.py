@@ -32,6 +32,14 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "run an example app against a local collector and show what it stored",
+        "mona_middleware.demo",
+    ),
+    "check": Command(
+        "print the effective configuration and test the Mona endpoints it points at",
+        "mona_middleware.check",
+    ),
     "collector": Command(
         "run a local Mona-compatible collector with a browser UI",
         "mona_middleware.collector.main",

@@ -28,6 +28,7 @@ PACKAGES = (
     "opentelemetry-instrumentation-django",
     "opentelemetry-instrumentation-starlette",
     "sentry-sdk",
+    "orjson",
 )
 
 

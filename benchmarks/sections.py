@@ -250,7 +250,9 @@ def section_profile(hotpath: list[Row]) -> str:
             "",
             f"The exporter's work per message, timed outside the threads: `prepare()` "
             f"(coalesce, convert, context id, wire dict) **{bg['prepare_us']:.1f} µs**, JSON "
-            f"encoding **{bg['json_us']:.1f} µs** ({bg['message_bytes']} bytes per message). "
+            f"encoding **{bg['json_us']:.1f} µs** with {bg.get('encoder', 'json')} "
+            f"({bg['message_bytes']} bytes per message; the standard library's json: "
+            f"{bg.get('json_us_by_encoder', {}).get('json', bg['json_us']):.1f} µs). "
             "Profile of `prepare()`:",
             "",
             table(

@@ -187,14 +187,20 @@ def _header(scope: Scope) -> Callable[[str], str | None]:
     return header
 
 
+_route_template: Callable[[Scope, str, str], str | None] | None = None
+
+
 def _route(scope: Scope, path: str, root_path: str) -> str | None:
+    global _route_template
     if "route" not in scope and "router" not in scope:
         return None  # not a Starlette-style router: no template rather than a guess
-    try:
-        from .starlette import route_template
-    except ImportError:
-        return None
-    return route_template(scope, path, root_path)
+    if _route_template is None:  # imported once, on the first routed request
+        try:
+            from .starlette import route_template
+        except ImportError:
+            return None
+        _route_template = route_template
+    return _route_template(scope, path, root_path)
 
 
 async def _flush_off_loop() -> None:

@@ -101,7 +101,8 @@ def resume_spool() -> bool:
 
 
 def enqueue(item: Any) -> bool:
-    return exporter().enqueue(item)
+    current = STATE.exporter  # every closing context comes here: no extra call
+    return (current or exporter()).enqueue(item)
 
 
 def _activate(new_config: MonaConfig) -> None:

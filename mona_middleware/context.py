@@ -36,6 +36,7 @@ class MonaContext:
         "_context_id",
         "_fields",
         "_ops",
+        "_own",
         "_sub_id",
         "_token",
         "before_send",
@@ -71,6 +72,7 @@ class MonaContext:
         # no list, for most contexts.
         self._fields: dict[str, Any] = {}
         self._ops: list[Any] | None = None
+        self._own: dict[str, Any] | None = None  # what the package measured (see record)
         self._token: Token | None = None
         self.closed = False
         self.late = False  # holds exports made after the request's context closed
@@ -144,8 +146,21 @@ class MonaContext:
         return _runtime.enqueue(late)
 
     def record(self, fields: dict[str, Any]) -> None:
-        """Add fields the package itself measured (request fields): no checks, an OVERWRITE."""
-        self._fields.update(fields)
+        """Fields the package measured itself (method, route, status, duration...).
+
+        They are JSON-ready and applied last, as an OVERWRITE, so the exporter does not
+        convert them again. The dict is taken, not copied: the caller must not reuse it.
+        """
+        own = self._own
+        if own is None:
+            self._own = fields
+        else:
+            own.update(fields)
+
+    def take_own(self) -> dict[str, Any] | None:
+        """The package's own fields, for the exporter (called once, after close)."""
+        own, self._own = self._own, None
+        return own
 
     def ops(self) -> list[Any]:
         """The recorded ops in order: dicts (OVERWRITE) or ``(action, fields, timestamp)``."""
@@ -175,7 +190,7 @@ class MonaContext:
         if self.closed:
             return
         self.closed = True
-        if not self.disabled and (self._fields or self._ops):
+        if not self.disabled and (self._fields or self._ops or self._own):
             _runtime.enqueue(self)
 
     def __enter__(self) -> MonaContext:

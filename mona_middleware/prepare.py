@@ -94,11 +94,17 @@ def _context_messages(ctx: MonaContext, config: MonaConfig, stats: ExportStats) 
             ops.append(clean if type(op) is dict else (op[0], clean, op[2]))
         elif dropped:
             emptied = True
+    own = ctx.take_own()
+    if own:  # JSON-ready already: no conversion; applied last, as when it was recorded
+        if ops and type(ops[-1]) is dict:
+            ops[-1].update(own)  # a fresh dict from sanitize_fields: ours to change
+        else:
+            ops.append(own)
     parts = coalesce(ops)
     if config.global_fields and not ctx.late:  # a late export must not reset them
         extra, _ = _clean(config.global_fields, context_class, config, stats)
         parts = _with_global_fields(parts, extra)
-    if not parts and emptied:
+    if not ops and emptied:
         stats.drop("no valid fields", 1)
     context_id = ctx.context_id
     messages = [

@@ -133,6 +133,11 @@ def _parse(name: str, value: Any) -> Any:
         unknown = set(value) - set(DEFAULT_FIELD_NAMES)
         if unknown:
             raise ValueError(f"field_names: unknown request field(s) {sorted(unknown)}")
+        for field_name, new_name in value.items():  # sent as they are: never converted
+            if new_name is not None and (not isinstance(new_name, str) or not new_name):
+                raise ValueError(f"field_names[{field_name!r}] must be a non-empty string")
+            if new_name is not None and new_name.startswith("MONA"):
+                raise ValueError(f"field_names[{field_name!r}]: MONA... names are Mona's own")
         return MappingProxyType({**DEFAULT_FIELD_NAMES, **value})
     if name in ("request_hook", "response_hook", "before_send") and not callable(value):
         raise ValueError(f"{name} must be callable")

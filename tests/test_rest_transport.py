@@ -207,3 +207,33 @@ def test_no_secret_or_token_in_any_log_line_at_debug(mona_server, debug_log):
     assert debug_log.records, "expected DEBUG output to inspect"
     for secret in secrets - {"test-key"}:
         assert secret not in text
+
+
+def test_proxy_settings_from_the_environment_are_honoured(mona_server, monkeypatch):
+    """The export session reads the environment once per URL, as requests would per POST."""
+    from .servers import free_port
+
+    dead_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens: a proxied POST fails
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    options = {
+        "auth_mode": "NO_AUTH",  # no token request: only the export goes through the proxy
+        "user_id": "test-user",
+        "rest_api_host": f"127.0.0.1:{mona_server.port}",
+        "use_ssl": False,
+        "flush_interval": 0.05,
+        "max_retries": 0,
+        "spool": False,
+    }
+    mona.configure(**options)
+    export_contexts(1, cls="VIA_PROXY")
+    assert mona.flush(5)
+    assert mona_server.export_requests() == []  # it went to the proxy, not to the server
+    assert mona.stats()["dropped_total"] == 1
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # a new exporter reads it again
+    mona.configure(**options, batch_size=7)
+    export_contexts(1, cls="DIRECT")
+    assert mona.flush(5)
+    assert [m["arcClass"] for m in mona_server.messages()] == ["DIRECT"]

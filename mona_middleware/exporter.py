@@ -27,6 +27,11 @@ from .spool import Spool, default_spool_dir
 from .transports.base import Transport
 
 NEW, RUNNING, STOPPED = "new", "running", "stopped"
+# The batcher wakes every this many queued contexts (or batch_size, if smaller) and
+# prepares them, while the POST still waits for batch_size messages: short turns with
+# the GIL (a request waits ~0.3 ms, not the 2.5 ms of 500 contexts at once), and fewer
+# closed contexts alive for the garbage collector to scan.
+WAKE_EVERY = 64
 _DRAIN = object()  # a sender job: resend from the spool
 
 
@@ -73,6 +78,9 @@ class BatchExporter:
         self._queue: deque[Any] = deque()
         self._max = self.config.queue_size
         self._batch_size = self.config.batch_size
+        self._wake_at = min(self._batch_size, WAKE_EVERY)
+        self._batch: list[dict[str, Any]] = []  # prepared, waiting for a full POST
+        self._batch_due = 0.0  # when it goes anyway (flush_interval after its first)
         self._wake = threading.Event()
         self._wake_pending = False
         self._state = NEW
@@ -101,7 +109,7 @@ class BatchExporter:
         if len(pending) >= self._max:
             return self._drop([item], "queue full")
         pending.append(item)
-        if len(pending) >= self._batch_size and not self._wake_pending:
+        if len(pending) >= self._wake_at and not self._wake_pending:
             self._wake_pending = True
             self._wake.set()
         return True
@@ -203,7 +211,8 @@ class BatchExporter:
         batches = [job.batch for job in jobs]  # a sender that picks one up later skips it
         queued = [item for item in self._queue if not isinstance(item, _FlushMarker)]
         self._queue.clear()
-        batches.append([m for item in queued for m in self._prepare(item)])
+        partial, self._batch = self._batch, []
+        batches.append(partial + [m for item in queued for m in self._prepare(item)])
         lost = kept = 0
         for batch in filter(None, batches):
             if self.spool is not None and self.spool.write(batch):
@@ -231,8 +240,10 @@ class BatchExporter:
     def _run_batcher(self) -> None:
         if self.spool is not None:
             self._offer(_DRAIN)  # what an earlier process left in the spool
+        interval = self.config.flush_interval
         while True:
-            self._wake.wait(self.config.flush_interval)
+            wait = max(self._batch_due - time.monotonic(), 0) if self._batch else interval
+            self._wake.wait(wait)
             self._wake.clear()
             self._wake_pending = False
             try:
@@ -242,7 +253,7 @@ class BatchExporter:
                     self._offer(_DRAIN)
             except Exception:
                 logger.exception("mona_middleware: unexpected error in the batching thread")
-            if self._finish and not self._queue:
+            if self._finish and not self._queue and not self._batch:
                 return
 
     def _spool_due(self) -> bool:
@@ -259,22 +270,29 @@ class BatchExporter:
             self._jobs.put_nowait(job)
 
     def _drain(self) -> None:
-        batch: list[dict[str, Any]] = []
         size = self._batch_size
         pending = self._queue
         while pending:
             item = pending.popleft()
             if isinstance(item, _FlushMarker):
-                if batch:
-                    self._submit(batch)
-                    batch = []
+                self._submit_partial()
                 self._arm(item)
                 continue
-            batch.extend(self._prepare(item))
-            while len(batch) >= size:
-                self._submit(batch[:size])
-                batch = batch[size:]
-        if batch:
+            messages = self._prepare(item)
+            if not messages:
+                continue
+            if not self._batch:
+                self._batch_due = time.monotonic() + self.config.flush_interval
+            self._batch.extend(messages)
+            while len(self._batch) >= size:
+                full, self._batch = self._batch[:size], self._batch[size:]
+                self._submit(full)
+        if self._batch and (self._finish or time.monotonic() >= self._batch_due):
+            self._submit_partial()
+
+    def _submit_partial(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
             self._submit(batch)
 
     def _prepare(self, item: Any) -> list[dict[str, Any]]:
@@ -359,7 +377,10 @@ class BatchExporter:
     def snapshot(self) -> dict[str, Any]:
         """``stats()`` for this exporter, with the live queue depth."""
         data = self.stats.snapshot()
-        data["queued"] = sum(1 for item in list(self._queue) if not isinstance(item, _FlushMarker))
+        # Closed contexts not yet prepared, plus prepared messages waiting for a full POST.
+        data["queued"] = len(self._batch) + sum(
+            1 for item in list(self._queue) if not isinstance(item, _FlushMarker)
+        )
         with self._answered:
             data["in_flight"] = sum(len(job.batch) for job in self._inflight.values())
         data["spool"] = None

@@ -32,6 +32,15 @@ from .tools import CONTEXT_CLASS, Ours, field_groups
 HELD_BACK = {"batch_size": 10_000, "flush_interval": 3600.0, "queue_size": 1_000_000}
 
 
+def _hold_back() -> dict[str, Any]:
+    """Options that keep the exporter asleep until ``flush``: it wakes every
+    ``exporter.WAKE_EVERY`` contexts otherwise, whatever the batch size."""
+    from mona_middleware import exporter
+
+    exporter.WAKE_EVERY = 10**9  # this process only: a measuring child
+    return HELD_BACK
+
+
 def _record(exports: bool) -> Callable[[int], None]:
     import mona_middleware as mona
 
@@ -149,7 +158,7 @@ def layers(framework: str, requests: int, rounds: int) -> dict[str, dict[str, fl
     import mona_middleware as mona
 
     options = Ours(sink_endpoints()).options()
-    mona.configure(**{k: v for k, v in options.items() if k != "context_class"}, **HELD_BACK)
+    mona.configure(**{k: v for k, v in options.items() if k != "context_class"}, **_hold_back())
     web_options = {"context_class": CONTEXT_CLASS, "handle_sigterm": False}
     variants = VARIANTS[framework](web_options)
     loops: dict[str, list[float]] = {name: [] for name in variants}
@@ -186,7 +195,7 @@ def profile_flask(requests: int) -> list[dict[str, Any]]:
     import mona_middleware as mona
 
     options = Ours(sink_endpoints()).options()
-    mona.configure(**{k: v for k, v in options.items() if k != "context_class"}, **HELD_BACK)
+    mona.configure(**{k: v for k, v in options.items() if k != "context_class"}, **_hold_back())
     app = flask_variants({"context_class": CONTEXT_CLASS, "handle_sigterm": False})[
         "MonaFlask + 3 exports"
     ]()

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import _runtime
 from ._log import logger
-from .context import MonaContext, _current
+from .context import PASS_THROUGH, MonaContext, _current
 from .web import WebMonitor
 
 __all__ = ["MonaASGIMiddleware", "MonaLifespan"]
@@ -67,7 +67,7 @@ class MonaASGIMiddleware:
             return
         ctx = self.monitor.start(scope.get("method", "GET"), scope.get("path", ""), _header(scope))
         if ctx is None:  # excluded or off: run without any context the server's task leaked
-            token = _current.set(None)
+            token = _current.set(PASS_THROUGH)
             try:
                 await self.app(scope, receive, send)
             finally:

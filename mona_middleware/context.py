@@ -209,6 +209,13 @@ class MonaContext:
         return f"MonaContext({self.context_class!r}, context_id={self._context_id!r})"
 
 
+# The current context of a request a middleware lets through unrecorded (an excluded
+# URL, the kill switch): ``export()`` returns False quietly, ``@monitor`` and
+# ``sub_context`` record nothing, ``current_context()`` says None. Never opened or sent.
+PASS_THROUGH = MonaContext("PASS_THROUGH", "-")
+PASS_THROUGH.disabled = True
+
+
 def _refuse(reason: str) -> bool:
     _runtime.count_refused(reason)
     if _runtime.config().raise_export_exceptions:
@@ -238,6 +245,10 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
     usually also runs on its own.
     """
     parent = _current.get()
+    if parent is PASS_THROUGH:  # an excluded request: its parts are not recorded either
+        ctx = MonaContext(context_class, sub_id=sub_id)
+        ctx.disabled = True
+        return ctx
     if parent is None:
         limited(
             30,
@@ -273,7 +284,8 @@ def _check_new(ctx: MonaContext) -> None:
 
 def current_context() -> MonaContext | None:
     """The innermost open context of this task or thread, or None."""
-    return _current.get()
+    ctx = _current.get()
+    return None if ctx is PASS_THROUGH else ctx
 
 
 def export(

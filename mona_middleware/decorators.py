@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ._log import logger
-from .context import MonaContext, context, current_context
+from .context import PASS_THROUGH, MonaContext, _current, context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,7 +97,9 @@ class _Scope:
     def enter(self) -> tuple[MonaContext, float] | None:
         """Adopt the request's context, or open one; returns what ``exit`` must close."""
         try:
-            current = current_context()
+            current = _current.get()
+            if current is PASS_THROUGH:  # an excluded request: nothing is recorded
+                return None
             if current is not None and current.request is not None:
                 if self.explicit:
                     current.rename(self.explicit)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .context import MonaContext, _current
+from .context import PASS_THROUGH, MonaContext, _current
 from .web import WebMonitor
 
 __all__ = ["MonaWSGIMiddleware"]
@@ -43,7 +43,7 @@ class MonaWSGIMiddleware:
             lambda name: _header(environ, name),
         )
         if ctx is None:  # excluded or off: run without any context a server thread kept
-            token = _current.set(None)
+            token = _current.set(PASS_THROUGH)
             try:
                 return self.app(environ, start_response)
             finally:

@@ -21,7 +21,7 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest
 
 from .._log import logger
-from ..context import MonaContext, _current
+from ..context import PASS_THROUGH, MonaContext, _current
 from ..web import RequestState, WebMonitor
 from .closing import close_after_sending
 from .conf import build_monitor
@@ -62,7 +62,7 @@ class MonaMiddleware:
             return self.__acall__(request)
         ctx = self._start(request)
         if ctx is None:  # excluded or off: run without any context the server's thread kept
-            token = _current.set(None)
+            token = _current.set(PASS_THROUGH)
             try:
                 return self.get_response(request)
             finally:
@@ -78,7 +78,7 @@ class MonaMiddleware:
         ctx = self._start(request)
         get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
         if ctx is None:
-            token = _current.set(None)
+            token = _current.set(PASS_THROUGH)
             try:
                 return await get_response(request)
             finally:

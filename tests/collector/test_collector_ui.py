@@ -37,12 +37,15 @@ class _Tables(HTMLParser):
         super().__init__()
         self.tables: dict[str, list[list[str]]] = {}
         self.texts: dict[str, str] = {}
+        self.attributes: dict[str, dict[str, str | None]] = {}
         self._table: str | None = None
         self._cell: list[str] | None = None
         self._id_stack: list[str | None] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         element_id = dict(attrs).get("id")
+        if element_id:
+            self.attributes[element_id] = dict(attrs)
         self._id_stack.append(element_id)
         if tag == "table":
             self._table = element_id
@@ -69,11 +72,11 @@ class _Tables(HTMLParser):
                 self.texts[element_id] = self.texts.get(element_id, "") + data
 
 
-def render(url: str, profile: Path) -> _Tables:
+def render(url: str, profile: Path, budget_ms: int = 5000) -> _Tables:
     command = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+        "--disable-sync", f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
         "--dump-dom", url,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=90)
@@ -120,6 +123,14 @@ def test_page_shows_classes_contexts_and_summaries(filled: Collector, tmp_path: 
     assert '"alpha" (2)' in summary["model"][7]
     assert page.texts["status"].startswith("6 messages, 5 contexts")
     assert page.texts.get("error", "") == ""
+
+
+def test_page_refreshes_by_itself(filled: Collector, tmp_path: Path) -> None:
+    # Virtual time: 9 s pass for the page's timers without the test waiting for them.
+    page = render(filled.url + "/", tmp_path, budget_ms=9000)
+    refreshes = int(page.attributes["status"].get("data-refreshes") or 0)
+    assert refreshes >= 4  # at load, then every 2 s
+    assert page.texts["status"].startswith("6 messages, 5 contexts")
 
 
 def test_selected_context_shows_fields_and_history(filled: Collector, tmp_path: Path) -> None:

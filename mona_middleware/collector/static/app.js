@@ -152,8 +152,10 @@ async function refresh() {
       : null;
     if (detail) renderDetail(detail);
     show("detail-section", !!detail);
-    document.getElementById("status").textContent = health.messages + " messages, " +
+    const status = document.getElementById("status");
+    status.textContent = health.messages + " messages, " +
       health.contexts + " contexts · updated " + new Date().toLocaleTimeString();
+    status.dataset.refreshes = String(Number(status.dataset.refreshes || 0) + 1);
     document.getElementById("error").textContent = "";
   } catch (err) {
     document.getElementById("error").textContent = "Cannot read the collector: " + err.message;

@@ -128,7 +128,16 @@ def test_serve_keeps_both_running_until_ctrl_c(tmp_path: Path) -> None:
             time.sleep(0.05)
 
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        try:  # the app gets up to demo.STOP_TIMEOUT to flush, the collector a few seconds
+            status = process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            printed = "".join(iter(lambda: lines.get_nowait() if not lines.empty() else "", ""))
+            pytest.fail(
+                f"demo --serve did not stop\nstdout: {printed}\nstderr: {process.stderr.read()}"
+            )
+        assert status == 0, process.stderr.read()
         with pytest.raises(requests.ConnectionError):
             requests.get(app_url + "/health", timeout=2)
     finally:

@@ -440,7 +440,14 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # Started in the background by a non-interactive shell, Python inherits SIGINT
+    # ignored and Ctrl-C would never stop "Serving until Ctrl-C": take it back.
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)

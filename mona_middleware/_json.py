@@ -28,7 +28,12 @@ def _stdlib(value: Any) -> bytes:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; ValueError for what JSON cannot carry (NaN, sets, objects)."""
+    """Compact UTF-8 JSON of JSON-ready values (see ``message.sanitize_fields``).
+
+    ValueError for what neither encoder carries (sets, arbitrary objects, integers of
+    thousands of digits). Beyond JSON-ready values the two differ (orjson writes NaN as
+    null and encodes datetimes itself): callers must not rely on either.
+    """
     if orjson is not None:
         try:
             return orjson.dumps(value)

@@ -138,7 +138,7 @@ def count_sampled_out() -> None:
 
 
 def export_outside_context() -> bool:
-    if config().disable_all or disabled():
+    if switched_off():
         return False  # switched off on purpose: nothing to warn about
     exporter().stats.add("exports_outside_context")
     limited(

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import _runtime
 from ._log import logger
-from .context import PASS_THROUGH, MonaContext, _current
+from .context import MonaContext, passing_through
 from .web import WebMonitor
 
 __all__ = ["MonaASGIMiddleware", "MonaLifespan"]
@@ -67,11 +67,8 @@ class MonaASGIMiddleware:
             return
         ctx = self.monitor.start(scope.get("method", "GET"), scope.get("path", ""), _header(scope))
         if ctx is None:  # excluded or off: run without any context the server's task leaked
-            token = _current.set(PASS_THROUGH)
-            try:
+            with passing_through():
                 await self.app(scope, receive, send)
-            finally:
-                _current.reset(token)
             return
         await self._monitored(ctx, scope, receive, send)
 
@@ -82,15 +79,16 @@ class MonaASGIMiddleware:
         arrived = (scope.get("path", ""), scope.get("root_path", ""))  # routers rewrite them
         sent_at: float | None = None
         monitor.call_hook(monitor.options.request_hook, ctx, scope)
+        response_hook = monitor.options.response_hook
 
         async def send_recording(message: Message) -> None:
             nonlocal sent_at
             kind = message["type"]
             if kind == "http.response.start":
                 state.status = message.get("status")
-                monitor.call_hook(
-                    monitor.options.response_hook, ctx, scope, state.status, message.get("headers")
-                )
+                if response_hook is not None:
+                    headers = message.get("headers")
+                    monitor.call_hook(response_hook, ctx, scope, state.status, headers)
             await send(message)
             if sent_at is None and _is_last(kind, message):
                 sent_at = time.perf_counter()

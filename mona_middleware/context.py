@@ -3,13 +3,15 @@
 A context lives in a ``ContextVar`` so each asyncio task and each thread sees its own
 (the thread-locals of mona-client did not survive asyncio). ``export()`` only records
 the fields; folding, converting and sending happen on the exporter's threads after the
-context closes, so the request pays for a dict copy and a list append.
+context closes, so the request pays for one ``dict.update`` per export.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -20,6 +22,9 @@ from .ids import new_context_id
 from .message import check_action
 
 _current: ContextVar[MonaContext | None] = ContextVar("mona_context", default=None)
+# Taken by ops other than a plain export (ADD, NEW, a key again) and by take_ops(): rare
+# on the request's side, once per context on the exporter's. See MonaContext.export.
+_TAKE_LOCK = threading.Lock()
 
 
 class MonaContext:
@@ -110,22 +115,26 @@ class MonaContext:
         if type(message) is not dict and not isinstance(message, Mapping):
             return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
         if action is None and export_timestamp is None:
-            if self.closed:
-                return self._export_late(dict(message))
             fields = self._fields
-            if fields.keys().isdisjoint(message):
-                fields.update(message)
-            else:  # a key again: its new value may be dropped later (None, NaN), so the
-                self._append(dict(message))  # old one must still be there: a separate op
-            return True
-        try:
-            op = (check_action(action), dict(message), export_timestamp)
-        except ValueError as exc:
-            return _refuse(str(exc))
-        if self.closed:
-            return self._export_late(op)
-        self._append(op)
-        return True
+            if not self.closed and fields.keys().isdisjoint(message):
+                fields.update(message)  # the common case: no lock, one C call
+                if self.closed:  # closed by another thread meanwhile: the exporter may
+                    self._export_late(dict(message))  # have taken them; an OVERWRITE
+                return True  # sent twice stores the same
+            op: Any = dict(message)  # a key again: its new value may be dropped later
+            # (None, NaN), so the old one must still be there: a separate op
+        else:
+            try:
+                op = (check_action(action), dict(message), export_timestamp)
+            except ValueError as exc:
+                return _refuse(str(exc))
+        # ADD or NEW twice would not store the same: these ops and take_ops() share a
+        # lock, so each op is either taken with the context or sent as a late export.
+        with _TAKE_LOCK:
+            if not self.closed:
+                self._append(op)
+                return True
+        return self._export_late(op)
 
     def _append(self, op: Any) -> None:
         ops = self._ops
@@ -170,9 +179,16 @@ class MonaContext:
         return ops
 
     def take_ops(self) -> list[Any]:
-        """The recorded ops, for the exporter (called once, after close)."""
-        ops = self.ops()
-        self._fields, self._ops = {}, None
+        """The recorded ops, for the exporter (called once, after close).
+
+        A copy of the fields, not the live dict: a thread still exporting into it must
+        never change what the exporter is reading (its export is resent on its own).
+        """
+        with _TAKE_LOCK:
+            ops = [] if self._ops is None else self._ops
+            fields, self._fields, self._ops = self._fields, {}, None
+        if fields:
+            ops.append(dict(fields))
         return ops
 
     def open(self) -> MonaContext:
@@ -214,6 +230,16 @@ class MonaContext:
 # ``sub_context`` record nothing, ``current_context()`` says None. Never opened or sent.
 PASS_THROUGH = MonaContext("PASS_THROUGH", "-")
 PASS_THROUGH.disabled = True
+
+
+@contextlib.contextmanager
+def passing_through() -> Iterator[None]:
+    """Run a request a middleware lets through unrecorded, whatever context it inherited."""
+    token = _current.set(PASS_THROUGH)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def _refuse(reason: str) -> bool:
@@ -275,7 +301,13 @@ def _check_new(ctx: MonaContext) -> None:
         if config.raise_export_exceptions:
             raise MonaExportError(reason)
         limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
-    elif config.sampling_rate < 1 or config.sampling_rates:
+    else:
+        sample(ctx, config)
+
+
+def sample(ctx: MonaContext, config: Any) -> None:
+    """Sampling's one decision for a context, by its id (mona_sdk's rule)."""
+    if config.sampling_rate < 1 or config.sampling_rates:
         rate = sampling.rate_for(config, ctx.context_class)
         if not sampling.keep(ctx.context_id, rate):
             ctx.disabled = ctx.sampled_out = True

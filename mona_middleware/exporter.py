@@ -1,8 +1,10 @@
 """The one shared exporter: a bounded queue, a batching thread, a pool of sender threads.
 
-The request thread only appends to a deque. The batching thread wakes when a batch is
-waiting or ``flush_interval`` passes, turns closed contexts into wire messages and hands
-batches to sender threads, which send them through ``Delivery`` (retries, spool). Threads
+The request thread only appends to a deque. The batching thread wakes every
+``WAKE_EVERY`` closed contexts (or when ``flush`` asks), turns them into wire messages,
+and hands a batch to the sender threads once it holds ``batch_size`` messages or its
+first message is ``flush_interval`` old; they send it through ``Delivery`` (retries,
+spool). Threads
 start on first use, never at import, and a forked child starts its own (``after_fork``).
 """
 

@@ -23,10 +23,11 @@ from ._log import limited
 from .aggregate import ACTIONS
 
 _MAX_DEPTH = 32
-_SCALARS = (str, bool, type(None))  # JSON as they are (int: within _INT_LIMIT)
+_SCALARS = (str, bool, type(None))  # JSON as they are (int: within INT_RANGE)
 # Beyond 64 bits an integer is a float to every JSON reader Mona has (and orjson refuses
 # it); far beyond, Python cannot even print it (sys.get_int_max_str_digits).
-_INT_LIMIT = 2**64
+INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson and most JSON backends carry exactly
+_INT_LOW, _INT_HIGH = INT_RANGE
 
 
 @dataclasses.dataclass
@@ -64,7 +65,7 @@ def _convert(value: Any, depth: int) -> Any:
     if kind in _SCALARS:
         return value
     if kind is int:
-        return value if -_INT_LIMIT < value < _INT_LIMIT else _big_int(value)
+        return value if _INT_LOW <= value <= _INT_HIGH else _big_int(value)
     if kind is float:
         return _float(value)
     if depth > _MAX_DEPTH:
@@ -172,7 +173,7 @@ def sanitize_fields(
             and not key.startswith("MONA")
             and (
                 kind in _SCALARS
-                or (kind is int and -_INT_LIMIT < value < _INT_LIMIT)
+                or (kind is int and _INT_LOW <= value <= _INT_HIGH)
                 or (kind is float and value - value == 0)  # finite
             )
         ):

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._log import logger
+from . import _json
+from ._log import limited, logger
 from ._stats import ExportStats
 from .aggregate import ADD, OVERWRITE
 from .coalesce import coalesce
@@ -100,12 +101,13 @@ def _context_messages(ctx: MonaContext, config: MonaConfig, stats: ExportStats) 
             ops[-1].update(own)  # a fresh dict from sanitize_fields: ours to change
         else:
             ops.append(own)
+    if not ops:  # nothing of its own survived: the global fields alone are not a context
+        if emptied:
+            stats.drop("no valid fields", 1)
+        return []
     parts = coalesce(ops)
     if config.global_fields and not ctx.late:  # a late export must not reset them
-        extra, _ = _clean(config.global_fields, context_class, config, stats)
-        parts = _with_global_fields(parts, extra)
-    if not ops and emptied:
-        stats.drop("no valid fields", 1)
+        parts = _with_global_fields(parts, _global_fields(config, context_class, stats))
     context_id = ctx.context_id
     messages = [
         wire_message(
@@ -140,6 +142,14 @@ def _before_send(hook: Any, messages: list[dict], stats: ExportStats) -> list[di
                 result["message"], str(result.get("arcClass")), filter_none=False
             )
             stats.add("fields_dropped", dropped)
+            try:  # and what it put beside "message": checked here, so only this one goes
+                _json.dumps(result)
+            except ValueError as exc:
+                # Not the original either: the hook may have been removing a secret.
+                stats.drop("before_send returned a message that is not JSON", 1)
+                limited(40, "before_send:json", "mona_middleware: before_send returned a "
+                        "message that is not JSON (%s); it is dropped", exc)  # fmt: skip
+                continue
             kept.append(result)
         else:
             logger.error(
@@ -149,6 +159,19 @@ def _before_send(hook: Any, messages: list[dict], stats: ExportStats) -> list[di
             )
             kept.append(message)
     return kept
+
+
+def _global_fields(config: MonaConfig, context_class: str, stats: ExportStats) -> dict:
+    """``config.global_fields`` converted once per configuration, not once per context."""
+    global _global_cache
+    cached = _global_cache
+    if cached is None or cached[0] is not config:
+        clean, _ = _clean(config.global_fields, context_class, config, stats)
+        cached = _global_cache = (config, clean)  # one tuple: safe between threads
+    return cached[1]
+
+
+_global_cache: tuple[MonaConfig, dict] | None = None
 
 
 def _with_global_fields(parts: list, global_fields: Mapping[str, Any]) -> list:

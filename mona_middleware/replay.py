@@ -5,8 +5,9 @@ spool a dead process left behind. Progress is saved after every batch (a file's 
 line in ``PATH.replayed``; a spool loses each batch once it is sent), so an interrupted
 replay resumes where it stopped and never sends a message twice.
 
-Lines are UTF-8 and end at ``\n`` only: orjson writes U+2028 and friends raw, and
-``str.splitlines`` would cut a message there. A spool is claimed batch by batch like
+Lines are UTF-8, split as bytes (at ``\n``, ``\r\n`` or ``\r``): orjson writes U+2028
+and friends raw, and ``str.splitlines`` would cut a message there; JSON escapes every
+``\r`` and ``\n`` inside a string, so bytes never do. A spool is claimed batch by batch like
 the exporter does, so a live app sharing it never resends what the replay sends, and
 batches an app left claimed when it died come back to the spool (see ``spool``).
 """

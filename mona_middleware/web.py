@@ -1,8 +1,9 @@
 """What every web adapter shares: its options, the request's context, the request fields.
 
 Adapters stay thin: they call ``WebMonitor.start`` when a request arrives and
-``WebMonitor.finish`` when its response has been fully sent, and fill in the few
-things only the framework knows (status, route template, exception).
+``WebMonitor.finish`` when its response is complete (sent, or built whole and handed to
+the server), and fill in the few things only the framework knows (status, route
+template, exception).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from . import _runtime
 from ._log import limited, logger
 from .config import OPTION_NAMES as CONFIG_OPTIONS
-from .context import MonaContext, _check_new
+from .context import MonaContext, sample
 from .errors import MonaConfigError
 
 DEFAULT_CONTEXT_CLASS = "HTTP_REQUEST"
@@ -239,11 +240,10 @@ class WebMonitor:
                 if given and len(given) <= 256:
                     context_id = given
             ctx = MonaContext(options.context_class, context_id)
-            if config.sampling_rate < 1 or config.sampling_rates:
-                _check_new(ctx)  # the switch and the class are checked: this decides sampling
+            sample(ctx, config)  # the switch and the class are checked already
             ctx.before_send = options.before_send
             ctx.request = RequestState(method)
-            if options.capture_headers:
+            if options.capture_headers and not ctx.disabled:
                 ctx.export(self.headers(header))
             return ctx.open()  # a new value for the var: never a context a server leaked
         except Exception:

@@ -4,7 +4,8 @@
 
 Needs nothing but the standard library, so it wraps werkzeug/Flask, Django's WSGI
 handler, Falcon or Bottle alike. A WSGI response may stream: the context closes when
-the server closes the returned iterable (PEP 3333), not when the app returns. A body
+the server closes the returned iterable (PEP 3333), not when the app returns, unless
+the body is already whole (a list or tuple, or one MonaFlask closed at teardown). A body
 built by the server's ``wsgi.file_wrapper`` is returned as it is (a close hook added),
 so the server can still ``sendfile()`` it.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .context import PASS_THROUGH, MonaContext, _current
+from .context import MonaContext, passing_through
 from .web import WebMonitor
 
 __all__ = ["MonaWSGIMiddleware"]
@@ -43,11 +44,8 @@ class MonaWSGIMiddleware:
             lambda name: _header(environ, name),
         )
         if ctx is None:  # excluded or off: run without any context a server thread kept
-            token = _current.set(PASS_THROUGH)
-            try:
+            with passing_through():
                 return self.app(environ, start_response)
-            finally:
-                _current.reset(token)
         state = ctx.request
         monitor.call_hook(monitor.options.request_hook, ctx, environ)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 
 import pytest
@@ -139,3 +140,79 @@ def test_ids_do_not_follow_the_apps_random_seed():
     first = new_context_id()
     random.seed(42)
     assert new_context_id() != first
+
+
+def test_global_fields_alone_are_never_sent_for_a_context_whose_fields_all_failed():
+    transport = configure(global_fields={"service": "api"})
+    with mona.context("M", context_id="1"):
+        mona.export({"k": float("nan")})
+    with mona.context("M", context_id="2"):
+        mona.export({"k": 2})
+    assert mona.flush(5)
+    assert transport.contexts() == {("M", "2"): {"service": "api", "k": 2}}
+    stats = mona.stats()
+    assert stats["dropped"] == {"no valid fields": 1} and stats["messages_sent"] == 1
+
+
+def test_a_before_send_that_adds_what_json_cannot_carry_drops_only_that_message():
+    transport = configure()
+
+    def tag(message):
+        if message["contextId"] == "bad":
+            message["extra"] = {1, 2}  # beside "message": not converted for it
+        return message
+
+    def app(environ, start_response):
+        mona.export({"n": 1})
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = MonaWSGIMiddleware(
+        app, before_send=tag, context_id_header="X-Id", handle_sigterm=False
+    )
+    for request_id in ("good-1", "bad", "good-2"):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_ID": request_id}
+        assert list(wrapped(environ, lambda *a: None)) == [b"ok"]
+    assert mona.flush(5)
+    assert sorted(i for _, i in transport.contexts()) == ["good-1", "good-2"]
+    assert mona.stats()["dropped"] == {"before_send returned a message that is not JSON": 1}
+
+
+class _Paused(Mapping):
+    """Fields whose reading stops half-way until released: the export is caught in the
+    middle while the request closes and the exporter takes the context."""
+
+    def __init__(self, fields: dict) -> None:
+        self.fields = fields
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def __getitem__(self, key):
+        return self.fields[key]
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def __iter__(self):
+        self.reading.set()
+        assert self.release.wait(5)
+        return iter(self.fields)
+
+
+@pytest.mark.parametrize("action", [None, "ADD"])
+def test_an_export_caught_by_the_close_is_stored_once(action):
+    transport = configure()
+    paused = _Paused({"late": 2})
+    exported = []
+    with mona.context("RACE", context_id="r1") as ctx:
+        mona.export({"early": 1})
+        thread = threading.Thread(target=lambda: exported.append(ctx.export(paused, action)))
+        thread.start()
+        assert paused.reading.wait(5)
+    assert mona.flush(5)  # closed and taken by the exporter while the export is under way
+    paused.release.set()
+    thread.join(5)
+    assert mona.flush(5) and exported == [True]
+    expected = 2 if action is None else [2]  # an ADD stored twice would read [2, 2]
+    assert transport.contexts() == {("RACE", "r1"): {"early": 1, "late": expected}}
+    assert mona.stats()["dropped"] == {}

@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..aggregate import ACTIONS, OVERWRITE
+from ..message import INT_RANGE
 
 MAX_DEPTH = 100
-INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson and most JSON backends carry
 
 
 class BatchError(ValueError):

@@ -21,7 +21,7 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest
 
 from .._log import logger
-from ..context import PASS_THROUGH, MonaContext, _current
+from ..context import MonaContext, passing_through
 from ..web import RequestState, WebMonitor
 from .closing import close_after_sending
 from .conf import build_monitor
@@ -62,11 +62,8 @@ class MonaMiddleware:
             return self.__acall__(request)
         ctx = self._start(request)
         if ctx is None:  # excluded or off: run without any context the server's thread kept
-            token = _current.set(PASS_THROUGH)
-            try:
+            with passing_through():
                 return self.get_response(request)
-            finally:
-                _current.reset(token)
         try:
             response = self.get_response(request)
         except BaseException as exc:  # only what Django itself lets through
@@ -78,11 +75,8 @@ class MonaMiddleware:
         ctx = self._start(request)
         get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
         if ctx is None:
-            token = _current.set(PASS_THROUGH)
-            try:
+            with passing_through():
                 return await get_response(request)
-            finally:
-                _current.reset(token)
         try:
             response = await get_response(request)
         except BaseException as exc:  # including CancelledError: the client went away

@@ -1,7 +1,8 @@
 """Terminal output for the command line tools: a progress bar and plain text tables.
 
-Standard library only. The bar draws only on a terminal: piped into a file or a CI log,
-a line redrawn with ``\\r`` is noise, so there it prints nothing at all.
+Standard library only. The bar is redrawn in place only on a terminal: piped into a
+file or a CI log, a line redrawn with ``\\r`` is noise, so there it prints nothing, or
+with ``log_tenths`` one line per tenth done (long runs someone may tail, as replay's).
 """
 
 from __future__ import annotations
@@ -22,37 +23,63 @@ class ProgressBar:
     """
 
     def __init__(
-        self, total: int, unit: str, stream: TextIO | None = None, width: int = 30
+        self,
+        total: int,
+        unit: str,
+        stream: TextIO | None = None,
+        width: int = 30,
+        *,
+        done: int = 0,
+        log_tenths: bool = False,
     ) -> None:
         self.total = max(total, 0)
         self.unit = unit
-        self.done = 0
+        self.done = done
         self.width = width
         self._stream = sys.stderr if stream is None else stream
-        self._enabled = _isatty(self._stream)
+        self._tty = _isatty(self._stream)
+        self._log_tenths = log_tenths and not self._tty
         self._drawn_at = 0.0
+        self._logged_tenth = -1
+        if self._log_tenths:
+            self._log()
 
     def advance(self, count: int = 1) -> None:
         """Count ``count`` more units done; redraw when enough time has passed."""
         self.done += count
+        if self._log_tenths:
+            self._log()
+            return
         now = time.monotonic()
-        if self._enabled and (now - self._drawn_at >= 0.05 or self.done >= self.total):
+        if self._tty and (now - self._drawn_at >= 0.05 or self.done >= self.total):
             self._drawn_at = now
             self._draw()
 
     def finish(self) -> None:
         """Draw the final state and end the line, so later output starts on its own line."""
-        if self._enabled:
+        if self._tty:
             self._draw()
             self._stream.write("\n")
             self._stream.flush()
 
-    def _draw(self) -> None:
-        share = min(self.done / self.total, 1.0) if self.total else 1.0
-        filled = int(share * self.width)
+    def _line(self) -> str:
+        filled = int(self._share() * self.width)
         bar = "#" * filled + "." * (self.width - filled)
-        self._stream.write(f"\r[{bar}] {self.done}/{self.total} {self.unit}")
+        return f"[{bar}] {self.done}/{self.total} {self.unit}"
+
+    def _share(self) -> float:
+        return min(self.done / self.total, 1.0) if self.total else 1.0
+
+    def _draw(self) -> None:
+        self._stream.write("\r" + self._line())
         self._stream.flush()
+
+    def _log(self) -> None:
+        tenth = int(self._share() * 10)
+        if tenth != self._logged_tenth:
+            self._logged_tenth = tenth
+            self._stream.write(self._line() + "\n")
+            self._stream.flush()
 
 
 def clip(text: str, limit: int) -> str:

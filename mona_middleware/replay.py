@@ -15,7 +15,6 @@ batches an app left claimed when it died come back to the spool (see ``spool``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -23,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ._stats import ExportStats
+from ._terminal import ProgressBar
 from .config import MonaConfig
 from .delivery import Delivery
 from .errors import MonaConfigError
-from .spool import Spool
+from .spool import Spool, parse_line
 from .transports.rest import MonaRestTransport
 
 
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print("\ninterrupted; run the same command again to resume", file=sys.stderr)
         return 130
     finally:
+        replayer.progress.finish()  # ends the line it redraws on a terminal
         transport.close()
     snapshot = stats.snapshot()
     print(
@@ -77,7 +78,12 @@ class Replayer:
         self.delivery = delivery
         self.stats = stats
         self.batch_size = batch_size
-        self.progress = Progress()
+        self.progress = ProgressBar(0, "messages")  # replaced when the run knows its total
+
+    def _start(self, total: int, done: int) -> None:
+        if done:
+            print(f"resuming after {done} already sent", file=sys.stderr)
+        self.progress = ProgressBar(total, "messages", done=done, log_tenths=True)
 
     def _send(self, batch: list[dict[str, Any]]) -> bool:
         result, retries, gave_up = self.delivery.attempt(batch)
@@ -91,7 +97,7 @@ class Replayer:
         marker = path.with_name(path.name + ".replayed")
         done = int(marker.read_text(encoding="utf-8") or 0) if marker.exists() else 0
         lines = path.read_bytes().splitlines()  # bytes: \n, \r\n or \r, never U+2028
-        self.progress.start(len(lines), done)
+        self._start(len(lines), done)
         for start in range(done, len(lines), self.batch_size):
             chunk = lines[start : start + self.batch_size]
             batch = list(_parse(chunk, self.stats))
@@ -103,7 +109,7 @@ class Replayer:
 
     def spool(self, directory: Path) -> bool:
         spool = Spool(str(directory), 1 << 62, self.stats)
-        self.progress.start(spool.pending()[1], 0)
+        self._start(spool.pending()[1], 0)
         while (item := spool.claim()) is not None:
             sent = False
             try:
@@ -122,50 +128,15 @@ class Replayer:
 
 def _parse(lines: list[bytes], stats: ExportStats) -> Iterator[dict[str, Any]]:
     for line in lines:
-        if not line.strip():
-            continue
-        try:
-            message = json.loads(line.decode("utf-8"))
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            message = None
-        if isinstance(message, dict):
-            yield message
-        else:
-            stats.drop("unreadable line", 1)
+        if line.strip():
+            message = parse_line(line)
+            if message is None:
+                stats.drop("unreadable line", 1)
+            else:
+                yield message
 
 
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-
-
-class Progress:
-    """``[#####.....] 1200/5000`` on stderr: redrawn in place on a terminal, else by tenths."""
-
-    def __init__(self, width: int = 30) -> None:
-        self.width = width
-        self.total = self.done = 0
-        self._shown_tenth = -1
-        self._tty = sys.stderr.isatty()
-
-    def start(self, total: int, done: int) -> None:
-        self.total, self.done = total, done
-        if done:
-            print(f"resuming after {done} already sent", file=sys.stderr)
-        self._draw()
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        self._draw()
-
-    def _draw(self) -> None:
-        share = self.done / self.total if self.total else 1.0
-        tenth = int(share * 10)
-        if not self._tty and tenth == self._shown_tenth:
-            return
-        self._shown_tenth = tenth
-        filled = int(share * self.width)
-        bar = "#" * filled + "." * (self.width - filled)
-        end = "\r" if self._tty else "\n"
-        print(f"[{bar}] {self.done}/{self.total} messages", end=end, file=sys.stderr, flush=True)

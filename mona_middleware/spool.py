@@ -385,22 +385,26 @@ def _parse_claim(name: str) -> _Claim:
     return _Claim("?", None, None, None)  # unknown: only its age can free it
 
 
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """One JSONL line (a spool's or the file transport's) as a wire message, or None."""
+    try:
+        message = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    return message if isinstance(message, dict) else None
+
+
 def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     """(messages, unreadable lines); bytes split on newlines only, not on U+2028."""
     messages: list[dict[str, Any]] = []
     bad = 0
     for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            message = json.loads(line.decode("utf-8"))
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            bad += 1
-            continue
-        if isinstance(message, dict):
-            messages.append(message)
-        else:
-            bad += 1
+        if line.strip():
+            message = parse_line(line)
+            if message is None:
+                bad += 1
+            else:
+                messages.append(message)
     return messages, bad
 
 

@@ -35,7 +35,7 @@ HELD_BACK = {"batch_size": 10_000, "flush_interval": 3600.0, "queue_size": 1_000
 def _hold_back() -> dict[str, Any]:
     """Options that keep the exporter asleep until ``flush``: it wakes every
     ``exporter.WAKE_EVERY`` contexts otherwise, whatever the batch size."""
-    from mona_middleware import exporter
+    from mona_middleware._export import exporter
 
     exporter.WAKE_EVERY = 10**9  # this process only: a measuring child
     return HELD_BACK
@@ -230,9 +230,10 @@ def _ours_only(stats: pstats.Stats, per: int, limit: int = 14) -> list[dict[str,
 
 def background(contexts: int = 20_000) -> dict[str, Any]:
     """The exporter thread's work per message, timed and profiled outside any thread."""
-    from mona_middleware import MonaContext, _json
+    from mona_middleware import MonaContext
+    from mona_middleware._export.prepare import prepare
+    from mona_middleware._util import jsonwire as _json
     from mona_middleware.config import MonaConfig
-    from mona_middleware.prepare import prepare
 
     request_fields = {
         "http_method": "GET",
@@ -280,7 +281,7 @@ def background(contexts: int = 20_000) -> dict[str, Any]:
 
 
 def _encoders() -> dict[str, Callable[[Any], bytes]]:
-    from mona_middleware import _json
+    from mona_middleware._util import jsonwire as _json
 
     def stdlib(body: Any) -> bytes:
         return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")

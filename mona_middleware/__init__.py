@@ -6,28 +6,49 @@ anywhere in it, and one shared exporter that never blocks or fails the app.
 ...     mona.export({"score": 0.93, "model_version": "v3"})
 True
 
-Nothing is started at import: the exporter's threads start with the first context.
+Nothing is started at import, and nothing is even loaded: each name below is imported
+from its module on first use, so ``import mona_middleware.collector`` (standard library
+only) or the CLI's ``--help`` do not load the exporter, and the exporter's threads start
+with the first context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import _runtime
-from ._log import limited
-from ._version import __version__
-from .config import MonaConfig
-from .context import MonaContext, context, current_context, export, sub_context
-from .decorators import monitor
-from .errors import MonaConfigError, MonaError, MonaExportError
-from .message import MonaMessage
-from .threads import MonaThread, wrap
+from ._util.version import __version__
 
-configure = _runtime.configure
-flush = _runtime.flush
-shutdown = _runtime.shutdown
-stats = _runtime.stats
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+    from ._api.batch import MonaMessage, export_batch
+    from ._api.context import MonaContext, context, current_context, export, sub_context
+    from ._api.decorators import monitor
+    from ._api.threads import MonaThread, wrap
+    from ._runtime.process import configure, flush, shutdown, stats
+    from .config import MonaConfig
+    from .errors import MonaConfigError, MonaError, MonaExportError
+
+# public name -> the module that defines it
+_HOMES = {
+    "MonaConfig": ".config",
+    "MonaConfigError": ".errors",
+    "MonaContext": "._api.context",
+    "MonaError": ".errors",
+    "MonaExportError": ".errors",
+    "MonaMessage": "._api.batch",
+    "MonaThread": "._api.threads",
+    "configure": "._runtime.process",
+    "context": "._api.context",
+    "current_context": "._api.context",
+    "export": "._api.context",
+    "export_batch": "._api.batch",
+    "flush": "._runtime.process",
+    "monitor": "._api.decorators",
+    "shutdown": "._runtime.process",
+    "stats": "._runtime.process",
+    "sub_context": "._api.context",
+    "wrap": "._api.threads",
+}
 
 __all__ = [
     "MonaConfig",
@@ -52,59 +73,14 @@ __all__ = [
 ]
 
 
-def export_batch(messages: Iterable[Any], *, default_action: str | None = None) -> int:
-    """Queue explicit messages (each with its own class, id and timestamp), e.g. a backfill.
-
-    Accepts ``MonaMessage`` objects or dicts with mona_sdk's keys (``message``,
-    ``contextClass``, ``contextId``, ``exportTimestamp``, ``action``). Returns how many
-    were queued; an unusable entry is logged with its index and reason, the rest go out.
-    Anything but an iterable of entries (``None``, one dict) is refused as a whole: 0.
-
-    >>> export_batch([MonaMessage(message={"rows": 10}, contextClass="NIGHTLY_JOB")])
-    1
-    """
-    from .prepare import ExplicitBatch, to_explicit
-    from .sampling import keep, rate_for
-
-    config = _runtime.config()
-    if config.disable_all or _runtime.disabled():
-        return 0
-    items = _batch_items(messages)
-    if items is None:
-        from .context import _refuse
-
-        _refuse(f"export_batch() takes an iterable of messages, got {type(messages).__name__}")
-        return 0
-    batch = ExplicitBatch()
-    sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
-    for index, item in enumerate(items):
-        try:
-            message = to_explicit(item, default_action)
-            if sampled and not keep(message.context_id, rate_for(config, message.context_class)):
-                _runtime.count_sampled_out()
-                continue
-            batch.append(message)
-        except ValueError as exc:
-            _runtime.count_refused("invalid message")
-            if config.raise_export_exceptions:
-                raise MonaExportError(f"export_batch message {index}: {exc}") from None
-            limited(
-                40,
-                f"batch:{exc}",
-                "mona_middleware: export_batch message %d skipped: %s",
-                index,
-                exc,
-            )
-    if batch and _runtime.enqueue(batch):
-        return len(batch)
-    return 0
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mona_middleware' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value  # later look-ups are plain attribute reads
+    return value
 
 
-def _batch_items(messages: Any) -> Iterator[Any] | None:
-    """An iterator over the entries, or None when ``messages`` is not a batch of them."""
-    if isinstance(messages, (str, bytes, Mapping, MonaMessage)):
-        return None  # one message (or text) where a batch was expected
-    try:
-        return iter(messages)
-    except TypeError:
-        return None
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,7 +2,8 @@
 
 Mona keeps one record per (context class, context id) and folds every message for it
 into that record. The in-memory transport, the local collector and the pytest fixture
-all need the same fold, so it lives here, framework-free.
+all need the same fold, so it lives here, framework-free; it is public for reading a
+JSONL file of wire messages (the file transport's) as Mona would store it.
 
 Semantics (shared/docs/mona-rest-protocol.md):
 
@@ -17,10 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-OVERWRITE = "OVERWRITE"
-ADD = "ADD"
-NEW = "NEW"
-ACTIONS = frozenset((OVERWRITE, ADD, NEW))
+from ._util.protocol import ADD, NEW, OVERWRITE
+
+__all__ = ["aggregate", "apply_message"]
 
 
 def apply_message(record: dict[str, Any], fields: Mapping[str, Any], action: str | None) -> None:

@@ -29,10 +29,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import _runtime
-from ._log import logger
-from .context import MonaContext, passing_through
-from .web import WebMonitor
+from ._api.context import MonaContext, passing_through
+from ._runtime import process
+from ._util.log import Guard, logger
+from ._web.recorder import WebMonitor
 
 __all__ = ["MonaASGIMiddleware", "MonaLifespan"]
 
@@ -43,6 +43,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _LAST_BODY = frozenset({"http.response.body", "http.response.zerocopy"})
+_ROUTE = Guard("could not read the request's route")
+_CLOSE = Guard("could not close the request's context")
+_FLUSH = Guard("flush at lifespan shutdown failed")
 
 
 class MonaASGIMiddleware:
@@ -105,17 +108,13 @@ class MonaASGIMiddleware:
         self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
     ) -> None:
         """Add the route and close; runs in ``finally``, so it must never raise."""
-        try:
+        with _ROUTE:
             state = ctx.request
             state.route = _route(scope, *arrived)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
-        except Exception:
-            logger.exception("mona_middleware: could not read the request's route")
-        try:
+        with _CLOSE:
             self.monitor.finish(ctx)
-        except Exception:
-            logger.exception("mona_middleware: could not close the request's context")
 
 
 class MonaLifespan:
@@ -194,7 +193,7 @@ def _route(scope: Scope, path: str, root_path: str) -> str | None:
         return None  # not a Starlette-style router: no template rather than a guess
     if _route_template is None:  # imported once, on the first routed request
         try:
-            from .starlette import route_template
+            from ._web.starlette_routes import route_template
         except ImportError:
             return None
         _route_template = route_template
@@ -203,16 +202,14 @@ def _route(scope: Scope, path: str, root_path: str) -> str | None:
 
 async def _flush_off_loop() -> None:
     """Flush in a worker thread: the loop keeps serving while the backend answers."""
-    try:
-        timeout = _runtime.config().shutdown_timeout
+    with _FLUSH:
+        timeout = process.config().shutdown_timeout
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (trio): blocking is acceptable at shutdown
-            _runtime.flush(timeout)
+            process.flush(timeout)
             return
-        await asyncio.to_thread(_runtime.flush, timeout)
-    except Exception:
-        logger.exception("mona_middleware: flush at lifespan shutdown failed")
+        await asyncio.to_thread(process.flush, timeout)
 
 
 class _Lifespan:

@@ -1,41 +1,50 @@
-"""One frozen configuration, resolved once: explicit options, then environment, then defaults.
+"""One frozen configuration of the exporter, resolved once: explicit options, then the
+framework's config, then the environment, then defaults.
 
 The environment is the one a Mona user already has for ``mona_sdk`` (``MONA_SDK_*``,
 ``AUTH_MODE``, ``MONA_DISABLE_ALL``); knobs of our own are ``MONA_MIDDLEWARE_*``. Every
-option is declared once, as a ``MonaConfig`` field carrying its variable and parser, so
-the option list, the env names, the validation and ``mona-middleware check`` cannot drift.
+option is declared once, as a ``MonaConfig`` field made by ``option()`` (its variable,
+parser and documentation), so the option list, the env names, the validation, the
+README's table and ``mona-middleware check`` cannot drift.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ._util.log import logger
+from ._util.options import (
+    Spec,
+    boolean,
+    callable_value,
+    choice,
+    env_value,
+    invalid,
+    log_level,
+    megabytes,
+    number,
+    option,
+    resolve,
+    specs,
+    text,
+    url,
+)
 from .errors import MonaConfigError
+
+__all__ = ["DEFAULT_FILE_PATH", "DEFAULT_REFRESH_URL", "DEFAULT_TOKEN_URL", "MonaConfig", "env_var"]
 
 AUTH_MODES = ("MONA", "NO_AUTH", "MANUAL_TOKEN")
 TRANSPORTS = ("auto", "rest", "file", "memory")
-SECRET_OPTIONS = frozenset({"api_key", "secret", "access_token"})
 DEFAULT_TOKEN_URL = "https://monalabs.frontegg.com/identity/resources/auth/v1/api-token"
 DEFAULT_REFRESH_URL = DEFAULT_TOKEN_URL + "/token/refresh"
 DEFAULT_FILE_PATH = "mona-messages.jsonl"
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
+_USE_AUTHENTICATION = "MONA_SDK_SHOULD_USE_AUTHENTICATION"
 
 
 _SDK_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
@@ -91,46 +100,10 @@ def _sdk_auth_choice(use_authentication: bool, access_token: Any, auth_mode: str
     return auth_mode
 
 
-def _number(kind: type, low: float, high: float = float("inf")) -> Callable[[Any], Any]:
-    def parse(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        number = kind(value)
-        if not low <= number <= high:
-            raise ValueError(f"must be between {low} and {high}, got {number}")
-        return number
-
-    return parse
-
-
-def _choice(choices: tuple[str, ...], upper: bool) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = str(value).strip()
-        text = text.upper() if upper else text.lower()
-        if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
-        return text
-
-    return parse
-
-
-def _url(value: Any) -> str:
-    text = str(value).strip()
-    if not text.startswith(("http://", "https://")):
-        raise ValueError(f"must start with http:// or https://, got {text!r}")
-    return text
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
-    return str(value)
-
-
 def _transport(value: Any) -> Any:
     if callable(getattr(value, "send", None)) and callable(getattr(value, "close", None)):
         return value  # a Transport instance, e.g. InMemoryTransport() in tests
-    return _choice(TRANSPORTS, upper=False)(value)
+    return choice(TRANSPORTS, upper=False)(value)
 
 
 def _fields(value: Any) -> Mapping[str, Any]:
@@ -158,49 +131,11 @@ def _rates(value: Any) -> Mapping[str, float]:
     parsed = json.loads(value) if isinstance(value, str) else dict(value)
     if not isinstance(parsed, dict):
         raise ValueError("must be a JSON object of context class -> rate")
-    return MappingProxyType({str(k): _number(float, 0, 1)(v) for k, v in parsed.items()})
+    return MappingProxyType({str(k): number(float, 0, 1)(v) for k, v in parsed.items()})
 
 
-def _callable(value: Any) -> Any:
-    if not callable(value):
-        raise ValueError(f"must be callable, got {type(value).__name__}")
-    return value
-
-
-def _megabytes(value: Any) -> int:
-    return int(_number(float, 0, 1_000_000)(value) * 1024 * 1024)
-
-
-def _log_level(value: Any) -> int:
-    level = value if isinstance(value, int) else logging.getLevelName(str(value).strip().upper())
-    if not isinstance(level, int):
-        raise ValueError(f"expected a logging level name or number, got {value!r}")
-    return level
-
-
-def _opt(
-    default: Any,
-    env: str | None,
-    parse: Callable[[Any], Any],
-    *,
-    env_parse: Callable[[str], Any] | None = None,
-    **kwargs: Any,
-) -> Any:
-    """A config field that knows its environment variable and parser.
-
-    ``env_parse``, when given, reads the variable instead of ``parse``: a Mona variable
-    must mean what it means to mona_sdk, while an argument may be ``True`` or ``"yes"``.
-    """
-    if isinstance(default, Mapping):
-        kwargs["default_factory"] = lambda: MappingProxyType(dict(default))
-    else:
-        kwargs["default"] = default
-    metadata = {"env": env, "parse": parse, "env_parse": env_parse or parse}
-    return field(metadata=metadata, **kwargs)
-
-
-def _sdk_flag(default: bool, env: str) -> Any:
-    return _opt(default, env, _bool, env_parse=_sdk_bool(default))
+def _sdk_flag(default: bool, env: str, doc: str) -> Any:
+    return option(default, env, boolean, env_parse=_sdk_bool(default), doc=doc)
 
 
 @dataclass(frozen=True)
@@ -212,63 +147,161 @@ class MonaConfig:
     """
 
     # Mona's own settings, read as mona_sdk reads them
-    api_key: str | None = _opt(None, "MONA_SDK_API_KEY", _text, repr=False)
-    secret: str | None = _opt(None, "MONA_SDK_SECRET", _text, repr=False)
-    user_id: str | None = _opt(None, "MONA_SDK_USER_ID", _text)
-    access_token: str | None = _opt(None, "MONA_SDK_ACCESS_TOKEN", _text, repr=False)
-    auth_mode: str = _opt(
-        "MONA", "AUTH_MODE", _choice(AUTH_MODES, upper=True), env_parse=_auth_mode_env
+    api_key: str | None = option(None, "MONA_SDK_API_KEY", text, secret=True, doc="Mona API key")
+    secret: str | None = option(None, "MONA_SDK_SECRET", text, secret=True, doc="Mona secret")
+    user_id: str | None = option(
+        None, "MONA_SDK_USER_ID", text, shown_default="from the token's `tenantId`",
+        doc="the Mona user id (the `incoming<user id>` host)",
+    )  # fmt: skip
+    access_token: str | None = option(
+        None, "MONA_SDK_ACCESS_TOKEN", text, secret=True, doc="a token for `MANUAL_TOKEN`"
     )
-    auth_api_token_url: str = _opt(DEFAULT_TOKEN_URL, "MONA_SDK_AUTH_API_TOKEN_URL", _url)
-    refresh_token_url: str = _opt(DEFAULT_REFRESH_URL, "MONA_SDK_REFRESH_TOKEN_URL", _url)
-    use_refresh_tokens: bool = _sdk_flag(True, "MONA_SDK_USE_REFRESH_TOKENS")
-    auth_retries: int = _opt(3, "MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION", _number(int, 0, 20))
-    auth_retry_wait: float = _opt(
-        2.0, "MONA_SDK_WAIT_TIME_FOR_AUTHENTICATION_RETRIES_SEC", _number(float, 0, 60)
+    auth_mode: str = option(
+        "MONA", "AUTH_MODE", choice(AUTH_MODES, upper=True), env_parse=_auth_mode_env,
+        shown_default="as mona_sdk picks it: `NO_AUTH` when `MONA_SDK_SHOULD_USE_AUTHENTICATION"
+        "=false`, `MANUAL_TOKEN` when a token is set, else `MONA`",
+        doc="`MONA`, `NO_AUTH` or `MANUAL_TOKEN`",
+    )  # fmt: skip
+    auth_api_token_url: str = option(
+        DEFAULT_TOKEN_URL, "MONA_SDK_AUTH_API_TOKEN_URL", url, shown_default="Mona's",
+        doc="where tokens come from",
+    )  # fmt: skip
+    refresh_token_url: str = option(
+        DEFAULT_REFRESH_URL, "MONA_SDK_REFRESH_TOKEN_URL", url, shown_default="Mona's",
+        doc="where tokens are refreshed",
+    )  # fmt: skip
+    use_refresh_tokens: bool = _sdk_flag(
+        True, "MONA_SDK_USE_REFRESH_TOKENS", "refresh a token before asking for a new one"
     )
-    rest_api_host: str | None = _opt(None, "MONA_SDK_OVERRIDE_REST_API_HOST", _text)
-    rest_api_url: str | None = _opt(None, "MONA_SDK_OVERRIDE_REST_API_URL", _url)
-    use_ssl: bool = _sdk_flag(True, "MONA_SDK_SHOULD_USE_SSL")
-    filter_none_fields: bool = _sdk_flag(False, "MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT")
-    raise_export_exceptions: bool = _sdk_flag(False, "MONA_SDK_RAISE_EXPORT_EXCEPTIONS")
-    disable_all: bool = _opt(False, "MONA_DISABLE_ALL", _bool, env_parse=_disable_all_env)
-    sampling_rate: float = _opt(1.0, "MONA_SDK_DEFAULT_SAMPLING_FACTOR", _number(float, 0, 1))
-    sampling_rates: Mapping[str, float] = _opt({}, "MONA_SDK_SAMPLING_CONFIG", _rates)
-    log_level: int | None = _opt(None, "MONA_SDK_LOGGING_LEVEL", _log_level)
-    logger_name: str = _opt("mona_middleware", "MONA_SDK_LOGGER_NAME", _text)
+    auth_retries: int = option(
+        3, "MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION", number(int, 0, 20),
+        doc="token requests retried this many times",
+    )  # fmt: skip
+    auth_retry_wait: float = option(
+        2.0, "MONA_SDK_WAIT_TIME_FOR_AUTHENTICATION_RETRIES_SEC", number(float, 0, 60),
+        shown_default="2 s", doc="seconds between token retries",
+    )  # fmt: skip
+    rest_api_host: str | None = option(
+        None, "MONA_SDK_OVERRIDE_REST_API_HOST", text,
+        shown_default="`incoming<user id>.monalabs.io`", doc="the export host",
+    )  # fmt: skip
+    rest_api_url: str | None = option(
+        None, "MONA_SDK_OVERRIDE_REST_API_URL", url, doc="the whole export URL"
+    )
+    use_ssl: bool = _sdk_flag(True, "MONA_SDK_SHOULD_USE_SSL", "`false`: http instead of https")
+    filter_none_fields: bool = _sdk_flag(
+        False, "MONA_SDK_FILTER_NONE_FIELDS_ON_EXPORT", "leave out fields whose value is None"
+    )
+    raise_export_exceptions: bool = _sdk_flag(
+        False, "MONA_SDK_RAISE_EXPORT_EXCEPTIONS", "bad calls raise `MonaExportError`"
+    )
+    disable_all: bool = option(
+        False, "MONA_DISABLE_ALL", boolean, env_parse=_disable_all_env,
+        doc="switch everything off (any value but an explicit off)",
+    )  # fmt: skip
+    sampling_rate: float = option(
+        1.0, "MONA_SDK_DEFAULT_SAMPLING_FACTOR", number(float, 0, 1), shown_default="1",
+        doc="the share of contexts kept",
+    )  # fmt: skip
+    sampling_rates: Mapping[str, float] = option(
+        {}, "MONA_SDK_SAMPLING_CONFIG", _rates, doc='per class: `{"class": rate}`'
+    )
+    log_level: int | None = option(
+        None, "MONA_SDK_LOGGING_LEVEL", log_level, shown_default="unchanged",
+        doc="the package logger's level (a name or a number)",
+    )  # fmt: skip
+    logger_name: str = option(
+        "mona_middleware", "MONA_SDK_LOGGER_NAME", text, doc="the package logger's name"
+    )
     # the exporter
-    transport: Any = _opt("auto", "MONA_MIDDLEWARE_TRANSPORT", _transport)
-    file_path: str = _opt(DEFAULT_FILE_PATH, "MONA_MIDDLEWARE_FILE_PATH", _text)
-    queue_size: int = _opt(10_000, "MONA_MIDDLEWARE_QUEUE_SIZE", _number(int, 1, 10_000_000))
-    batch_size: int = _opt(500, "MONA_MIDDLEWARE_BATCH_SIZE", _number(int, 1, 10_000))
-    flush_interval: float = _opt(1.0, "MONA_MIDDLEWARE_FLUSH_INTERVAL", _number(float, 0.001, 3600))
-    sender_threads: int = _opt(2, "MONA_MIDDLEWARE_SENDER_THREADS", _number(int, 1, 32))
-    http_timeout: float = _opt(10.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", _number(float, 0.01, 600))
-    shutdown_timeout: float = _opt(5.0, "MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT", _number(float, 0, 600))
-    global_fields: Mapping[str, Any] = _opt({}, "MONA_MIDDLEWARE_GLOBAL_FIELDS", _fields)
-    gzip: bool = _opt(False, "MONA_MIDDLEWARE_GZIP", _bool)
+    transport: Any = option(
+        "auto", "MONA_MIDDLEWARE_TRANSPORT", _transport,
+        doc="`auto`, `rest`, `file`, `memory` (or a transport object)",
+    )  # fmt: skip
+    file_path: str = option(
+        DEFAULT_FILE_PATH, "MONA_MIDDLEWARE_FILE_PATH", text,
+        shown_default="`./mona-messages.jsonl`", doc="the file transport's JSONL file",
+    )  # fmt: skip
+    queue_size: int = option(
+        10_000, "MONA_MIDDLEWARE_QUEUE_SIZE", number(int, 1, 10_000_000),
+        shown_default="10000 contexts", doc="closed contexts waiting for the exporter",
+    )  # fmt: skip
+    batch_size: int = option(
+        500, "MONA_MIDDLEWARE_BATCH_SIZE", number(int, 1, 10_000),
+        shown_default="500 messages per POST", doc="messages per request to Mona",
+    )  # fmt: skip
+    flush_interval: float = option(
+        1.0, "MONA_MIDDLEWARE_FLUSH_INTERVAL", number(float, 0.001, 3600), shown_default="1 s",
+        doc="a partial batch waits at most this long",
+    )  # fmt: skip
+    sender_threads: int = option(
+        2, "MONA_MIDDLEWARE_SENDER_THREADS", number(int, 1, 32), doc="threads that POST"
+    )
+    http_timeout: float = option(
+        10.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", number(float, 0.01, 600), shown_default="10 s",
+        doc="per POST",
+    )  # fmt: skip
+    shutdown_timeout: float = option(
+        5.0, "MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT", number(float, 0, 600), shown_default="5 s",
+        doc="how long a shutdown may take to flush",
+    )  # fmt: skip
+    global_fields: Mapping[str, Any] = option(
+        {}, "MONA_MIDDLEWARE_GLOBAL_FIELDS", _fields,
+        doc="fields for every context (JSON or `k: v, k2: v2`)",
+    )  # fmt: skip
+    gzip: bool = option(False, "MONA_MIDDLEWARE_GZIP", boolean, doc="gzip each POST")
     # reliability
-    max_retries: int = _opt(8, "MONA_MIDDLEWARE_MAX_RETRIES", _number(int, 0, 1000))
-    retry_max_time: float = _opt(120.0, "MONA_MIDDLEWARE_RETRY_MAX_TIME", _number(float, 0, 86400))
-    retry_backoff: float = _opt(0.5, "MONA_MIDDLEWARE_RETRY_BACKOFF", _number(float, 0.001, 60))
-    retry_max_backoff: float = _opt(
-        30.0, "MONA_MIDDLEWARE_RETRY_MAX_BACKOFF", _number(float, 0.001, 3600)
+    max_retries: int = option(
+        8, "MONA_MIDDLEWARE_MAX_RETRIES", number(int, 0, 1000), doc="retries per batch"
     )
-    retry_after_cap: float = _opt(120.0, "MONA_MIDDLEWARE_RETRY_AFTER_CAP", _number(float, 0, 3600))
-    spool: bool = _opt(True, "MONA_MIDDLEWARE_SPOOL", _bool)
-    spool_dir: str | None = _opt(None, "MONA_MIDDLEWARE_SPOOL_DIR", _text)
-    spool_max_bytes: int = _opt(100 * 1024 * 1024, "MONA_MIDDLEWARE_SPOOL_MAX_MB", _megabytes)
-    config_file: str | None = _opt(None, "MONA_MIDDLEWARE_CONFIG_FILE", _text)
-    config_poll_interval: float = _opt(
-        1.0, "MONA_MIDDLEWARE_CONFIG_POLL_INTERVAL", _number(float, 0.01, 3600)
+    retry_max_time: float = option(
+        120.0, "MONA_MIDDLEWARE_RETRY_MAX_TIME", number(float, 0, 86400), shown_default="120 s",
+        doc="a batch is retried for at most this long",
+    )  # fmt: skip
+    retry_backoff: float = option(
+        0.5, "MONA_MIDDLEWARE_RETRY_BACKOFF", number(float, 0.001, 60), shown_default="0.5 s",
+        doc="the first backoff, doubling, with full jitter",
+    )  # fmt: skip
+    retry_max_backoff: float = option(
+        30.0, "MONA_MIDDLEWARE_RETRY_MAX_BACKOFF", number(float, 0.001, 3600),
+        shown_default="30 s", doc="the longest backoff",
+    )  # fmt: skip
+    retry_after_cap: float = option(
+        120.0, "MONA_MIDDLEWARE_RETRY_AFTER_CAP", number(float, 0, 3600), shown_default="120 s",
+        doc="the longest `Retry-After` honoured",
+    )  # fmt: skip
+    spool: bool = option(
+        True, "MONA_MIDDLEWARE_SPOOL", boolean, doc="keep unsent batches on disk"
     )
-    error_handler: Any = _opt(None, None, _callable)
-    self_metrics_interval: float = _opt(
-        0.0, "MONA_MIDDLEWARE_SELF_METRICS_INTERVAL", _number(float, 0, 86400)
-    )
-    self_metrics_class: str = _opt(
-        "MONA_MIDDLEWARE_SELF_METRICS", "MONA_MIDDLEWARE_SELF_METRICS_CLASS", _text
-    )
+    spool_dir: str | None = option(
+        None, "MONA_MIDDLEWARE_SPOOL_DIR", text,
+        shown_default="`~/.cache/mona_middleware/spool/<backend>`", doc="the spool's directory",
+    )  # fmt: skip
+    spool_max_bytes: int = option(
+        100 * 1024 * 1024, "MONA_MIDDLEWARE_SPOOL_MAX_MB", megabytes, shown_default="100 MB",
+        doc="the spool's cap (the variable is in MB)",
+    )  # fmt: skip
+    config_file: str | None = option(
+        None, "MONA_MIDDLEWARE_CONFIG_FILE", text,
+        doc='a JSON file re-read while running: `{"disable_all": true}` switches off',
+    )  # fmt: skip
+    config_poll_interval: float = option(
+        1.0, "MONA_MIDDLEWARE_CONFIG_POLL_INTERVAL", number(float, 0.01, 3600),
+        shown_default="1 s", doc="how often the config file is read",
+    )  # fmt: skip
+    error_handler: Any = option(
+        None, None, callable_value,
+        doc="`error_handler(result)` per failed batch, with `status`, `sent`, `failed`, "
+        "`errors`, `retries`",
+    )  # fmt: skip
+    self_metrics_interval: float = option(
+        0.0, "MONA_MIDDLEWARE_SELF_METRICS_INTERVAL", number(float, 0, 86400),
+        shown_default="off", doc="seconds between the exporter's reports on itself",
+    )  # fmt: skip
+    self_metrics_class: str = option(
+        "MONA_MIDDLEWARE_SELF_METRICS", "MONA_MIDDLEWARE_SELF_METRICS_CLASS", text,
+        doc="their context class",
+    )  # fmt: skip
 
     @classmethod
     def resolve(
@@ -286,23 +319,22 @@ class MonaConfig:
         """
         options = dict(options or {})
         env = os.environ if env is None else env
-        unknown = sorted(set(options) - set(OPTION_NAMES))
+        unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+        layers = [("option", options)]
         values: dict[str, Any] = {}
-        for spec in dataclasses.fields(cls):
-            if spec.name == "auth_mode":
+        for name, spec in OPTIONS.items():
+            if name == "auth_mode":
                 continue  # its default depends on the others, as in mona_sdk
-            if spec.name in options or _env_value(spec, env) is not None:
-                values[spec.name] = _resolve_one(spec, options, env, strict)
+            if name in options or env_value(spec, env) is not None:
+                values[name] = resolve(spec, layers, env, strict)
         values["auth_mode"] = _resolve_auth_mode(values, options, env, strict)
         config = cls(**values)
         problem = config.credentials_problem()
         if problem and (config.transport == "rest" or config.has_credentials()):
             if strict:
                 raise MonaConfigError(problem)
-            from ._log import logger
-
             logger.error("mona_middleware: %s; exporting to the file %s", problem, config.file_path)
             config = dataclasses.replace(config, transport="file")
         return config
@@ -344,9 +376,9 @@ class MonaConfig:
     def masked(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, safe to print or log."""
         shown = {}
-        for name in OPTION_NAMES:
+        for name, spec in OPTIONS.items():
             value = getattr(self, name)
-            if name in SECRET_OPTIONS and value:
+            if spec.secret and value:
                 value = f"{value[:2]}***" if len(value) > 8 else "***"
             elif isinstance(value, Mapping):
                 value = dict(value)
@@ -354,49 +386,6 @@ class MonaConfig:
                 value = type(value).__name__
             shown[name] = value
         return shown
-
-
-def _default(spec: dataclasses.Field) -> Any:
-    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
-
-
-def _env_value(spec: dataclasses.Field, env: Mapping[str, str]) -> str | None:
-    var = spec.metadata["env"]
-    value = env.get(var, "") if var else ""
-    return value if value.strip() else None
-
-
-def _resolve_one(
-    spec: dataclasses.Field,
-    options: Mapping,
-    env: Mapping,
-    strict: bool,
-    default: Any = dataclasses.MISSING,
-) -> Any:
-    name, var = spec.name, spec.metadata["env"]
-    if default is dataclasses.MISSING:
-        default = _default(spec)
-    if name in options and options[name] is not None:
-        source, raw, parse = f"option {name}", options[name], spec.metadata["parse"]
-    elif _env_value(spec, env) is not None:
-        source, raw, parse = f"environment variable {var}", env[var], spec.metadata["env_parse"]
-    else:
-        return default
-    try:
-        return parse(raw)
-    except (ValueError, TypeError) as exc:
-        shown = "***" if name in SECRET_OPTIONS else repr(raw)
-        return _invalid(f"invalid {source}={shown}: {exc}", default, strict)
-
-
-def _invalid(message: str, default: Any, strict: bool) -> Any:
-    """Raise (``strict``) or log ``message`` and fall back to ``default``."""
-    if strict:
-        raise MonaConfigError(message) from None
-    from ._log import logger
-
-    logger.error("mona_middleware: %s; using the default %r", message, default)
-    return default
 
 
 def _resolve_auth_mode(values: Mapping, options: Mapping, env: Mapping, strict: bool) -> str:
@@ -414,14 +403,12 @@ def _resolve_auth_mode(values: Mapping, options: Mapping, env: Mapping, strict: 
             use_authentication = _sdk_bool(True)(raw)
         except ValueError as exc:
             message = f"invalid environment variable {_USE_AUTHENTICATION}={raw!r}: {exc}"
-            use_authentication = _invalid(message, True, strict)
+            use_authentication = invalid(message, True, strict)
     token = values.get("access_token")
     default = _sdk_auth_choice(use_authentication, token, "MONA")
-    mode = _resolve_one(_SPECS["auth_mode"], options, env, strict, default)
+    mode = resolve(OPTIONS["auth_mode"], [("option", options)], env, strict, default)
     sdk_mode = _sdk_auth_choice(use_authentication, token, mode)
     if sdk_mode != mode:
-        from ._log import logger
-
         why = "an access token is set" if use_authentication else f"{_USE_AUTHENTICATION}=false"
         logger.warning(
             "mona_middleware: using the auth mode %s as configured; mona_sdk would use %s (%s)",
@@ -432,11 +419,13 @@ def _resolve_auth_mode(values: Mapping, options: Mapping, env: Mapping, strict: 
     return mode
 
 
-_USE_AUTHENTICATION = "MONA_SDK_SHOULD_USE_AUTHENTICATION"
-_SPECS = {spec.name: spec for spec in dataclasses.fields(MonaConfig)}
-OPTION_NAMES = tuple(_SPECS)
+OPTIONS: dict[str, Spec] = specs(MonaConfig)
+OPTION_NAMES = tuple(OPTIONS)
+SECRET_OPTIONS = frozenset(name for name, spec in OPTIONS.items() if spec.secret)
+# Read by resolve() itself, not declared as an option of its own.
+OTHER_VARIABLES = frozenset({_USE_AUTHENTICATION})
 
 
 def env_var(option: str) -> str | None:
     """The environment variable that sets ``option``."""
-    return _SPECS[option].metadata["env"]
+    return OPTIONS[option].env

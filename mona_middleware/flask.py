@@ -18,8 +18,9 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
         "mona_middleware.flask needs Flask: pip install 'mona_middleware[flask]'"
     ) from exc
 
-from .context import current_context
-from .web import WebMonitor, options_from_prefixed
+from ._api.context import current_context
+from ._web.options import options_from_prefixed
+from ._web.recorder import WebMonitor
 from .wsgi import MonaWSGIMiddleware
 
 __all__ = ["MonaFlask"]

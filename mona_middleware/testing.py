@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from . import _runtime
+from ._runtime import process
 from .transports.memory import InMemoryTransport
+
+__all__ = ["MonaCapture", "mona_capture"]
 
 
 class MonaCapture:
@@ -26,7 +28,7 @@ class MonaCapture:
         self.transport = transport
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return _runtime.flush(timeout)
+        return process.flush(timeout)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -57,15 +59,11 @@ class MonaCapture:
 def mona_capture() -> Iterator[MonaCapture]:
     """Route every export of the test to memory; restore the previous set-up afterwards."""
     transport = InMemoryTransport()
-    state = _runtime.STATE
-    with state.lock:
-        saved = (state.config, state.exporter, state.pinned_transport)
-        state.config = state.exporter = None
-    _runtime.configure(transport=transport, flush_interval=0.05)
-    state.pinned_transport = transport  # an app configuring itself keeps sending here
+    saved = process.detach()
+    process.configure(transport=transport, flush_interval=0.05)
+    process.pin_transport(transport)  # an app configuring itself keeps sending here
     try:
         yield MonaCapture(transport)
     finally:
-        _runtime.shutdown(5)
-        with state.lock:
-            state.config, state.exporter, state.pinned_transport = saved
+        process.shutdown(5)
+        process.restore(saved)

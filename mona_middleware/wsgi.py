@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .context import MonaContext, passing_through
-from .web import WebMonitor
+from ._api.context import MonaContext, passing_through
+from ._web.recorder import WebMonitor
 
 __all__ = ["MonaWSGIMiddleware"]
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 import mona_middleware as mona
-from mona_middleware import _log, _runtime
+from mona_middleware._runtime import process
+from mona_middleware._util import log as _log
 from mona_middleware.transports import InMemoryTransport
 
 from .mona_server import MonaTestServer
@@ -26,11 +27,10 @@ def clean_mona(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the default spool's home
     _log.limited.reset()
-    _runtime.STATE.config = None
-    _runtime.STATE.exporter = None
+    process.detach()
     yield
     mona.shutdown(2)
-    _runtime.STATE.config = None
+    process.detach()
 
 
 @pytest.fixture

@@ -45,10 +45,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 try:
-    from mona_middleware.aggregate import ACTIONS, aggregate
+    from mona_middleware._util.protocol import ACTIONS
+    from mona_middleware.aggregate import aggregate
 except ModuleNotFoundError:  # a source checkout run with the bare ``pytest`` script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from mona_middleware.aggregate import ACTIONS, aggregate
+    from mona_middleware._util.protocol import ACTIONS
+    from mona_middleware.aggregate import aggregate
 
 __all__ = ["MonaTestServer", "RecordedRequest", "retry_after_date"]
 

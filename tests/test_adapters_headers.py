@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 import mona_middleware as mona
-from mona_middleware.web import WebMonitor, redacted
+from mona_middleware._web.recorder import WebMonitor, redacted
 
 # Real-world credential headers; each must come out "[REDACTED]" with no option set.
 CREDENTIALS = [

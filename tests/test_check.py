@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mona_middleware import cli
+from mona_middleware._cli import main as cli
 from mona_middleware.collector import Collector
 
 from .servers import free_port

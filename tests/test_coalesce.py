@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mona_middleware._export.coalesce import coalesce
 from mona_middleware.aggregate import aggregate, apply_message
-from mona_middleware.coalesce import coalesce
 
 
 def stored(ops) -> dict:

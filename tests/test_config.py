@@ -11,7 +11,7 @@ import time
 import pytest
 
 import mona_middleware as mona
-from mona_middleware import _log
+from mona_middleware._util import log as _log
 from mona_middleware.config import DEFAULT_TOKEN_URL, MonaConfig
 
 from .mona_server import MonaTestServer
@@ -275,7 +275,7 @@ def test_the_rate_limited_log_works_in_a_child_forked_while_a_thread_held_its_lo
     held, release = threading.Event(), threading.Event()
 
     def hold_locks() -> None:
-        with _log.limited._lock, own._lock:
+        with _log.limited.lock, own.lock:
             held.set()
             release.wait(10)
 

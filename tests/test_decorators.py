@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 import mona_middleware as mona
-from mona_middleware.web import WebMonitor
+from mona_middleware._web.recorder import WebMonitor
 
 
 @mona.monitor("NIGHTLY_JOB", fields={"team": "ml"})

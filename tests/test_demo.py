@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from mona_middleware import demo
-from mona_middleware._terminal import ProgressBar
+from mona_middleware._cli import demo
+from mona_middleware._cli.terminal import ProgressBar
 from mona_middleware.collector import Collector
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import mona_middleware as mona
-from mona_middleware import _runtime
+from mona_middleware._runtime import process as _runtime
 from mona_middleware.transports import InMemoryTransport, SendResult, Transport
 
 from .conftest import rest_options
@@ -64,7 +64,7 @@ def test_flush_and_shutdown_return_in_time_when_the_server_hangs(mona_server):
     assert mona.shutdown(1.0) is False
     shut_in = time.monotonic() - started
     assert flushed_in < 2 and shut_in < 2.5, (flushed_in, shut_in)  # bounds, not timings
-    assert _runtime.STATE.exporter is None  # the next export starts a fresh exporter
+    assert _runtime.current_exporter() is None  # the next export starts a fresh exporter
 
 
 @pytest.mark.parametrize("spool", [True, False])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import mona_middleware as mona
-from mona_middleware.message import normalize_timestamp, sanitize_fields
+from mona_middleware._export.convert import normalize_timestamp, sanitize_fields
 
 
 class Color(enum.Enum):

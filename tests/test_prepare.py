@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 import mona_middleware as mona
-from mona_middleware.ids import new_context_id
+from mona_middleware._api.ids import new_context_id
 from mona_middleware.transports import InMemoryTransport
 from mona_middleware.wsgi import MonaWSGIMiddleware
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 import mona_middleware as mona
-from mona_middleware._stats import ExportStats
-from mona_middleware.spool import Spool
+from mona_middleware._export.spool import Spool
+from mona_middleware._util.stats import ExportStats
 
 from .conftest import rest_options
 from .mona_server import MonaTestServer, retry_after_date
@@ -170,7 +170,7 @@ def test_the_next_process_resends_what_the_last_one_spooled(mona_server, tmp_pat
     mona_server.start_listening()
     env = mona_env(mona_server, MONA_MIDDLEWARE_SPOOL_DIR=spool_dir)
     code = (
-        "from mona_middleware import _runtime\n"
+        "from mona_middleware._runtime import process as _runtime\n"
         "assert _runtime.resume_spool()\n"
         "import mona_middleware as m; assert m.flush(10)\n"
     )

@@ -10,7 +10,7 @@ import pytest
 from mona_sdk.client_util import _calculate_normalized_hash, keep_message_after_sampling
 
 import mona_middleware as mona
-from mona_middleware.sampling import keep
+from mona_middleware._api.sampling import keep
 
 RATES = [0.0, 0.001, 0.1, 0.5, 0.9, 0.999999]
 

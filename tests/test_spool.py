@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 import mona_middleware as mona
-from mona_middleware import _runtime
-from mona_middleware import spool as spool_module
-from mona_middleware._stats import ExportStats
-from mona_middleware.spool import CLAIM, Spool
+from mona_middleware._export import spool as spool_module
+from mona_middleware._export.spool import CLAIM, Spool
+from mona_middleware._runtime import process as _runtime
+from mona_middleware._util.stats import ExportStats
 
 from .conftest import rest_options
 from .servers import ROOT, mona_env
@@ -72,7 +72,7 @@ def test_a_new_process_with_our_pid_takes_back_a_claim_left_by_a_crash(tmp_path)
     before, _ = make_spool(tmp_path)
     before.write([message(1)])
     assert before.claim() is not None  # then the process dies mid-resend...
-    spool_module._forget_token()  # ...and the container restarts: same PID, new process
+    spool_module.forget_token()  # ...and the container restarts: same PID, new process
 
     after, _ = make_spool(tmp_path)
     item = after.claim()
@@ -95,7 +95,7 @@ def test_another_spool_object_in_this_process_leaves_a_live_claim_alone(tmp_path
 def test_a_forked_child_claims_under_a_token_of_its_own(tmp_path):
     spool, _ = make_spool(tmp_path)
     spool.write([message(1)])
-    parent_token = spool_module._process_token()
+    parent_token = spool_module.process_token()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: claim with the inherited Spool, say under what name, die
@@ -108,15 +108,15 @@ def test_a_forked_child_claims_under_a_token_of_its_own(tmp_path):
     os.waitpid(pid, 0)
 
     host, child_pid, token, _ = claimed.rpartition(CLAIM)[2].split("-")
-    assert host == spool_module._host()
+    assert host == spool_module.host_tag()
     assert int(child_pid) == pid and token != parent_token
     assert spool.claim() is not None  # and that child is gone: its claim comes back
 
 
 CLAIM_AND_CRASH = """
     import os, sys
-    from mona_middleware._stats import ExportStats
-    from mona_middleware.spool import Spool
+    from mona_middleware._util.stats import ExportStats
+    from mona_middleware._export.spool import Spool
     assert Spool(sys.argv[1], 1 << 20, ExportStats()).claim() is not None
     os._exit(1)
 """
@@ -137,8 +137,8 @@ def test_a_claim_left_by_a_dead_process_is_given_back(tmp_path):
 
 CLAIM_AND_HOLD = """
     import sys
-    from mona_middleware._stats import ExportStats
-    from mona_middleware.spool import Spool
+    from mona_middleware._util.stats import ExportStats
+    from mona_middleware._export.spool import Spool
     spool = Spool(sys.argv[1], 1 << 20, ExportStats())
     item = spool.claim()
     print("claimed" if item else "none", flush=True)
@@ -186,7 +186,7 @@ def test_a_claim_whose_owner_cannot_be_verified_is_given_back_only_when_old(tmp_
 
 def test_a_claim_by_a_running_unrelated_pid_is_given_back_when_old(tmp_path):
     # PID 1 runs here, but a claim naming it may be another namespace's PID 1.
-    host = spool_module._host()
+    host = spool_module.host_tag()
     _foreign_claim(tmp_path, f"{host}-1-feedc0ffee00-{int((time.time() - 700) * 1000)}")
     spool, _ = make_spool(tmp_path, claim_max_age=600)
 
@@ -204,8 +204,8 @@ def test_an_older_versions_claim_by_a_dead_pid_is_given_back(tmp_path):
 
 CLAIM_ALL = """
     import json, sys
-    from mona_middleware._stats import ExportStats
-    from mona_middleware.spool import Spool
+    from mona_middleware._util.stats import ExportStats
+    from mona_middleware._export.spool import Spool
     spool = Spool(sys.argv[1], 1 << 30, ExportStats())
     print("ready", flush=True)
     sys.stdin.readline()
@@ -399,8 +399,8 @@ def test_a_spool_full_of_batches_being_resent_drops_the_new_one(tmp_path):
 
 WRITE_MANY = """
     import json, sys
-    from mona_middleware._stats import ExportStats
-    from mona_middleware.spool import Spool
+    from mona_middleware._util.stats import ExportStats
+    from mona_middleware._export.spool import Spool
     stats = ExportStats()
     spool = Spool(sys.argv[1], int(sys.argv[2]), stats)
     spool.usable()

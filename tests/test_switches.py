@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import mona_middleware as mona
-from mona_middleware import _runtime
+from mona_middleware._runtime import process as _runtime
 
 from .conftest import rest_options
 from .servers import free_port
@@ -270,7 +270,7 @@ def test_memory_stays_bounded_after_100k_exports_to_a_dead_backend(tmp_path):
         f"""
         import json, resource
         import mona_middleware as mona
-        from mona_middleware import _runtime
+        from mona_middleware._runtime import process as _runtime
 
         def rss_mb():
             with open("/proc/self/status") as status:

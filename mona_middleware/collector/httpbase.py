@@ -14,7 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .._log import logger
+from .._util.log import logger
 
 
 class HttpError(Exception):

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from .._log import logger
+from .._util.log import logger
 from ..aggregate import apply_message
 from .summary import summarize
 from .validate import Message

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..aggregate import ACTIONS, OVERWRITE
-from ..message import INT_RANGE
+from .._util.protocol import ACTIONS, INT_RANGE, OVERWRITE
 
 MAX_DEPTH = 100
 

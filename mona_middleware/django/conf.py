@@ -13,10 +13,11 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .. import _runtime
+from .._runtime import process
+from .._web.options import WebOptions, split_options
+from .._web.recorder import WebMonitor
 from ..config import MonaConfig
 from ..errors import MonaConfigError
-from ..web import WebMonitor, WebOptions, split_options
 
 __all__ = ["build_monitor", "check_settings", "mona_settings"]
 
@@ -70,7 +71,7 @@ def build_monitor() -> WebMonitor:
     options = mona_settings()
     check_settings(options)
     web, exporter = split_options(options)
-    if exporter and MonaConfig.resolve(exporter) == _runtime.config():
+    if exporter and MonaConfig.resolve(exporter) == process.config():
         options = web
     try:
         return WebMonitor(options)

@@ -20,15 +20,16 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.core.signals import got_request_exception
 from django.http import HttpRequest
 
-from .._log import logger
-from ..context import MonaContext, passing_through
-from ..web import RequestState, WebMonitor
+from .._api.context import MonaContext, passing_through
+from .._util.log import Guard
+from .._web.recorder import RequestState, WebMonitor
 from .closing import close_after_sending
 from .conf import build_monitor
 
 __all__ = ["MonaMiddleware", "route_template"]
 
 _REQUEST_ATTR = "_mona_context"
+_FOLLOW = Guard("could not follow the response; its context closes now")
 GetResponse = Callable[[HttpRequest], Any]
 
 
@@ -103,7 +104,8 @@ class MonaMiddleware:
     def _respond(self, ctx: MonaContext, request: HttpRequest, response: Any) -> Any:
         """Record what the response says and arrange for the context to close once sent."""
         monitor = self.monitor
-        try:
+        following = False
+        with _FOLLOW:
             state: RequestState = ctx.request
             state.route = route_template(request)
             state.status = response.status_code
@@ -111,8 +113,8 @@ class MonaMiddleware:
                 state.exception = None  # Http404, PermissionDenied...: answered, not failed
             monitor.call_hook(monitor.options.response_hook, ctx, request, response)
             close_after_sending(response, lambda exc: self._finish(ctx, exc))
-        except Exception:
-            logger.exception("mona_middleware: could not follow the response; closing now")
+            following = True
+        if not following:
             monitor.finish(ctx)
         return response
 

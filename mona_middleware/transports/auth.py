@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from .._log import logger
+from .._util.log import logger
 from ..config import MonaConfig
 
 # Refresh this long before expiry; short-lived tokens refresh at half their life instead.

@@ -6,7 +6,7 @@ import os
 import threading
 from typing import Any
 
-from .. import _json
+from .._util import jsonwire
 from .base import SendResult, Transport
 
 
@@ -26,7 +26,7 @@ class JsonlFileTransport(Transport):
 
     def send(self, messages: list[dict[str, Any]]) -> SendResult:
         try:
-            data = _json.dumps_lines(messages)
+            data = jsonwire.dumps_lines(messages)
         except ValueError as exc:
             return SendResult.rejected(len(messages), f"not JSON: {exc}")
         try:

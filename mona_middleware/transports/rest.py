@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import _json
+from .._util import jsonwire
 from ..config import MonaConfig
 from .auth import AuthError, make_auth
 from .base import SendResult, Transport
@@ -101,7 +101,7 @@ class MonaRestTransport(Transport):
         good, reasons = [], Counter()
         for message in messages:
             try:
-                _json.dumps(message)
+                jsonwire.dumps(message)
                 good.append(message)
             except ValueError as exc:
                 reasons[f"not JSON: {_short(str(exc))}"] += 1
@@ -176,7 +176,7 @@ class MonaRestTransport(Transport):
 
 
 def _encode(user_id: str | None, messages: list[dict[str, Any]]) -> bytes:
-    return _json.dumps({"userId": user_id, "messages": messages})
+    return jsonwire.dumps({"userId": user_id, "messages": messages})
 
 
 def parse_response(response: requests.Response, total: int) -> SendResult:

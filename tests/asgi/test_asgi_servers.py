@@ -16,7 +16,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 requests = pytest.importorskip("requests")
 
-from mona_middleware.lifecycle import EXIT_CODE_SIGTERM  # noqa: E402
+from mona_middleware._runtime.signals import EXIT_CODE_SIGTERM  # noqa: E402
 
 from ..servers import BIN, ROOT, AppServer, gunicorn, mona_env, python_script, uvicorn  # noqa: E402
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from mona_middleware import cli
+from mona_middleware._cli import main as cli
 from mona_middleware.collector import Collector
 
 STARTUP_TIMEOUT = 20.0
@@ -159,7 +159,7 @@ def test_console_script_runs() -> None:
 
 def test_cli_imports_no_web_framework() -> None:
     code = (
-        "import sys, mona_middleware.cli as c; c.build_parser(); "
+        "import sys, mona_middleware._cli.main as c; c.build_parser(); "
         "print(sorted(m for m in sys.modules "
         "if m.split('.')[0] in {'flask', 'django', 'starlette', 'fastapi', 'werkzeug'}))"
     )

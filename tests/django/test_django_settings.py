@@ -15,7 +15,7 @@ from django.test import Client, RequestFactory, override_settings
 
 import mona_middleware as mona
 import mona_middleware.django as mona_django
-from mona_middleware import _runtime
+from mona_middleware._runtime import process as _runtime
 from mona_middleware.django import MonaMiddleware
 from mona_middleware.django.apps import MonaDjangoConfig
 

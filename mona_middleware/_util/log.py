@@ -1,13 +1,20 @@
-"""The package logger and a rate limiter so a failing backend cannot flood the app's logs."""
+"""The package logger, a rate limiter so a failing backend cannot flood the app's logs,
+and the one guard that keeps the package's own failures out of the app."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
+from types import TracebackType
 from typing import Any
+
+from ..errors import MonaError
+from . import forks
+
+__all__ = ["Guard", "RateLimitedLog", "limited", "logger", "set_logger"]
 
 
 class _PackageLogger:
@@ -43,14 +50,14 @@ class RateLimitedLog:
     def __init__(self, interval: float = 60.0, log: logging.Logger = logger) -> None:
         self._interval = interval
         self._log = log
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._last: dict[str, tuple[float, int]] = {}
         _instances.add(self)
 
     def __call__(self, level: int, key: str, msg: str, *args: object, **kwargs: Any) -> bool:
         """Log ``msg % args`` unless ``key`` was logged recently; True when it was logged."""
         now = time.monotonic()
-        with self._lock:
+        with self.lock:
             last, suppressed = self._last.get(key, (-1e18, 0))
             if now - last < self._interval:
                 self._last[key] = (last, suppressed + 1)
@@ -63,18 +70,55 @@ class RateLimitedLog:
         return True
 
     def reset(self) -> None:
-        with self._lock:
+        with self.lock:
             self._last.clear()
 
+    def renew_lock(self) -> None:
+        """A thread that held the lock at fork does not exist in the child: it never lets go."""
+        self.lock = threading.Lock()
 
-def _after_fork_in_child() -> None:
-    """A thread that held a lock at fork does not exist in the child: it would never let go."""
+
+@forks.after_fork_in_child
+def _renew_locks() -> None:
     for log in list(_instances):
-        log._lock = threading.Lock()
+        log.renew_lock()
 
 
 _instances: weakref.WeakSet[RateLimitedLog] = weakref.WeakSet()
-if hasattr(os, "register_at_fork"):  # a registration, not a thread: safe at import
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
 limited = RateLimitedLog()
+
+
+class Guard:
+    """``with guard:`` around the package's own work on the app's path: a bug of ours is
+    logged (with its traceback, at most once a minute per site) and swallowed, never the
+    app's problem. The role Sentry's ``capture_internal_exceptions`` plays.
+
+    One instance per site, made at import, so entering it allocates nothing. A
+    ``MonaError`` passes through: the package raises those only when the user asked for
+    them (``raise_export_exceptions``). ``BaseException`` (KeyboardInterrupt, a task's
+    cancellation) is never ours to swallow.
+
+    >>> guard = Guard("could not record the request")
+    >>> with guard:
+    ...     raise KeyError("oops")
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if kind is None or not issubclass(kind, Exception) or issubclass(kind, MonaError):
+            return False
+        with contextlib.suppress(Exception):  # a broken log handler: still not the app's
+            limited(40, f"guard:{self.what}", "mona_middleware: %s", self.what, exc_info=error)
+        return True

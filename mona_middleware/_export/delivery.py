@@ -14,20 +14,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._log import limited, logger
-from ._stats import ExportStats
-from .config import MonaConfig
+from .._util.log import limited, logger
+from .._util.stats import ExportStats
+from ..config import MonaConfig
+from ..transports.base import SendResult, Transport
 from .spool import Spool, SpoolFile
-from .transports.base import SendResult, Transport
+
+__all__ = ["Delivery"]
+
+
+def _never() -> bool:
+    return False
 
 
 class Delivery:
     """Sends batches for the exporter's sender threads and accounts for every message."""
 
     def __init__(
-        self, config: MonaConfig, transport: Transport, stats: ExportStats, spool: Spool | None
+        self,
+        config: MonaConfig,
+        transport: Transport,
+        stats: ExportStats,
+        spool: Spool | None,
+        switched_off: Callable[[], bool] = _never,
     ) -> None:
         self.config = config
+        self.switched_off = switched_off  # the kill switch: the spool stays on disk
         self.transport = transport
         self.stats = stats
         self.spool = spool
@@ -194,7 +206,7 @@ class Delivery:
         """
         spool = self.spool
         while spool is not None and (self.backend_ok or probe) and not self._stopping:
-            if more_work() or _switched_off():
+            if more_work() or self.switched_off():
                 return  # the kill switch holds the spool back too: it stays on disk
             probe = False
             item = spool.claim()
@@ -206,8 +218,3 @@ class Delivery:
             if not self.deliver(messages, from_spool=item):
                 return
 
-
-def _switched_off() -> bool:
-    from . import _runtime  # at call time: _runtime imports the exporter, which imports us
-
-    return _runtime.switched_off()

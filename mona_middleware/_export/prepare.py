@@ -7,76 +7,28 @@ become coalesced, converted, validated messages.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from . import _json
-from ._log import limited, logger
-from ._stats import ExportStats
-from .aggregate import ADD, OVERWRITE
+from .._util import jsonwire
+from .._util.log import limited, logger
+from .._util.protocol import ADD, OVERWRITE, wire_message
+from .._util.stats import ExportStats
+from ..config import MonaConfig
 from .coalesce import coalesce
-from .config import MonaConfig
-from .context import MonaContext
-from .message import MonaMessage, normalize_timestamp, sanitize_fields, wire_message
+from .convert import normalize_timestamp, sanitize_fields
+from .items import ClosedContext, ExplicitMessage, is_explicit
 
-
-@dataclass(frozen=True)
-class ExplicitMessage:
-    """A message from ``export_batch``: its own class, id, timestamp and action."""
-
-    context_class: str
-    context_id: str | None
-    fields: dict[str, Any]
-    timestamp: Any
-    action: str | None
-
-
-class ExplicitBatch(list):
-    """The queue item for one ``export_batch`` call (a list of ``ExplicitMessage``)."""
-
-
-def to_explicit(item: Any, default_action: str | None) -> ExplicitMessage:
-    """Check one ``export_batch`` entry on the caller's thread; raise ValueError if unusable."""
-    from .message import check_action
-
-    if isinstance(item, MonaMessage):
-        values = {
-            "message": item.message,
-            "contextClass": item.contextClass,
-            "contextId": item.contextId,
-            "exportTimestamp": item.exportTimestamp,
-            "action": item.action,
-        }
-    elif isinstance(item, Mapping):
-        values = item
-    else:
-        raise ValueError(f"expected a MonaMessage or a dict, got {type(item).__name__}")
-    fields = values.get("message")
-    context_class = values.get("contextClass", values.get("arcClass"))
-    if not isinstance(fields, Mapping):
-        raise ValueError(f"'message' must be a dict, got {type(fields).__name__}")
-    if not isinstance(context_class, str) or not context_class:
-        raise ValueError(f"'contextClass' must be a non-empty string, got {context_class!r}")
-    context_id = values.get("contextId")
-    timestamp = values.get("exportTimestamp", values.get("sendTimestamp"))
-    action = check_action(values.get("action")) or check_action(default_action)
-    return ExplicitMessage(
-        context_class,
-        None if context_id is None else str(context_id),
-        dict(fields),
-        timestamp,
-        action,
-    )
+__all__ = ["message_count", "prepare"]
 
 
 def prepare(item: Any, config: MonaConfig, stats: ExportStats) -> list[dict[str, Any]]:
     """Wire messages for one queued item."""
-    if isinstance(item, MonaContext):
-        return _context_messages(item, config, stats)
-    return [m for m in (_explicit_message(e, config, stats) for e in item) if m is not None]
+    if is_explicit(item):
+        return [m for m in (_explicit_message(e, config, stats) for e in item) if m is not None]
+    return _context_messages(item, config, stats)
 
 
-def _context_messages(ctx: MonaContext, config: MonaConfig, stats: ExportStats) -> list[dict]:
+def _context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats) -> list[dict]:
     context_class = ctx.context_class
     default_ts = (
         round(ctx.opened_at, 3)
@@ -143,7 +95,7 @@ def _before_send(hook: Any, messages: list[dict], stats: ExportStats) -> list[di
             )
             stats.add("fields_dropped", dropped)
             try:  # and what it put beside "message": checked here, so only this one goes
-                _json.dumps(result)
+                jsonwire.dumps(result)
             except ValueError as exc:
                 # Not the original either: the hook may have been removing a secret.
                 stats.drop("before_send returned a message that is not JSON", 1)
@@ -212,8 +164,8 @@ def message_count(items: Iterable[Any]) -> int:
     """How many messages queued items stand for, without converting them (for drop counts)."""
     total = 0
     for item in items:
-        if isinstance(item, MonaContext):
-            total += max(len(coalesce(item.ops())), 1)
-        elif isinstance(item, list):
+        if is_explicit(item):
             total += len(item)
+        else:
+            total += max(len(coalesce(item.ops())), 1)
     return total

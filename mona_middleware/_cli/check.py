@@ -21,8 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import OPTION_NAMES, SECRET_OPTIONS, MonaConfig, env_var
-from .errors import MonaConfigError
+import requests
+
+from ..config import OPTION_NAMES, SECRET_OPTIONS, MonaConfig, env_var
+from ..errors import MonaConfigError
+from ..transports.auth import AuthError, MonaTokenAuth, tenant_of
+from ..transports.rest import MonaRestTransport, parse_response
+from .terminal import table
 
 # What a connection depends on; shown always, the rest only when set in the environment.
 SHOWN_OPTIONS = (
@@ -174,11 +179,6 @@ def probe_rest(config: MonaConfig, timeout: float) -> list[Probe]:
     The token goes through the exporter's own auth code, with no retries: what this
     reports is what the exporter will meet.
     """
-    import requests
-
-    from .transports.auth import AuthError, MonaTokenAuth, tenant_of
-    from .transports.rest import MonaRestTransport
-
     config = dataclasses.replace(config, auth_retries=0, http_timeout=timeout)
     probes = []
     headers: dict[str, str] = {}
@@ -212,10 +212,6 @@ def probe_rest(config: MonaConfig, timeout: float) -> list[Probe]:
 def _probe_export(
     session: Any, url: str, user_id: str | None, headers: dict[str, str], timeout: float
 ) -> Probe:
-    import requests
-
-    from .transports.rest import parse_response
-
     body = {"userId": user_id, "messages": []}  # stores nothing, but is authenticated
     try:
         response = session.post(url, json=body, headers=headers, timeout=timeout)
@@ -260,8 +256,6 @@ def probe_file(path: str) -> Probe:
 
 def render(report: Report, show_all: bool = False) -> str:
     """The report as text for a terminal."""
-    from ._terminal import table
-
     lines = []
     if report.config is not None:
         names = [

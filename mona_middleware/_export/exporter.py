@@ -17,16 +17,20 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from ._log import limited, logger
-from ._stats import ExportStats
-from .config import MonaConfig
+from .._util.log import limited, logger
+from .._util.stats import ExportStats
+from ..config import MonaConfig
+from ..transports.base import Transport
 from .delivery import Delivery
+from .items import is_explicit
 from .prepare import message_count, prepare
 from .selfmetrics import SelfMetrics
 from .spool import Spool, default_spool_dir
-from .transports.base import Transport
+
+__all__ = ["BatchExporter"]
 
 NEW, RUNNING, STOPPED = "new", "running", "stopped"
 # The batcher wakes every this many queued contexts (or batch_size, if smaller) and
@@ -58,8 +62,15 @@ class _Job:
         self.resolved = False
 
 
+def _never() -> bool:
+    return False
+
+
 class BatchExporter:
     """Batches messages from every request and sends them off the request's thread.
+
+    It knows nothing of contexts beyond ``items.ClosedContext``, and nothing of the
+    process it runs in: the kill switch is handed in as ``switched_off``.
 
     >>> from mona_middleware.transports import InMemoryTransport
     >>> exporter = BatchExporter(MonaConfig(), InMemoryTransport())
@@ -67,16 +78,24 @@ class BatchExporter:
     True
     """
 
-    def __init__(self, config: MonaConfig, transport: Transport) -> None:
+    def __init__(
+        self,
+        config: MonaConfig,
+        transport: Transport,
+        switched_off: Callable[[], bool] = _never,
+    ) -> None:
         self.config = config
         self.transport = transport
+        self._switched_off = switched_off
         self._reset()
 
     def _reset(self) -> None:
         self.stats = ExportStats()
         self.spool = _make_spool(self.config, self.transport, self.stats)
-        self.delivery = Delivery(self.config, self.transport, self.stats, self.spool)
-        self._metrics = SelfMetrics(self.config, self)
+        self.delivery = Delivery(
+            self.config, self.transport, self.stats, self.spool, self._switched_off
+        )
+        self._metrics = SelfMetrics(self.config, self.snapshot, self.stats, self._switched_off)
         self._queue: deque[Any] = deque()
         self._max = self.config.queue_size
         self._batch_size = self.config.batch_size
@@ -98,14 +117,14 @@ class BatchExporter:
         self._stopped = threading.Event()
         self._batcher: threading.Thread | None = None
         self._senders: list[threading.Thread] = []
-        self._pid = os.getpid()
+        self.pid = os.getpid()  # the process whose threads these are
         self._next_probe = 0.0
 
     # -- the request's side: this is the hot path ------------------------------------
 
     def enqueue(self, item: Any) -> bool:
         """Queue a closed context or an explicit batch; never blocks, never raises."""
-        if self._state is not RUNNING and not self._start():
+        if self._state is not RUNNING and not self.start():
             return self._drop([item], "exporter shut down")
         pending = self._queue
         if len(pending) >= self._max:
@@ -124,7 +143,9 @@ class BatchExporter:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def _start(self) -> bool:
+    def start(self) -> bool:
+        """Start the threads now (they otherwise start with the first item); False once
+        shut down or while the interpreter exits."""
         with self._lock:
             if self._state is RUNNING:
                 return True
@@ -250,7 +271,9 @@ class BatchExporter:
             self._wake_pending = False
             try:
                 self._drain()
-                self._metrics.maybe_report()
+                report = self._metrics.due_report()
+                if report is not None:
+                    self._queue.append(report)
                 if self.spool is not None and self._spool_due():
                     self._offer(_DRAIN)
             except Exception:
@@ -304,7 +327,7 @@ class BatchExporter:
             self.stats.drop("internal error preparing messages", message_count([item]))
             logger.exception("mona_middleware: could not prepare messages")
             return []
-        if not isinstance(item, list):
+        if not is_explicit(item):
             self.stats.add("contexts")
         return messages
 

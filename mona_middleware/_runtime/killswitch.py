@@ -13,7 +13,9 @@ import json
 import os
 import threading
 
-from ._log import limited, logger
+from .._util.log import limited, logger
+
+__all__ = ["ConfigFileWatcher"]
 
 
 class ConfigFileWatcher:

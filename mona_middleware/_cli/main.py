@@ -2,19 +2,20 @@
 
 A subcommand is a module with two functions, one adding its arguments to its parser and
 one running it and returning the exit status. Add one with ``COMMANDS["name"] =
-Command(help, "module.path")``. Those modules import heavy things inside ``run``, so
-``--help`` stays fast and no subcommand imports a web framework.
+Command(help, "module.path")``. Only the command being run is imported, so ``--help``
+stays fast, and no subcommand imports a web framework.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import NamedTuple
 
-from ._version import __version__
+from .._util.version import __version__
 
 
 class Command(NamedTuple):
@@ -34,11 +35,11 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "run an example app against a local collector and show what it stored",
-        "mona_middleware.demo",
+        "mona_middleware._cli.demo",
     ),
     "check": Command(
         "print the effective configuration and test the Mona endpoints it points at",
-        "mona_middleware.check",
+        "mona_middleware._cli.check",
     ),
     "collector": Command(
         "run a local Mona-compatible collector with a browser UI",
@@ -46,13 +47,14 @@ COMMANDS: dict[str, Command] = {
     ),
     "replay": Command(
         "send a spool directory or a JSONL file of messages to the configured Mona",
-        "mona_middleware.replay",
+        "mona_middleware._cli.replay",
     ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with one subparser per registered command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with one subparser per registered command; with ``only``, only that
+    command's module is imported (the others show their one-line help)."""
     parser = argparse.ArgumentParser(
         prog="mona-middleware", description="Tools for mona_middleware."
     )
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        if only is not None and name != only:
+            continue
         module = command.load()
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
@@ -68,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mona-middleware`` and ``python -m mona_middleware``."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), "")
+    parser = build_parser(only=chosen)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

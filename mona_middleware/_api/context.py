@@ -15,13 +15,28 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
-from . import _runtime, sampling
-from ._log import limited
-from .errors import MonaExportError
+from .._runtime import process
+from .._util.log import limited
+from .._util.protocol import check_action
+from ..errors import MonaExportError
+from . import sampling
 from .ids import new_context_id
-from .message import check_action
 
-_current: ContextVar[MonaContext | None] = ContextVar("mona_context", default=None)
+__all__ = [
+    "PASS_THROUGH",
+    "MonaContext",
+    "context",
+    "current_context",
+    "current_var",
+    "export",
+    "passing_through",
+    "refuse",
+    "sample",
+    "sub_context",
+]
+
+# The innermost open context of this task or thread (PASS_THROUGH: an unrecorded request).
+current_var: ContextVar[MonaContext | None] = ContextVar("mona_context", default=None)
 # Taken by ops other than a plain export (ADD, NEW, a key again) and by take_ops(): rare
 # on the request's side, once per context on the exporter's. See MonaContext.export.
 _TAKE_LOCK = threading.Lock()
@@ -91,7 +106,7 @@ class MonaContext:
     def rename(self, context_class: str) -> None:
         """Change the class (``@monitor`` on a view); sampling is decided again for it."""
         self.context_class = context_class
-        config = _runtime.config()
+        config = process.config()
         if (config.sampling_rate < 1 or config.sampling_rates) and (
             self.sampled_out or not self.disabled
         ):
@@ -113,7 +128,7 @@ class MonaContext:
         if self.disabled:
             return self.sampled_out  # left out by sampling on purpose: not a failure
         if type(message) is not dict and not isinstance(message, Mapping):
-            return _refuse(f"export() takes a dict of fields, got {type(message).__name__}")
+            return refuse(f"export() takes a dict of fields, got {type(message).__name__}")
         if action is None and export_timestamp is None:
             fields = self._fields
             if not self.closed and fields.keys().isdisjoint(message):
@@ -127,7 +142,7 @@ class MonaContext:
             try:
                 op = (check_action(action), dict(message), export_timestamp)
             except ValueError as exc:
-                return _refuse(str(exc))
+                return refuse(str(exc))
         # ADD or NEW twice would not store the same: these ops and take_ops() share a
         # lock, so each op is either taken with the context or sent as a late export.
         with _TAKE_LOCK:
@@ -152,7 +167,7 @@ class MonaContext:
         late.before_send = self.before_send
         late._append(op)
         late.closed = late.late = True
-        return _runtime.enqueue(late)
+        return process.enqueue(late)
 
     def record(self, fields: dict[str, Any]) -> None:
         """Fields the package measured itself (method, route, status, duration...).
@@ -192,22 +207,22 @@ class MonaContext:
         return ops
 
     def open(self) -> MonaContext:
-        self._token = _current.set(self)
+        self._token = current_var.set(self)
         return self
 
     def close(self) -> None:
         """Leave the context and hand it to the exporter; closing twice does nothing."""
         if self._token is not None:
             try:
-                _current.reset(self._token)
+                current_var.reset(self._token)
             except ValueError:  # closed from another contextvars.Context (a server quirk)
-                _current.set(self.parent)
+                current_var.set(self.parent)
             self._token = None
         if self.closed:
             return
         self.closed = True
         if not self.disabled and (self._fields or self._ops or self._own):
-            _runtime.enqueue(self)
+            process.enqueue(self)
 
     def __enter__(self) -> MonaContext:
         return self.open()
@@ -235,16 +250,17 @@ PASS_THROUGH.disabled = True
 @contextlib.contextmanager
 def passing_through() -> Iterator[None]:
     """Run a request a middleware lets through unrecorded, whatever context it inherited."""
-    token = _current.set(PASS_THROUGH)
+    token = current_var.set(PASS_THROUGH)
     try:
         yield
     finally:
-        _current.reset(token)
+        current_var.reset(token)
 
 
-def _refuse(reason: str) -> bool:
-    _runtime.count_refused(reason)
-    if _runtime.config().raise_export_exceptions:
+def refuse(reason: str) -> bool:
+    """Count and log a refused call (or raise, if the user asked for that); False."""
+    process.count_refused(reason)
+    if process.config().raise_export_exceptions:
         raise MonaExportError(reason)
     limited(40, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
     return False
@@ -270,7 +286,7 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
     Outside any context it opens a top-level one (with a warning), as the sub-component
     usually also runs on its own.
     """
-    parent = _current.get()
+    parent = current_var.get()
     if parent is PASS_THROUGH:  # an excluded request: its parts are not recorded either
         ctx = MonaContext(context_class, sub_id=sub_id)
         ctx.disabled = True
@@ -291,13 +307,13 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
 
 def _check_new(ctx: MonaContext) -> None:
     """Decide once, at open: switched off, invalid, sampled out, or recorded."""
-    config = _runtime.config()
-    if config.disable_all or _runtime.disabled():
+    config = process.config()
+    if config.disable_all or process.disabled():
         ctx.disabled = True
     elif not isinstance(ctx.context_class, str) or not ctx.context_class:
         ctx.disabled = True
         reason = f"context_class must be a non-empty string, got {ctx.context_class!r}"
-        _runtime.count_refused("invalid context_class")
+        process.count_refused("invalid context_class")
         if config.raise_export_exceptions:
             raise MonaExportError(reason)
         limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
@@ -311,12 +327,12 @@ def sample(ctx: MonaContext, config: Any) -> None:
         rate = sampling.rate_for(config, ctx.context_class)
         if not sampling.keep(ctx.context_id, rate):
             ctx.disabled = ctx.sampled_out = True
-            _runtime.count_sampled_out()
+            process.count_sampled_out()
 
 
 def current_context() -> MonaContext | None:
     """The innermost open context of this task or thread, or None."""
-    ctx = _current.get()
+    ctx = current_var.get()
     return None if ctx is PASS_THROUGH else ctx
 
 
@@ -332,7 +348,7 @@ def export(
     ...     export({"score": 0.5, "model": "v3"})
     True
     """
-    ctx = _current.get()
+    ctx = current_var.get()
     if ctx is None:
-        return _runtime.export_outside_context()
+        return process.export_outside_context()
     return ctx.export(message, action, export_timestamp)

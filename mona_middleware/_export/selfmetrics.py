@@ -11,43 +11,56 @@ import os
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from .config import MonaConfig
-from .prepare import ExplicitBatch, ExplicitMessage
+from .._util.stats import ExportStats
+from ..config import MonaConfig
+from .items import ExplicitBatch, ExplicitMessage
 
-if TYPE_CHECKING:
-    from .exporter import BatchExporter
+__all__ = ["SelfMetrics"]
 
 
 class SelfMetrics:
-    def __init__(self, config: MonaConfig, exporter: BatchExporter) -> None:
+    """Builds the exporter's reports on itself; the exporter queues them.
+
+    It is handed what it reads (the exporter's ``snapshot``, its stats, the kill switch)
+    rather than reaching into the exporter.
+    """
+
+    def __init__(
+        self,
+        config: MonaConfig,
+        snapshot: Callable[[], dict[str, Any]],
+        stats: ExportStats,
+        switched_off: Callable[[], bool],
+    ) -> None:
         self.interval = config.self_metrics_interval
         self.context_class = config.self_metrics_class
-        self._exporter = exporter
+        self._snapshot = snapshot
+        self._stats = stats
+        self._switched_off = switched_off
         self._next = time.monotonic() + self.interval
         self._reports = 0
 
-    def maybe_report(self) -> None:
-        """Queue a report if one is due (called by the batching thread)."""
+    def due_report(self) -> ExplicitBatch | None:
+        """The report to queue, if one is due (called by the batching thread)."""
         if not self.interval or time.monotonic() < self._next:
-            return
+            return None
         self._next = time.monotonic() + self.interval
-        from . import _runtime  # at call time: _runtime imports the exporter, which imports us
-
-        if _runtime.switched_off():  # the kill switch silences the exporter's own reports too
-            return
+        if self._switched_off():  # the kill switch silences the exporter's own reports too
+            return None
         self._reports += 1
         host, pid = socket.gethostname(), os.getpid()
         fields = self.fields() | {"host": host, "pid": pid}
         message = ExplicitMessage(
             self.context_class, f"{host}-{pid}-{self._reports}", fields, round(time.time(), 3), None
         )
-        self._exporter._queue.append(ExplicitBatch([message]))
+        return ExplicitBatch([message])
 
     def fields(self) -> dict[str, Any]:
-        snapshot = self._exporter.snapshot()
-        sends, mean_ms, max_ms = self._exporter.stats.take_latency()
+        snapshot = self._snapshot()
+        sends, mean_ms, max_ms = self._stats.take_latency()
         fields: dict[str, Any] = {
             "queue_depth": snapshot["queued"],
             "in_flight": snapshot["in_flight"],

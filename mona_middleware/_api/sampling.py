@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import random
 
-from .config import MonaConfig
+from ..config import MonaConfig
+
+__all__ = ["keep", "rate_for"]
 
 _PRECISION = 10**7
 

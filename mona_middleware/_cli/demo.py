@@ -17,6 +17,7 @@ import random
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
+
+from ..collector import Collector
+from .terminal import ProgressBar, clip, number, table
 
 LATEST_CONTEXTS = 4
 SUMMARY_FIELDS = 8
@@ -174,10 +178,6 @@ def _run(args: argparse.Namespace, example: Example, workdir: Path) -> int:
 
 
 def _start_collector(port: int, db: str) -> Any:
-    import sqlite3
-
-    from .collector import Collector
-
     try:
         return Collector(port=port, db=db).start()
     except sqlite3.Error as exc:
@@ -188,7 +188,7 @@ def _start_collector(port: int, db: str) -> Any:
 
 def find_examples() -> Path:
     """The checkout holding ``example_apps/`` next to this package (an editable install)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "example_apps" / "flask_app.py").is_file():
         raise DemoError(
             f"the example apps are not next to the package (looked in {root / 'example_apps'})."
@@ -310,8 +310,6 @@ def drive(url: str, routes: tuple[Route, ...], count: int) -> Counter[int | str]
     """Send the requests one after another on a keep-alive session; status -> count."""
     import requests
 
-    from ._terminal import ProgressBar
-
     statuses: Counter[int | str] = Counter()
     bar = ProgressBar(count, "requests")
     with _session() as session:
@@ -349,8 +347,6 @@ def render_report(url: str) -> str:
 
 
 def _render(health: Any, classes: list[Any], latest: list[Any], summaries: list[Any]) -> str:
-    from ._terminal import clip, table
-
     width = max(40, shutil.get_terminal_size((120, 24)).columns - 36)
     rows = [[name, info["contexts"], info["messages"]] for name, info in classes]
     latest_rows = [
@@ -371,8 +367,6 @@ def _render(health: Any, classes: list[Any], latest: list[Any], summaries: list[
 
 def _summary_table(fields: dict[str, Any]) -> str:
     """The most common fields: count, mean/p50/p95 of numbers, top values of labels."""
-    from ._terminal import clip, number, table
-
     chosen = sorted(fields.items(), key=lambda kv: (-kv[1]["count"], kv[0]))[:SUMMARY_FIELDS]
     rows = []
     for name, info in chosen:
@@ -386,8 +380,6 @@ def _summary_table(fields: dict[str, Any]) -> str:
 
 
 def _fields_text(fields: dict[str, Any]) -> str:
-    from ._terminal import number
-
     def shown(value: Any) -> str:
         if isinstance(value, float):
             return number(value)

@@ -1,7 +1,9 @@
-"""The process-wide configuration and exporter, created lazily, replaced by ``configure()``.
+"""The process's configuration and exporter, created lazily, replaced by ``configure()``.
 
-Nothing here runs at import. The first context that closes creates the exporter from
-the environment; its threads, the ``atexit`` flush and the fork hook are set up then.
+The one module that knows both sides: the API asks it for the config and hands it
+closed contexts; it owns the exporter and tells it what only the process knows (the
+kill switch). Nothing here runs at import. The first context that closes creates the
+exporter from the environment; its threads and the ``atexit`` flush are set up then.
 """
 
 from __future__ import annotations
@@ -9,13 +11,32 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._log import limited, logger, set_logger
-from .config import MonaConfig
-from .exporter import BatchExporter
+from .._export.exporter import BatchExporter
+from .._util import forks
+from .._util.log import limited, logger, set_logger
+from ..config import MonaConfig
+from ..transports import JsonlFileTransport, create_transport
 from .killswitch import ConfigFileWatcher
-from .transports import JsonlFileTransport, create_transport
+
+__all__ = [
+    "Saved",
+    "config",
+    "configure",
+    "current_exporter",
+    "detach",
+    "disabled",
+    "enqueue",
+    "exporter",
+    "flush",
+    "pin_transport",
+    "restore",
+    "resume_spool",
+    "shutdown",
+    "stats",
+    "switched_off",
+]
 
 
 class _State:
@@ -28,6 +49,14 @@ class _State:
 
 
 STATE = _State()
+
+
+class Saved(NamedTuple):
+    """The process's state as ``detach`` set it aside."""
+
+    config: MonaConfig | None
+    exporter: BatchExporter | None
+    pinned_transport: Any
 
 
 def config() -> MonaConfig:
@@ -62,7 +91,7 @@ def _new_exporter(cfg: MonaConfig) -> BatchExporter:
             transport.path,
             transport.path,
         )
-    return BatchExporter(cfg, transport)
+    return BatchExporter(cfg, transport, switched_off)
 
 
 def configure(**options: Any) -> MonaConfig:
@@ -94,7 +123,7 @@ def resume_spool() -> bool:
     try:
         current = exporter()
         if current.spool is not None and current.spool.has_pending():
-            return current._start()
+            return current.start()
     except Exception:
         logger.exception("mona_middleware: could not look at the spool")
     return False
@@ -170,13 +199,42 @@ def stats() -> dict[str, Any]:
     return exporter().snapshot()
 
 
+def current_exporter() -> BatchExporter | None:
+    """The exporter if one has been made (without making one)."""
+    return STATE.exporter
+
+
+def detach() -> Saved:
+    """Set the process's config and exporter aside, unflushed: the next use starts afresh.
+
+    For test isolation (the ``mona_capture`` fixture, a suite's own fixtures); give the
+    result to ``restore`` to put them back.
+    """
+    with STATE.lock:
+        saved = Saved(STATE.config, STATE.exporter, STATE.pinned_transport)
+        STATE.config = STATE.exporter = STATE.pinned_transport = None
+    return saved
+
+
+def restore(saved: Saved) -> None:
+    """Put back what ``detach`` set aside (the current exporter is not shut down here)."""
+    with STATE.lock:
+        STATE.config, STATE.exporter, STATE.pinned_transport = saved
+
+
+def pin_transport(transport: Any) -> None:
+    """Every later ``configure()`` keeps sending to ``transport`` (the pytest fixture)."""
+    STATE.pinned_transport = transport
+
+
 def _atexit() -> None:
     current = STATE.exporter
-    if current is not None and current._pid == os.getpid():
+    if current is not None and current.pid == os.getpid():  # not a parent's, inherited
         current.shutdown(current.config.shutdown_timeout)
 
 
-def _after_fork_in_child() -> None:
+@forks.after_fork_in_child
+def _renew() -> None:
     STATE.lock = threading.RLock()
     current = STATE.exporter
     if current is not None:
@@ -191,5 +249,3 @@ def _install_hooks() -> None:
         return
     STATE.hooks_installed = True
     atexit.register(_atexit)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)

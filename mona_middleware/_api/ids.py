@@ -12,13 +12,15 @@ forked child, so gunicorn workers never share ids.
 
 from __future__ import annotations
 
-import os
 import random
+
+from .._util import forks
+
+__all__ = ["new_context_id"]
 
 _rng = random.Random()
 _bits = _rng.getrandbits
-if hasattr(os, "register_at_fork"):  # a registration, not a thread: safe at import
-    os.register_at_fork(after_in_child=_rng.seed)
+forks.after_fork_in_child(_rng.seed)
 
 # The version (4) and variant (RFC 4122) bits of a UUID, as a 128-bit integer.
 _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))

@@ -26,7 +26,8 @@ try:
     from starlette.routing import Host, Match, Mount
 except ImportError as exc:  # pragma: no cover - only without starlette installed
     raise ImportError(
-        "mona_middleware.starlette needs Starlette: pip install 'mona_middleware[starlette]'"
+        "mona_middleware's Starlette route templates need Starlette:"
+        " pip install 'mona_middleware[starlette]'"
     ) from exc
 
 __all__ = ["route_template"]

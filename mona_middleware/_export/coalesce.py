@@ -13,12 +13,10 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Any
 
-from .aggregate import ADD, NEW, OVERWRITE
+from .._util.protocol import ADD, NEW, OVERWRITE
+from .items import Op, Part
 
-# An op as the context records it: a bare dict is an OVERWRITE with no timestamp
-# (the common case, kept allocation-free); otherwise (action, fields, timestamp).
-Op = dict[str, Any] | tuple[str | None, dict[str, Any], Any]
-Part = tuple[str, dict[str, Any], Any]
+__all__ = ["coalesce"]
 
 
 def coalesce(ops: list[Op]) -> list[Part]:

@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._stats import ExportStats
-from ._terminal import ProgressBar
-from .config import MonaConfig
-from .delivery import Delivery
-from .errors import MonaConfigError
-from .spool import Spool, parse_line
-from .transports.rest import MonaRestTransport
+from .._export.delivery import Delivery
+from .._export.spool import Spool, parse_line
+from .._util.stats import ExportStats
+from ..config import MonaConfig
+from ..errors import MonaConfigError
+from ..transports.rest import MonaRestTransport
+from .terminal import ProgressBar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,9 @@ import signal
 import threading
 from typing import Any
 
-from ._log import logger
+from .._util.log import logger
+
+__all__ = ["EXIT_CODE_SIGTERM", "flush_on_sigterm"]
 
 EXIT_CODE_SIGTERM = 128 + signal.SIGTERM
 _installed = False

@@ -19,30 +19,14 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-from ._log import limited
-from .aggregate import ACTIONS
+from .._util.log import limited
+from .._util.protocol import INT_RANGE
+
+__all__ = ["FieldError", "normalize_timestamp", "sanitize_fields"]
 
 _MAX_DEPTH = 32
 _SCALARS = (str, bool, type(None))  # JSON as they are (int: within INT_RANGE)
-# Beyond 64 bits an integer is a float to every JSON reader Mona has (and orjson refuses
-# it); far beyond, Python cannot even print it (sys.get_int_max_str_digits).
-INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson and most JSON backends carry exactly
-_INT_LOW, _INT_HIGH = INT_RANGE
-
-
-@dataclasses.dataclass
-class MonaMessage:
-    """One explicit message, named as ``mona_sdk``'s ``MonaSingleMessage``, for ``export_batch``.
-
-    >>> MonaMessage(message={"score": 0.9}, contextClass="MODEL", contextId="r-1").action is None
-    True
-    """
-
-    message: Mapping[str, Any]
-    contextClass: str
-    contextId: str | None = None
-    exportTimestamp: Any = None
-    action: str | None = None
+_INT_LOW, _INT_HIGH = INT_RANGE  # what orjson and most JSON backends carry exactly
 
 
 class FieldError(ValueError):
@@ -229,31 +213,3 @@ def normalize_timestamp(value: Any, context_class: str) -> float | int | str:
         context_class,
     )
     return round(time.time(), 3)
-
-
-def check_action(action: Any) -> str | None:
-    """The action in Mona's spelling, or raise ValueError naming the bad value."""
-    if action is None:
-        return None
-    if isinstance(action, str) and action.upper() in ACTIONS:
-        return action.upper()
-    raise ValueError(f"action must be one of OVERWRITE, ADD, NEW; got {action!r}")
-
-
-def wire_message(
-    context_class: str,
-    context_id: str | None,
-    fields: dict[str, Any],
-    timestamp: Any,
-    action: str | None,
-) -> dict[str, Any]:
-    """The message as mona_sdk puts it on the wire: the same keys, in the same order."""
-    return {
-        "message": fields,
-        "contextId": context_id,
-        "action": action,
-        "sampleConfigName": None,
-        "exportTimestamp": timestamp,
-        "sendTimestamp": None,  # mona_sdk 0.0.58 sends it too, as null, next to exportTimestamp
-        "arcClass": context_class,
-    }

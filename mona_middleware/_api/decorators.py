@@ -14,8 +14,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ._log import logger
-from .context import PASS_THROUGH, MonaContext, _current, context
+from .._util.log import Guard
+from .context import PASS_THROUGH, MonaContext, context, current_var
+
+__all__ = ["monitor"]
+
+_ENTER = Guard("@monitor could not open a context")
+_EXIT = Guard("@monitor could not close its context")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,8 +101,8 @@ class _Scope:
 
     def enter(self) -> tuple[MonaContext, float] | None:
         """Adopt the request's context, or open one; returns what ``exit`` must close."""
-        try:
-            current = _current.get()
+        with _ENTER:
+            current = current_var.get()
             if current is PASS_THROUGH:  # an excluded request: nothing is recorded
                 return None
             if current is not None and current.request is not None:
@@ -110,9 +115,7 @@ class _Scope:
             if self.fields:
                 ctx.export(self.fields)
             return ctx, time.perf_counter()
-        except Exception:
-            logger.exception("mona_middleware: @monitor could not open a context")
-            return None
+        return None
 
     def failed(self, opened: tuple[MonaContext, float] | None, exc: BaseException) -> None:
         if opened is not None:
@@ -123,8 +126,6 @@ class _Scope:
         if opened is None:
             return
         ctx, started = opened
-        try:
+        with _EXIT:
             ctx.record({"duration_ms": round((time.perf_counter() - started) * 1000, 3)})
             ctx.close()
-        except Exception:
-            logger.exception("mona_middleware: @monitor could not close its context")

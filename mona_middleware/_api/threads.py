@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+__all__ = ["MonaThread", "wrap"]
+
 R = TypeVar("R")
 
 

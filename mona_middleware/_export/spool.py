@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import _json
-from ._log import limited, logger
-from ._stats import ExportStats
+from .._util import forks, jsonwire
+from .._util.log import limited, logger
+from .._util.stats import ExportStats
 
 SUFFIX = ".jsonl"
 CLAIM = ".claimed-"
@@ -53,7 +53,7 @@ _token_lock = threading.Lock()
 _token: str | None = None
 
 
-def _process_token() -> str:
+def process_token() -> str:
     """A random token for this process, made at the first spool's creation."""
     global _token
     with _token_lock:
@@ -62,24 +62,21 @@ def _process_token() -> str:
         return _token
 
 
-def _forget_token() -> None:
+def forget_token() -> None:
     """Be a new process: the next claim gets a new token (a forked child's first step)."""
     global _token, _token_lock
     _token, _token_lock = None, threading.Lock()
 
 
-def _after_fork() -> None:
+@forks.after_fork_in_child
+def _renew() -> None:
     # A lock some other thread of the parent held is held forever in the child.
     global _write_lock
     _write_lock = threading.Lock()
-    _forget_token()
+    forget_token()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-def _host() -> str:
+def host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
 
@@ -122,15 +119,15 @@ class Spool:
         self._stats = stats
         self._seq = 0
         self._usable: bool | None = None
-        self._host = _host()
-        _process_token()
+        self._host = host_tag()
+        process_token()
 
     def usable(self) -> bool:
         """Create the directory on first use; if it cannot be written, say so once."""
         if self._usable is None:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                probe = self.directory / f".probe-{os.getpid()}-{_process_token()}"
+                probe = self.directory / f".probe-{os.getpid()}-{process_token()}"
                 probe.write_bytes(b"")
                 probe.unlink()
                 self._usable = True
@@ -151,7 +148,7 @@ class Spool:
         if not messages or not self.usable():
             return False
         try:
-            data = _json.dumps_lines(messages)
+            data = jsonwire.dumps_lines(messages)
         except ValueError as exc:  # cannot happen to converted messages; never lose them quietly
             self._stats.drop("not JSON", len(messages))
             limited(40, "spool:json", "mona_middleware: could not spool a batch: %s", exc)
@@ -161,7 +158,7 @@ class Spool:
         with _write_lock:
             self._seq += 1
             name = (
-                f"{time.time_ns():020d}-{os.getpid()}-{_process_token()}-{self._seq}"
+                f"{time.time_ns():020d}-{os.getpid()}-{process_token()}-{self._seq}"
                 f"-{len(messages)}{SUFFIX}"
             )
             temporary = self.directory / f".{name}{TEMPORARY}"
@@ -245,7 +242,7 @@ class Spool:
             return None
         self._reclaim_stale()
         for path in sorted(self._entries(claimed=False)):
-            tag = f"{self._host}-{os.getpid()}-{_process_token()}-{int(time.time() * 1000)}"
+            tag = f"{self._host}-{os.getpid()}-{process_token()}-{int(time.time() * 1000)}"
             claimed = path.with_name(f"{path.name}{CLAIM}{tag}")
             try:
                 os.rename(path, claimed)
@@ -357,7 +354,7 @@ class Spool:
         pid = os.getpid()
         if claim.host == self._host and claim.pid is not None:
             if claim.pid == pid:
-                return claim.token != _process_token()  # an earlier process with our PID
+                return claim.token != process_token()  # an earlier process with our PID
             if not _alive(claim.pid):
                 return True
         elif claim.host is None and claim.pid not in (None, pid) and not _alive(claim.pid):

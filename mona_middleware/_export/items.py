@@ -1,0 +1,66 @@
+"""What the exporter's queue holds, as the exporter sees it.
+
+The exporter never imports the API side: a closed context reaches it as anything with
+the ``ClosedContext`` shape (``MonaContext`` has it), and ``export_batch``'s messages as
+an ``ExplicitBatch``. These types are the exporter's own, so the dependency points one
+way: the API builds them, the exporter reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["ClosedContext", "ExplicitBatch", "ExplicitMessage", "Op", "Part", "is_explicit"]
+
+# An op as the context records it: a bare dict is an OVERWRITE with no timestamp
+# (the common case, kept allocation-free); otherwise (action, fields, timestamp).
+Op = dict[str, Any] | tuple[str | None, dict[str, Any], Any]
+# A coalesced message before it goes on the wire: (action, fields, timestamp or None).
+Part = tuple[str, dict[str, Any], Any]
+
+
+class ClosedContext(Protocol):
+    """A context that has closed, read once by the exporter's batching thread."""
+
+    context_class: str
+    export_timestamp: Any
+    opened_at: float
+    late: bool  # holds exports made after its request closed (no global fields again)
+    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+
+    @property
+    def context_id(self) -> str: ...
+
+    def take_ops(self) -> list[Op]:
+        """The recorded ops in order, taken (called once)."""
+        ...
+
+    def take_own(self) -> dict[str, Any] | None:
+        """Fields the package measured itself, JSON-ready, applied last (called once)."""
+        ...
+
+    def ops(self) -> list[Op]:
+        """The recorded ops without taking them (to count what a drop loses)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExplicitMessage:
+    """A message from ``export_batch``: its own class, id, timestamp and action."""
+
+    context_class: str
+    context_id: str | None
+    fields: dict[str, Any]
+    timestamp: Any
+    action: str | None
+
+
+class ExplicitBatch(list):
+    """The queue item for one ``export_batch`` call (a list of ``ExplicitMessage``)."""
+
+
+def is_explicit(item: Any) -> bool:
+    """An ``ExplicitBatch`` (else a ``ClosedContext``)."""
+    return isinstance(item, list)

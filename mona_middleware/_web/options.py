@@ -1,0 +1,192 @@
+"""The options every web adapter takes, declared once with the same spec as ``MonaConfig``.
+
+Resolved like the exporter's: arguments, then the framework's config
+(``app.config["MONA_<OPTION>"]``, ``settings.MONA``), then the environment, then the
+defaults. Any other name among an adapter's options configures the exporter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .._util.options import (
+    Spec,
+    boolean,
+    callable_value,
+    non_empty_text,
+    option,
+    resolve,
+    specs,
+    text,
+)
+from ..config import OPTIONS as CONFIG_OPTIONS
+from ..errors import MonaConfigError
+
+__all__ = [
+    "ALL_OPTIONS",
+    "DEFAULT_CONTEXT_CLASS",
+    "DEFAULT_FIELD_NAMES",
+    "WEB_OPTIONS",
+    "WebOptions",
+    "options_from_prefixed",
+    "split_options",
+]
+
+DEFAULT_CONTEXT_CLASS = "HTTP_REQUEST"
+# Standard request fields and their default names; rename or drop (None) via field_names.
+DEFAULT_FIELD_NAMES = MappingProxyType(
+    {
+        "method": "http_method",
+        "route": "http_route",
+        "status_code": "http_status_code",
+        "duration_ms": "duration_ms",
+        "exception": "exception_type",
+    }
+)
+
+
+def _split(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(part) for part in value]
+
+
+def _patterns(value: Any) -> tuple[re.Pattern[str], ...]:
+    """Regexes: one, a list of them, or a comma-separated string (the variable)."""
+    if isinstance(value, (str, re.Pattern)):
+        value = _split(value) if isinstance(value, str) else [value]
+    try:
+        return tuple(p if isinstance(p, re.Pattern) else re.compile(str(p)) for p in value)
+    except re.error as exc:
+        raise ValueError(f"not a regex: {exc}") from None
+
+
+def _header_names(value: Any) -> frozenset[str]:
+    return frozenset(header.lower() for header in _split(value))
+
+
+def _redact_pattern(value: Any) -> re.Pattern[str] | None:
+    """The user's extra redaction: a regex (str or compiled) or a list of them.
+
+    Case-insensitive whatever its flags, as header names are compared lower-cased.
+    """
+    if isinstance(value, re.Pattern):
+        return re.compile(value.pattern, value.flags | re.IGNORECASE)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        parts = sorted(p.pattern if isinstance(p, re.Pattern) else str(p) for p in value)
+        value = "|".join(f"(?:{part})" for part in parts)
+    if not isinstance(value, str):
+        raise TypeError(f"must be a regex or a list of them, got {type(value).__name__}")
+    try:
+        return re.compile(value, re.IGNORECASE) if value else None
+    except re.error as exc:
+        raise ValueError(f"not a regex: {exc}") from None
+
+
+def _field_names(value: Any) -> Mapping[str, str | None]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"must be a dict of request field -> name, got {type(value).__name__}")
+    unknown = set(value) - set(DEFAULT_FIELD_NAMES)
+    if unknown:
+        raise ValueError(f"unknown request field(s) {sorted(unknown)}")
+    for field_name, new_name in value.items():  # sent as they are: never converted
+        if new_name is not None and (not isinstance(new_name, str) or not new_name):
+            raise ValueError(f"field_names[{field_name!r}] must be a non-empty string")
+        if new_name is not None and new_name.startswith("MONA"):
+            raise ValueError(f"field_names[{field_name!r}]: MONA... names are Mona's own")
+    return MappingProxyType({**DEFAULT_FIELD_NAMES, **value})
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    """Adapter options, resolved like the exporter's: arguments, framework config, env."""
+
+    context_class: str = option(
+        DEFAULT_CONTEXT_CLASS, "MONA_MIDDLEWARE_CONTEXT_CLASS", non_empty_text,
+        doc="the class of request contexts",
+    )  # fmt: skip
+    excluded_urls: tuple[re.Pattern[str], ...] = option(
+        (), "MONA_MIDDLEWARE_EXCLUDED_URLS", _patterns,
+        doc="regexes (comma-separated in the variable); a matching path passes through "
+        "untouched",
+    )  # fmt: skip
+    context_id_header: str | None = option(
+        None, "MONA_MIDDLEWARE_CONTEXT_ID_HEADER", text,
+        shown_default="none (a new UUID)", doc="take the context id from this request header",
+    )  # fmt: skip
+    capture_headers: frozenset[str] = option(
+        frozenset(), None, _header_names,
+        doc="header names to record as `header_<name>`; names matching `auth\\|cookie"
+        "\\|token\\|secret\\|passw\\|key\\|session\\|csrf\\|xsrf\\|signature\\|credential"
+        "\\|jwt` are always `[REDACTED]`",
+    )  # fmt: skip
+    redact_headers: re.Pattern[str] | None = option(
+        None, None, _redact_pattern,
+        doc="a regex or a list of them (case-insensitive): redacts more headers, never fewer",
+    )  # fmt: skip
+    field_names: Mapping[str, str | None] = option(
+        DEFAULT_FIELD_NAMES, None, _field_names, shown_default="see above",
+        doc='rename (`{"route": "endpoint"}`) or drop (`{"duration_ms": None}`) request fields',
+    )  # fmt: skip
+    request_hook: Callable[..., Any] | None = option(
+        None, None, callable_value,
+        doc="`request_hook(ctx, request)` when the context opens (WSGI: the environ; "
+        "ASGI: the scope)",
+    )  # fmt: skip
+    response_hook: Callable[..., Any] | None = option(
+        None, None, callable_value,
+        doc="`response_hook(ctx, request, ...)` with the response (WSGI, ASGI: the status "
+        "and headers; Django: the response)",
+    )  # fmt: skip
+    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
+        None, None, callable_value,
+        doc="`before_send(message) -> message or None`: change or drop each wire message "
+        "(runs on the exporter's thread)",
+    )  # fmt: skip
+    enabled: bool = option(
+        True, None, boolean, doc="false: the middleware passes everything through"
+    )
+    handle_sigterm: bool = option(
+        True, None, boolean, doc="let a plain `python app.py` flush on SIGTERM (see Shutdown)"
+    )
+
+    @classmethod
+    def resolve(
+        cls, options: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> WebOptions:
+        """Options over ``env`` over defaults; an invalid one raises ``MonaConfigError``."""
+        env = os.environ if env is None else env
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+        layers = [("option", options)]
+        return cls(**{name: resolve(spec, layers, env, True) for name, spec in OPTIONS.items()})
+
+
+OPTIONS: dict[str, Spec] = specs(WebOptions)
+WEB_OPTIONS = frozenset(OPTIONS)
+ALL_OPTIONS = WEB_OPTIONS | frozenset(CONFIG_OPTIONS)
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(adapter options, exporter options); an unknown name raises, naming it."""
+    unknown = sorted(set(options) - ALL_OPTIONS)
+    if unknown:
+        raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+    web = {k: v for k, v in options.items() if k in WEB_OPTIONS}
+    return web, {k: v for k, v in options.items() if k not in WEB_OPTIONS}
+
+
+def options_from_prefixed(config: Mapping[str, Any], prefix: str = "MONA_") -> dict[str, Any]:
+    """Options from a framework config: ``MONA_CONTEXT_CLASS`` -> ``context_class``."""
+    found = {}
+    for name in ALL_OPTIONS:
+        key = prefix + name.upper()
+        if key in config:
+            found[name] = config[key]
+    return found

@@ -12,14 +12,12 @@ only) or the CLI's ``--help`` do not load the exporter, and the exporter's threa
 with the first context.
 """
 
-from __future__ import annotations
-
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ._util.version import __version__
 
-if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+if typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
     from ._api.batch import MonaMessage, export_batch
     from ._api.context import MonaContext, context, current_context, export, sub_context
     from ._api.decorators import monitor
@@ -73,7 +71,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'mona_middleware' has no attribute {name!r}")

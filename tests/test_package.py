@@ -104,7 +104,8 @@ def test_importing_the_package_loads_nothing_and_starts_nothing():
     assert result.returncode == 0, result.stderr
     third_party, ours, threads = result.stdout.splitlines()
     assert "requests" not in third_party and "flask" not in third_party, third_party
-    assert ours == str(["mona_middleware", "mona_middleware._util", "mona_middleware._util.version"])
+    loaded = ["mona_middleware", "mona_middleware._util", "mona_middleware._util.version"]
+    assert ours == str(loaded)
     assert threads == "1"
 
 

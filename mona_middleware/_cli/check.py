@@ -23,7 +23,10 @@ from typing import Any
 
 import requests
 
-from ..config import OPTION_NAMES, SECRET_OPTIONS, MonaConfig, env_var
+from .._util.options import Spec
+from .._web.options import OPTIONS as WEB_OPTIONS
+from .._web.options import WebOptions
+from ..config import OPTIONS, OTHER_VARIABLES, SECRET_OPTIONS, MonaConfig
 from ..errors import MonaConfigError
 from ..transports.auth import AuthError, MonaTokenAuth, tenant_of
 from ..transports.rest import MonaRestTransport, parse_response
@@ -47,15 +50,11 @@ SHOWN_OPTIONS = (
     "spool_dir",
     "disable_all",
 )
-# Read by the adapters (web.py) or by resolve() itself, not declared as config fields.
-OTHER_VARIABLES = frozenset(
-    {
-        "MONA_SDK_SHOULD_USE_AUTHENTICATION",
-        "MONA_MIDDLEWARE_CONTEXT_CLASS",
-        "MONA_MIDDLEWARE_EXCLUDED_URLS",
-        "MONA_MIDDLEWARE_CONTEXT_ID_HEADER",
-    }
-)
+# Every option that can come from the environment: the exporter's, then the adapters'.
+ENV_OPTIONS: dict[str, Spec] = {
+    **OPTIONS,
+    **{name: spec for name, spec in WEB_OPTIONS.items() if spec.env},
+}
 
 
 @dataclass
@@ -111,10 +110,11 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
     report.warnings += _unknown_variables(env)
     try:
         config = MonaConfig.resolve(env=env)
+        web = WebOptions.resolve({}, env)
     except MonaConfigError as exc:
         report.problem, report.status = f"invalid configuration: {exc}", 2
         return report
-    report.config = mask(config)
+    report.config = {**mask(config), **_web_values(web)}
     report.sources = _sources(env, config.auth_mode)
     name, reason = config.transport_choice()
     report.transport = {"name": name, "reason": reason}
@@ -151,10 +151,21 @@ def mask(config: MonaConfig) -> dict[str, Any]:
     return shown
 
 
+def _web_values(web: WebOptions) -> dict[str, Any]:
+    """The adapters' options that come from the environment, as plain values."""
+    values = {}
+    for name in ENV_OPTIONS.keys() - OPTIONS.keys():
+        value = getattr(web, name)
+        if isinstance(value, tuple):  # excluded_urls: the patterns as written
+            value = [getattr(item, "pattern", item) for item in value]
+        values[name] = value
+    return values
+
+
 def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
     sources = {}
-    for name in OPTION_NAMES:
-        var = env_var(name)
+    for name, spec in ENV_OPTIONS.items():
+        var = spec.env
         sources[name] = var if var and env.get(var, "").strip() else "default"
     if sources["auth_mode"] == "default" and auth_mode != "MONA":
         # picked as mona_sdk picks it: MONA_SDK_SHOULD_USE_AUTHENTICATION, or a token
@@ -163,7 +174,7 @@ def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
 
 
 def _unknown_variables(env: Mapping[str, str]) -> list[str]:
-    known = {env_var(name) for name in OPTION_NAMES} | OTHER_VARIABLES
+    known = {spec.env for spec in ENV_OPTIONS.values()} | OTHER_VARIABLES
     unknown = sorted(
         var for var in env if var.startswith(("MONA_SDK_", "MONA_MIDDLEWARE_")) and var not in known
     )
@@ -260,8 +271,10 @@ def render(report: Report, show_all: bool = False) -> str:
     if report.config is not None:
         names = [
             name
-            for name in OPTION_NAMES
-            if show_all or name in SHOWN_OPTIONS or report.sources[name] != "default"
+            for name in ENV_OPTIONS
+            if (show_all and name in report.config)
+            or name in SHOWN_OPTIONS
+            or report.sources[name] != "default"
         ]
         rows = [[name, report.sources[name], _shown(report.config[name])] for name in names]
         lines += [

@@ -60,11 +60,9 @@ class Spec:
         if self.shown_default is not None:
             return self.shown_default
         value = self.default
-        if value is None or value == {} or value == ():
+        if value is None or (isinstance(value, (Mapping, tuple, frozenset)) and not value):
             return "none"
-        if isinstance(value, bool):
-            return str(value).lower()
-        return str(value)
+        return f"`{str(value).lower() if isinstance(value, bool) else value}`"
 
 
 def option(
@@ -244,3 +242,25 @@ def log_level(value: Any) -> int:
     if not isinstance(level, int):
         raise ValueError(f"expected a logging level name or number, got {value!r}")
     return level
+
+
+def markdown_table(declared: Mapping[str, Spec], *, env_column: bool) -> str:
+    """The README's table of these options, from their declarations.
+
+    With ``env_column`` each variable gets a column of its own (the exporter's table);
+    without, it is named beside the default (the adapters' table, where few have one).
+    """
+    if env_column:
+        lines = ["| option | environment variable | default | what |", "| --- | --- | --- | --- |"]
+    else:
+        lines = ["| option | default | what |", "| --- | --- | --- |"]
+    for name, spec in declared.items():
+        default = spec.default_text()
+        if env_column:
+            env = f"`{spec.env}`" if spec.env else "(option only)"
+            lines.append(f"| `{name}` | {env} | {default} | {spec.doc} |")
+        else:
+            if spec.env:
+                default += f" (env `{spec.env}`)"
+            lines.append(f"| `{name}` | {default} | {spec.doc} |")
+    return "\n".join(lines)

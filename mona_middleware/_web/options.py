@@ -135,13 +135,13 @@ class WebOptions:
     )  # fmt: skip
     request_hook: Callable[..., Any] | None = option(
         None, None, callable_value,
-        doc="`request_hook(ctx, request)` when the context opens (WSGI: the environ; "
-        "ASGI: the scope)",
+        doc="called when the context opens: WSGI `(ctx, environ)`, ASGI `(ctx, scope)`, "
+        "Django `(ctx, request)`",
     )  # fmt: skip
     response_hook: Callable[..., Any] | None = option(
         None, None, callable_value,
-        doc="`response_hook(ctx, request, ...)` with the response (WSGI, ASGI: the status "
-        "and headers; Django: the response)",
+        doc="called with the response: WSGI `(ctx, environ, status, headers)`, ASGI "
+        "`(ctx, scope, status, headers)`, Django `(ctx, request, response)`",
     )  # fmt: skip
     before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
         None, None, callable_value,

@@ -108,13 +108,17 @@ class MonaASGIMiddleware:
         self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
     ) -> None:
         """Add the route and close; runs in ``finally``, so it must never raise."""
-        with _ROUTE:
+        try:  # guarded sites (see Guard): try is free on this path, a with is not
             state = ctx.request
             state.route = _route(scope, *arrived)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
-        with _CLOSE:
+        except Exception as exc:
+            _ROUTE.caught(exc)
+        try:
             self.monitor.finish(ctx)
+        except Exception as exc:
+            _CLOSE.caught(exc)
 
 
 class MonaLifespan:

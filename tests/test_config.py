@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import threading
-import time
-
 import pytest
 
 import mona_middleware as mona
-from mona_middleware._util import log as _log
 from mona_middleware.config import DEFAULT_TOKEN_URL, MonaConfig
 
 from .mona_server import MonaTestServer
@@ -128,19 +121,6 @@ def test_transport_choice_says_why():
     assert MonaConfig.resolve(env=sdk_no_auth).auth_mode == "NO_AUTH"
 
 
-def test_configure_replaces_a_running_exporter_without_losing_its_data(memory, caplog):
-    caplog.set_level(logging.WARNING)
-    with mona.context("OLD", context_id="1"):
-        mona.export({"a": 1})
-    second = mona.transports.InMemoryTransport()
-    mona.configure(transport=second)
-    assert memory.contexts() == {("OLD", "1"): {"a": 1}}  # flushed by configure()
-    with mona.context("NEW", context_id="2"):
-        mona.export({"b": 2})
-    assert mona.flush(5)
-    assert second.contexts() == {("NEW", "2"): {"b": 2}}
-
-
 # mona_sdk's authenticator factory, mapped back to the mode each class stands for
 def sdk_auth_mode(env: dict) -> str:
     from mona_sdk.auth.authenticators.factory import AUTH_MODE_MAP, _get_cls
@@ -156,7 +136,11 @@ def sdk_auth_mode(env: dict) -> str:
 
 
 KEY_AND_SECRET = {"MONA_SDK_API_KEY": "k", "MONA_SDK_SECRET": "s"}
+
+
 TOKEN = {"MONA_SDK_ACCESS_TOKEN": "tok-secret-value"}
+
+
 NO_AUTH = {"MONA_SDK_SHOULD_USE_AUTHENTICATION": "false", "MONA_SDK_USER_ID": "u"}
 
 
@@ -206,7 +190,11 @@ SDK_BOOLEANS = {
     "MONA_SDK_RAISE_EXPORT_EXCEPTIONS": ("raise_export_exceptions", False),
     "MONA_SDK_USE_REFRESH_TOKENS": ("use_refresh_tokens", True),
 }
+
+
 SDK_SPELLINGS = ["true", "True", "false", "False"]
+
+
 OTHER_SPELLINGS = ["0", "1", "TRUE", "FALSE", "yes", "no", "on", "off", " true", "false "]
 
 
@@ -267,56 +255,3 @@ def test_our_own_booleans_and_arguments_keep_the_looser_spellings():
         False,
         True,
     )
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_the_rate_limited_log_works_in_a_child_forked_while_a_thread_held_its_lock():
-    own = _log.RateLimitedLog(log=logging.getLogger("mona_middleware.test_fork"))
-    held, release = threading.Event(), threading.Event()
-
-    def hold_locks() -> None:
-        with _log.limited.lock, own.lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_locks)
-    holder.start()
-    try:
-        assert held.wait(5)
-        pid = os.fork()
-        if pid == 0:  # the child: no holder thread here, its locks must be fresh
-            try:
-                ok = _log.limited(logging.DEBUG, "fork", "child") and own(logging.DEBUG, "k", "x")
-                os._exit(0 if ok else 1)
-            finally:
-                os._exit(2)
-        status = wait_for_child(pid, timeout=10)
-    finally:
-        release.set()
-        holder.join(5)
-    assert os.waitstatus_to_exitcode(status) == 0
-
-
-def wait_for_child(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"the forked child did not finish in {timeout}s: deadlocked")
-
-
-@pytest.mark.parametrize("batch", [None, 42, {"message": {"a": 1}, "contextClass": "C"}, "ab"])
-def test_export_batch_refuses_what_is_not_a_batch_without_raising(batch, memory, caplog):
-    assert mona.export_batch(batch) == 0
-    assert mona.stats()["exports_refused"] == 1
-    assert (
-        f"export_batch() takes an iterable of messages, got {type(batch).__name__}" in caplog.text
-    )
-    mona.configure(transport=memory, raise_export_exceptions=True)
-    with pytest.raises(mona.MonaExportError, match="export_batch"):
-        mona.export_batch(batch)
-    assert mona.export_batch([{"message": {"a": 1}, "contextClass": "C"}]) == 1

@@ -89,14 +89,16 @@ limited = RateLimitedLog()
 
 
 class Guard:
-    """``with guard:`` around the package's own work on the app's path: a bug of ours is
+    """The one guard around the package's own work on the app's path: a bug of ours is
     logged (with its traceback, at most once a minute per site) and swallowed, never the
     app's problem. The role Sentry's ``capture_internal_exceptions`` plays.
 
-    One instance per site, made at import, so entering it allocates nothing. A
-    ``MonaError`` passes through: the package raises those only when the user asked for
-    them (``raise_export_exceptions``). ``BaseException`` (KeyboardInterrupt, a task's
-    cancellation) is never ours to swallow.
+    ``with guard:`` at most sites. Where a request pays for every nanosecond (opening and
+    closing its context), the site is ``try: ... except Exception as exc: guard.caught(exc)``
+    instead: Python's ``try`` costs nothing until it raises, a ``with`` about 0.25 µs here.
+    One instance per site, made at import. A ``MonaError`` passes through: the package
+    raises those only when the user asked for them (``raise_export_exceptions``);
+    ``BaseException`` (KeyboardInterrupt, a task's cancellation) is never ours to swallow.
 
     >>> guard = Guard("could not record the request")
     >>> with guard:
@@ -119,6 +121,12 @@ class Guard:
     ) -> bool:
         if kind is None or not issubclass(kind, Exception) or issubclass(kind, MonaError):
             return False
+        self.caught(error)  # type: ignore[arg-type]
+        return True
+
+    def caught(self, error: Exception) -> None:
+        """Log ``error`` for this site and swallow it; a ``MonaError`` is raised again."""
+        if isinstance(error, MonaError):
+            raise error
         with contextlib.suppress(Exception):  # a broken log handler: still not the app's
             limited(40, f"guard:{self.what}", "mona_middleware: %s", self.what, exc_info=error)
-        return True

@@ -97,7 +97,7 @@ class WebMonitor:
         if config.disable_all or process.disabled():
             return None  # the kill switch: pass through at near-zero cost
         ctx = None
-        with _OPEN:
+        try:  # a guarded site (see Guard): try is free on this path, a with is not
             context_id = None
             if options.context_id_header:
                 given = header(options.context_id_header)
@@ -110,6 +110,8 @@ class WebMonitor:
             if options.capture_headers and not ctx.disabled:
                 ctx.export(self.headers(header))
             return ctx.open()  # a new value for the var: never a context a server leaked
+        except Exception as exc:
+            _OPEN.caught(exc)
         if ctx is not None:
             ctx.disabled = True  # half made: never sent
         return None
@@ -145,7 +147,7 @@ class WebMonitor:
         if ctx.disabled:  # sampled out: nothing to record
             ctx.close()
             return
-        with _RECORD:
+        try:  # a guarded site (see Guard)
             method, route, status, duration, exception = self._names
             fields: dict[str, Any] = {}
             if method:
@@ -165,4 +167,6 @@ class WebMonitor:
             if exception and error is not None:
                 fields[exception] = type(error).__name__
             ctx.record(fields)
+        except Exception as exc:
+            _RECORD.caught(exc)
         ctx.close()

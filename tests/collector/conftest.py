@@ -1,4 +1,5 @@
-"""Fixtures for the collector tests: a real collector on a free loopback port."""
+"""Fixtures for the collector tests: a real collector on a free loopback port, a token for
+it, ``send`` to post a batch, and ``seeded``, a collector that must survive the test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import requests
 from mona_middleware.collector import Collector
 
 Send = Callable[..., requests.Response]
+SEED = [{"arcClass": "C", "contextId": "keep", "message": {"a": 1}}]
 
 
 @pytest.fixture
@@ -40,3 +42,13 @@ def send(collector: Collector, token: str) -> Send:
         return requests.post(collector.export_url, json=body, headers=headers, timeout=5)
 
     return post
+
+
+@pytest.fixture
+def seeded(collector: Collector, send) -> Iterator[Collector]:
+    """A collector holding one context; afterwards it must still answer and hold it."""
+    assert send(SEED).status_code == 200
+    yield collector
+    health = requests.get(collector.url + "/api/health", timeout=5)
+    assert health.json()["status"] == "ok"
+    assert collector.store.context("C", "keep")["fields"] == {"a": 1}

@@ -1,0 +1,88 @@
+"""@monitor on plain functions (batch jobs) and inside a request, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+import mona_middleware as mona
+from mona_middleware._web.recorder import WebMonitor
+
+
+@mona.monitor("NIGHTLY_JOB", fields={"team": "ml"})
+def nightly(rows: int, *, dry_run: bool = False) -> int:
+    mona.export({"rows": rows})
+    return rows * 2
+
+
+@mona.monitor
+async def score_async(value: float) -> float:
+    await asyncio.sleep(0)
+    mona.export({"value": value})
+    return value
+
+
+@mona.monitor("FAILING_JOB")
+def failing() -> None:
+    mona.export({"started": True})
+    raise KeyError("missing")
+
+
+def test_each_call_outside_a_request_is_its_own_context(memory):
+    assert nightly(3) == 6 and nightly(4, dry_run=True) == 8
+    assert mona.flush(5)
+    contexts = sorted(memory.contexts().values(), key=lambda f: f["rows"])
+    assert [(f["team"], f["rows"]) for f in contexts] == [("ml", 3), ("ml", 4)]
+    assert all(f["duration_ms"] >= 0 for f in contexts)
+    assert {key[0] for key in memory.contexts()} == {"NIGHTLY_JOB"}
+
+
+def test_async_functions_and_the_bare_form(memory):
+    assert asyncio.run(score_async(0.5)) == 0.5
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key[0] == "SCORE_ASYNC" and fields["value"] == 0.5
+
+
+def test_an_exception_is_recorded_and_propagates_unchanged(memory):
+    with pytest.raises(KeyError, match="missing"):
+        failing()
+    assert mona.flush(5)
+    (fields,) = memory.contexts().values()
+    assert fields["exception_type"] == "KeyError" and fields["started"] is True
+
+
+def test_inside_a_request_it_names_the_request_context(memory):
+    monitor = WebMonitor({"handle_sigterm": False})
+    ctx = monitor.start("GET", "/x", lambda name: None)
+    assert nightly(5) == 10
+    monitor.finish(ctx)
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key[0] == "NIGHTLY_JOB" and fields["rows"] == 5 and fields["http_method"] == "GET"
+    assert "duration_ms" in fields  # the request's, not a second context's
+
+
+def test_signature_and_metadata_are_kept():
+    # this module's annotations are strings: the wrapper's are evaluated in *its* globals
+    assert inspect.signature(nightly) == inspect.signature(nightly.__wrapped__, eval_str=True)
+    assert inspect.signature(nightly).parameters["rows"].annotation is int
+    assert nightly.__name__ == "nightly"
+    assert inspect.iscoroutinefunction(score_async)
+    assert inspect.signature(score_async).return_annotation is float
+
+
+def test_annotations_that_cannot_be_evaluated_leave_the_plain_signature():
+    def later(item: NotYetDefined) -> None:  # type: ignore[name-defined]  # noqa: F821
+        pass
+
+    wrapped = mona.monitor(later)  # decoration never raises
+    assert "__signature__" not in vars(wrapped) and wrapped.__wrapped__ is later
+    assert inspect.signature(wrapped).parameters["item"].annotation == "NotYetDefined"
+
+    def plain(*args, **kwargs):
+        pass
+
+    assert "__signature__" not in vars(mona.monitor(plain))  # nothing to evaluate

@@ -1,0 +1,206 @@
+"""``mona-middleware check`` against a real collector, a refusing one and nothing at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mona_middleware._cli import main as cli
+from mona_middleware.collector import Collector
+
+from ..servers import free_port
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    with Collector() as running:
+        yield running
+
+
+def check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict, *args: str
+) -> tuple[int, str]:
+    """Run ``check`` in this process with ``env`` set; (exit status, stdout + stderr)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status = cli.main(["check", "--timeout", "3", *args])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err
+
+
+def test_collector_credentials_pass_and_stay_masked(monkeypatch, capsys, collector) -> None:
+    status, out = check(monkeypatch, capsys, collector.env())
+
+    assert status == 0, out
+    assert "Transport: rest: Mona credentials found (AUTH_MODE=MONA)" in out
+    assert f"ok     token endpoint {collector.token_url}: issued an access token" in out
+    assert f"ok     export endpoint {collector.export_url}: HTTP 200" in out
+    assert out.rstrip().endswith("OK: this configuration can export.")
+    assert collector.secret not in out
+    assert collector.api_key not in out
+    assert f"{collector.api_key[:4]}...({len(collector.api_key)} chars)" in out
+    assert f"***({len(collector.secret)} chars)" in out
+    assert collector.store.message_count() == 0  # the probe's empty batch stores nothing
+
+
+def test_json_output(monkeypatch, capsys, collector) -> None:
+    status, out = check(monkeypatch, capsys, collector.env(), "--json")
+
+    report = json.loads(out)
+    assert status == 0 and report["ok"] is True and report["problem"] is None
+    assert [probe["name"] for probe in report["checks"]] == ["token endpoint", "export endpoint"]
+    assert all(probe["ok"] for probe in report["checks"])
+    assert report["transport"]["name"] == "rest"
+    assert report["sources"]["secret"] == "MONA_SDK_SECRET"
+    assert report["config"]["rest_api_url"] == collector.export_url
+    assert collector.secret not in out
+
+
+def test_manual_token_is_masked_too(monkeypatch, capsys, collector) -> None:
+    token = collector.access_token()
+    env = {
+        "AUTH_MODE": "MANUAL_TOKEN",
+        "MONA_SDK_ACCESS_TOKEN": token,
+        "MONA_SDK_OVERRIDE_REST_API_URL": collector.export_url,
+    }
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 0, out
+    assert "ok     export endpoint" in out
+    assert token not in out and token[:8] not in out
+
+
+def test_no_auth_from_mona_sdks_switch(monkeypatch, capsys, collector) -> None:
+    env = {
+        "MONA_SDK_SHOULD_USE_AUTHENTICATION": "false",
+        "MONA_SDK_USER_ID": collector.user_id,
+        "MONA_SDK_OVERRIDE_REST_API_URL": collector.noauth_url,
+    }
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 0, out
+    assert re.search(r"^  auth_mode\s+derived\s+NO_AUTH$", out, re.MULTILINE)
+    assert f"ok     export endpoint {collector.noauth_url}: HTTP 200" in out
+
+
+def test_wrong_secret_is_refused_by_the_token_endpoint(monkeypatch, capsys, collector) -> None:
+    wrong = "not-the-collector-secret-0123456789"
+    status, out = check(monkeypatch, capsys, {**collector.env(), "MONA_SDK_SECRET": wrong})
+
+    assert status == 1
+    assert "FAILED, this configuration cannot export: token endpoint" in out
+    assert "refused the credentials: HTTP 401" in out
+    assert wrong not in out
+
+
+def test_a_user_id_the_endpoint_refuses(monkeypatch, capsys, collector) -> None:
+    env = {
+        "AUTH_MODE": "NO_AUTH",
+        "MONA_SDK_USER_ID": "someone-else",
+        "MONA_SDK_OVERRIDE_REST_API_URL": collector.noauth_url,
+    }
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 1
+    assert "refused the request: HTTP 403" in out
+    assert "someone-else" in out  # the collector's reason names the user id
+
+
+def test_unreachable_token_endpoint(monkeypatch, capsys) -> None:
+    port = free_port()  # nothing listens there
+    env = {
+        "MONA_SDK_API_KEY": "key-0123456789abcdef",
+        "MONA_SDK_SECRET": "secret-0123456789abcdef",
+        "MONA_SDK_AUTH_API_TOKEN_URL": f"http://127.0.0.1:{port}/token",
+        "MONA_SDK_OVERRIDE_REST_API_URL": f"http://127.0.0.1:{port}/export",
+    }
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 1
+    assert f"token endpoint http://127.0.0.1:{port}/token: unreachable" in out
+    assert "Connection refused" in out
+    assert "secret-0123456789abcdef" not in out
+
+
+def test_unreachable_export_endpoint(monkeypatch, capsys) -> None:
+    port = free_port()
+    env = {
+        "AUTH_MODE": "NO_AUTH",
+        "MONA_SDK_USER_ID": "acme",
+        "MONA_SDK_OVERRIDE_REST_API_URL": f"http://127.0.0.1:{port}/monaExport",
+    }
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 1
+    assert "FAILED export endpoint" in out and "unreachable" in out
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"MONA_MIDDLEWARE_BATCH_SIZE": "lots"}, "MONA_MIDDLEWARE_BATCH_SIZE='lots'"),
+        ({"AUTH_MODE": "SOMETIMES"}, "AUTH_MODE"),
+        ({"MONA_SDK_API_KEY": "only-a-key"}, "needs MONA_SDK_SECRET"),
+        ({"MONA_SDK_SECRET": "a-secret-alone-42", "MONA_SDK_API_KEY": ""}, "MONA_SDK_API_KEY"),
+    ],
+)
+def test_an_invalid_environment_fails_with_the_reason(monkeypatch, capsys, env, reason) -> None:
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 2
+    assert "FAILED, this configuration cannot export: invalid configuration:" in out
+    assert reason in out
+    assert "a-secret-alone-42" not in out
+
+
+def test_no_credentials_means_the_file_transport(monkeypatch, capsys, tmp_path: Path) -> None:
+    status, out = check(monkeypatch, capsys, {})
+
+    assert status == 0, out
+    assert "Transport: file: no Mona credentials are set" in out
+    assert f"ok     file {tmp_path / 'mona-messages.jsonl'}: will be created" in out
+    assert "batch_size" not in out  # the connection's options only, unless --all
+
+    status, out = check(monkeypatch, capsys, {}, "--all")
+    assert status == 0 and re.search(r"^  batch_size\s+default\s+500$", out, re.MULTILINE)
+
+
+def test_a_file_path_that_cannot_be_created(monkeypatch, capsys, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    status, out = check(
+        monkeypatch, capsys, {"MONA_MIDDLEWARE_FILE_PATH": str(blocker / "m.jsonl")}
+    )
+
+    assert status == 1
+    assert f"{blocker} is not a directory" in out
+
+
+def test_a_misspelt_variable_is_pointed_out(monkeypatch, capsys) -> None:
+    status, out = check(monkeypatch, capsys, {"MONA_SDK_APIKEY": "x"})
+
+    assert status == 0
+    assert "warning: MONA_SDK_APIKEY is not read by mona_middleware" in out
+
+
+def test_the_command_line_as_a_user_runs_it(collector: Collector, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONA_", "AUTH_MODE"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "mona_middleware", "check"],
+        env={**env, **collector.env()},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: this configuration can export." in result.stdout
+    assert collector.secret not in result.stdout + result.stderr

@@ -1,0 +1,102 @@
+"""The process's exporter: replaced by ``configure()``, renewed in a forked child, flushed
+at exit, and the file transport announced when there are no credentials."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import mona_middleware as mona
+
+from ..conftest import rest_options
+from ..helpers import export_contexts
+
+
+def test_configure_replaces_a_running_exporter_without_losing_its_data(memory, caplog):
+    caplog.set_level(logging.WARNING)
+    with mona.context("OLD", context_id="1"):
+        mona.export({"a": 1})
+    second = mona.transports.InMemoryTransport()
+    mona.configure(transport=second)
+    assert memory.contexts() == {("OLD", "1"): {"a": 1}}  # flushed by configure()
+    with mona.context("NEW", context_id="2"):
+        mona.export({"b": 2})
+    assert mona.flush(5)
+    assert second.contexts() == {("NEW", "2"): {"b": 2}}
+
+
+
+
+def run_python(code: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_forked_child_gets_its_own_exporter_and_never_resends_the_parents_queue(mona_server):
+    mona.configure(**rest_options(mona_server, flush_interval=600, batch_size=10_000))
+    export_contexts(3, "PARENT", "p")  # queued, not yet sent: the batcher sleeps 600 s
+    assert mona.stats()["queued"] == 3
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its own counts through the pipe, then leave at once
+        code = 1
+        try:
+            export_contexts(2, "CHILD", "c")
+            ok = mona.flush(5)
+            os.write(write_end, json.dumps({"ok": ok, **mona.stats()}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = json.loads(pipe.read())
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child["ok"] and child["contexts"] == 2 and child["messages_sent"] == 2
+    assert child["queued"] == 0 and child["dropped"] == {}
+    assert mona.flush(5)
+    parent = mona.stats()
+    assert parent["contexts"] == 3 and parent["messages_sent"] == 3
+    messages = mona_server.messages()
+    assert sorted(m["contextId"] for m in messages) == ["c0", "c1", "p0", "p1", "p2"]
+
+
+def test_atexit_flushes_what_is_queued(mona_server):
+    env = {
+        "MONA_SDK_API_KEY": mona_server.api_key,
+        "MONA_SDK_SECRET": mona_server.secret,
+        "MONA_SDK_AUTH_API_TOKEN_URL": mona_server.token_url,
+        "MONA_SDK_OVERRIDE_REST_API_URL": mona_server.export_url,
+        "MONA_MIDDLEWARE_FLUSH_INTERVAL": "600",
+    }
+    result = run_python(
+        """
+        import mona_middleware as mona
+        for i in range(20):
+            with mona.context("BATCH_JOB", context_id=f"job-{i}"):
+                mona.export({"rows": i})
+        """,
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(mona_server.contexts()) == 20
+
+
+def test_no_credentials_means_a_jsonl_file_announced_once(tmp_path, caplog):
+    export_contexts(2)
+    export_contexts(1, "OTHER")
+    assert mona.flush(5)
+    path = tmp_path / "mona-messages.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [m["contextId"] for m in lines] == ["r0", "r1", "r0"]
+    assert caplog.text.count(str(path)) >= 1
+    assert caplog.text.count("no Mona credentials") == 1

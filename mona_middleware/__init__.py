@@ -21,6 +21,7 @@ if typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __g
     from ._api.batch import MonaMessage, export_batch
     from ._api.context import MonaContext, context, current_context, export, sub_context
     from ._api.decorators import monitor
+    from ._api.propagation import outgoing_headers
     from ._api.threads import MonaThread, wrap
     from ._runtime.process import configure, flush, shutdown, stats
     from .config import MonaConfig
@@ -42,6 +43,7 @@ _HOMES = {
     "export_batch": "._api.batch",
     "flush": "._runtime.process",
     "monitor": "._api.decorators",
+    "outgoing_headers": "._api.propagation",
     "shutdown": "._runtime.process",
     "stats": "._runtime.process",
     "sub_context": "._api.context",
@@ -64,6 +66,7 @@ __all__ = [
     "export_batch",
     "flush",
     "monitor",
+    "outgoing_headers",
     "shutdown",
     "stats",
     "sub_context",

@@ -72,6 +72,8 @@ class ExportStats:
             "fields_dropped": counts.get("fields_dropped", 0),
             "exports_refused": counts.get("exports_refused", 0),
             "exports_outside_context": counts.get("exports_outside_context", 0),
+            # incoming baggage that asked to continue a context and was not valid
+            "incoming_contexts_ignored": counts.get("incoming_contexts_ignored", 0),
             "dropped": dropped,
             "dropped_total": sum(dropped.values()),
             "failure_reasons": rejected,

@@ -1,0 +1,203 @@
+"""One context across services: its class and id travel as W3C ``baggage`` entries.
+
+Baggage, not a header of our own, so a service in between that only runs OpenTelemetry
+(whose default propagators carry ``baggage``) passes the context on untouched. Our two
+entries are merged into the baggage a call already carries; any other entry is kept
+as it was sent (https://www.w3.org/TR/baggage/).
+
+Incoming values come from whoever calls the service, so they are parsed strictly: a
+malformed header or an id or class that could not be Mona's is ignored (the request gets
+its own context), counted in ``stats()["incoming_contexts_ignored"]`` and logged by
+reason, never by value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import quote, unquote_to_bytes
+
+from .._runtime import process
+from .._util.log import limited
+from .context import current_var
+
+__all__ = [
+    "BAGGAGE",
+    "CLASS_KEY",
+    "ID_KEY",
+    "MAX_ID_LENGTH",
+    "incoming_context",
+    "merge_baggage",
+    "outgoing_headers",
+    "parse_baggage",
+]
+
+BAGGAGE = "baggage"
+CLASS_KEY = "mona.context_class"
+ID_KEY = "mona.context_id"
+MAX_ID_LENGTH = 256  # what context_id_header has always accepted
+MAX_CLASS_LENGTH = 100
+# W3C baggage's limits: a sender must not exceed them, so a longer header is malformed.
+MAX_BAGGAGE_BYTES = 8192
+MAX_ENTRIES = 180
+
+# RFC 7230 token characters: what a baggage key may be made of.
+_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A value as sent: baggage-octet (printable ASCII but space, '"', ',', ';', '\') or a
+# percent escape; anything else is not baggage.
+_RAW_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+_BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# What an id may hold once decoded: ids are ASCII for mona_sdk, and no control
+# character, space or separator a log line or a query could trip on.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/~-]*")
+_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Characters percent-encoded in our values: all but unreserved ones and a few safe ones.
+_SAFE = "._:@+=/~-"
+
+
+class BadBaggage(ValueError):
+    """An incoming baggage header or Mona entry that is ignored; the message is the reason."""
+
+
+def parse_baggage(header: str) -> list[tuple[str, str, str]]:
+    """The entries of a ``baggage`` header: ``(key, decoded value, properties)``.
+
+    Raises ``BadBaggage`` naming what is wrong, as the W3C format defines it.
+
+    >>> parse_baggage("userId=alice, mona.context_id=r%2F1;p=1")
+    [('userId', 'alice', ''), ('mona.context_id', 'r/1', ';p=1')]
+    """
+    if len(header.encode("utf-8", "surrogatepass")) > MAX_BAGGAGE_BYTES:
+        raise BadBaggage(f"baggage header longer than {MAX_BAGGAGE_BYTES} bytes")
+    entries = []
+    for member in header.split(","):
+        member = member.strip(" \t")
+        if not member:
+            if header.strip(" \t"):
+                raise BadBaggage("empty baggage member")
+            continue
+        pair, _, properties = member.partition(";")
+        key, equals, raw = pair.partition("=")
+        key, raw = key.strip(" \t"), raw.strip(" \t")
+        if not equals:
+            raise BadBaggage("baggage member without '='")
+        if not _KEY.fullmatch(key):
+            raise BadBaggage("baggage key is not a token")
+        if not _RAW_VALUE.fullmatch(raw):
+            raise BadBaggage("baggage value holds a character baggage does not allow")
+        if _BROKEN_ESCAPE.search(raw):
+            raise BadBaggage("baggage value has a broken percent escape")
+        try:
+            value = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadBaggage("baggage value is not UTF-8 once decoded") from None
+        entries.append((key, value, ";" + properties if properties else ""))
+        if len(entries) > MAX_ENTRIES:
+            raise BadBaggage(f"more than {MAX_ENTRIES} baggage members")
+    return entries
+
+
+def _check_context(context_class: str | None, context_id: str | None) -> tuple[str, str]:
+    if context_class is None or context_id is None:
+        missing = "mona.context_class" if context_class is None else "mona.context_id"
+        raise BadBaggage(f"{missing} missing")
+    if not context_id:
+        raise BadBaggage("mona.context_id is empty")
+    if len(context_id) > MAX_ID_LENGTH:
+        raise BadBaggage(f"mona.context_id longer than {MAX_ID_LENGTH} characters")
+    if not _ID.fullmatch(context_id):
+        raise BadBaggage("mona.context_id holds characters an id may not have")
+    if not context_class:
+        raise BadBaggage("mona.context_class is empty")
+    if len(context_class) > MAX_CLASS_LENGTH:
+        raise BadBaggage(f"mona.context_class longer than {MAX_CLASS_LENGTH} characters")
+    if not _CLASS.fullmatch(context_class):
+        raise BadBaggage("mona.context_class is not a name (letters, digits, '_')")
+    return context_class, context_id
+
+
+def read_context(header: str) -> tuple[str, str] | None:
+    """The ``(class, id)`` a ``baggage`` header carries, None when it carries none.
+
+    Raises ``BadBaggage`` for a malformed header or a Mona entry that is not valid.
+    """
+    if "mona." not in header:  # most calls: other baggage only, not parsed at all
+        return None
+    found: dict[str, str] = {}
+    for key, value, _ in parse_baggage(header):
+        if key in (CLASS_KEY, ID_KEY):
+            if key in found and found[key] != value:
+                raise BadBaggage(f"{key} given twice with different values")
+            found[key] = value
+    if not found:
+        return None
+    return _check_context(found.get(CLASS_KEY), found.get(ID_KEY))
+
+
+def incoming_context(header: str | None) -> tuple[str, str] | None:
+    """The context a request's ``baggage`` asks to continue, or None (counted when bad)."""
+    if not header:
+        return None
+    try:
+        return read_context(header)
+    except BadBaggage as exc:
+        reason = str(exc)
+    except Exception:  # whatever the header held, the request goes on
+        reason = "unreadable baggage header"
+    process.exporter().stats.add("incoming_contexts_ignored")
+    limited(
+        30,
+        f"incoming:{reason}",
+        "mona_middleware: incoming context ignored (%s); the request gets its own context",
+        reason,
+    )
+    return None
+
+
+def merge_baggage(existing: str | None, context_class: str, context_id: str) -> str:
+    """``existing`` baggage with our two entries set: every other member kept verbatim.
+
+    An earlier ``mona.*`` entry (the context this service was called with) is replaced;
+    a header we cannot parse is left as it is and ours are appended.
+
+    >>> merge_baggage("userId=alice,mona.context_id=old", "MODEL", "r-1")
+    'userId=alice,mona.context_class=MODEL,mona.context_id=r-1'
+    """
+    ours = (
+        f"{CLASS_KEY}={quote(context_class, safe=_SAFE)},{ID_KEY}={quote(context_id, safe=_SAFE)}"
+    )
+    if not existing or not existing.strip(" \t,"):
+        return ours
+    kept = []
+    for member in existing.split(","):
+        key = member.partition(";")[0].partition("=")[0].strip(" \t")
+        if key not in (CLASS_KEY, ID_KEY) and member.strip(" \t"):
+            kept.append(member.strip(" \t"))
+    return ",".join([*kept, ours])
+
+
+def outgoing_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers that carry the current context to the next service; ``{}`` outside one.
+
+    Pass the call's own ``headers`` to keep the baggage they already carry: the result
+    is then that baggage with the context's entries added.
+
+    >>> from mona_middleware import context
+    >>> with context("MODEL", context_id="r-1"):
+    ...     outgoing_headers({"baggage": "userId=alice"})
+    {'baggage': 'userId=alice,mona.context_class=MODEL,mona.context_id=r-1'}
+    >>> outgoing_headers()
+    {}
+    """
+    ctx = current_var.get()
+    if ctx is None or (ctx.disabled and not ctx.sampled_out):  # sampled out: still sent,
+        return {}  # so every service agrees; PASS_THROUGH and invalid ones: nothing
+    existing = None
+    if headers:
+        existing = headers.get(BAGGAGE)
+        if existing is None:
+            for name, value in headers.items():
+                if name.lower() == BAGGAGE:
+                    existing = value
+                    break
+    return {BAGGAGE: merge_baggage(existing, ctx.context_class, ctx.context_id)}

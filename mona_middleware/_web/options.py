@@ -88,6 +88,15 @@ def _redact_pattern(value: Any) -> re.Pattern[str] | None:
         raise ValueError(f"not a regex: {exc}") from None
 
 
+def _service_name(value: Any) -> str | None:
+    """A prefix for field names: letters, digits and ``_``, as Mona's field names take."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", value):
+        raise ValueError(f"must be letters, digits or '_' (at most 64), got {value!r}")
+    return value
+
+
 def _field_names(value: Any) -> Mapping[str, str | None]:
     if not isinstance(value, Mapping):
         raise TypeError(f"must be a dict of request field -> name, got {type(value).__name__}")
@@ -118,6 +127,17 @@ class WebOptions:
     context_id_header: str | None = option(
         None, "MONA_MIDDLEWARE_CONTEXT_ID_HEADER", text,
         shown_default="none (a new UUID)", doc="take the context id from this request header",
+    )  # fmt: skip
+    accept_incoming_context: bool = option(
+        False, "MONA_MIDDLEWARE_ACCEPT_INCOMING_CONTEXT", boolean,
+        doc="continue the context a request's `baggage` carries (same class and id) instead "
+        "of opening one; off by default: a public endpoint must not let a caller write into "
+        "someone else's context (see Across services)",
+    )  # fmt: skip
+    service_name: str | None = option(
+        None, "MONA_MIDDLEWARE_SERVICE_NAME", _service_name,
+        doc="in a continued context, this service's request fields go under "
+        "`<service_name>_` (`features_http_route`); without it they are left out",
     )  # fmt: skip
     capture_headers: frozenset[str] = option(
         frozenset(), None, _header_names,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._api.context import MonaContext, sample
+from .._api.propagation import BAGGAGE, incoming_context
 from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
@@ -37,10 +38,21 @@ REDACTED = "[REDACTED]"
 class RequestState:
     """The request's facts, filled in by the adapter while it runs (``ctx.request``)."""
 
-    __slots__ = ("ended", "exception", "finished", "method", "route", "started", "status", "whole")
+    __slots__ = (
+        "continued",
+        "ended",
+        "exception",
+        "finished",
+        "method",
+        "route",
+        "started",
+        "status",
+        "whole",
+    )
 
     def __init__(self, method: str) -> None:
         self.method = method
+        self.continued = False  # the caller's context (accept_incoming_context)
         self.route: str | None = None
         self.status: int | None = None
         self.exception: BaseException | None = None
@@ -98,17 +110,24 @@ class WebMonitor:
             return None  # the kill switch: pass through at near-zero cost
         ctx = None
         try:  # a guarded site (see Guard): try is free on this path, a with is not
-            context_id = None
-            if options.context_id_header:
+            context_class, context_id, continued = options.context_class, None, False
+            if options.accept_incoming_context:
+                incoming = incoming_context(header(BAGGAGE))  # validated; bad ones counted
+                if incoming is not None:
+                    context_class, context_id = incoming
+                    continued = True
+            if context_id is None and options.context_id_header:
                 given = header(options.context_id_header)
                 if given and len(given) <= 256:
                     context_id = given
-            ctx = MonaContext(options.context_class, context_id)
+            ctx = MonaContext(context_class, context_id)
             sample(ctx, config)  # the switch and the class are checked already
             ctx.before_send = options.before_send
-            ctx.request = RequestState(method)
+            state = ctx.request = RequestState(method)
+            state.continued = continued
             if options.capture_headers and not ctx.disabled:
-                ctx.export(self.headers(header))
+                fields = self.headers(header)
+                ctx.export(self.own_fields(fields) if continued else fields)
             return ctx.open()  # a new value for the var: never a context a server leaked
         except Exception as exc:
             _OPEN.caught(exc)
@@ -124,6 +143,14 @@ class WebMonitor:
             if value is not None:
                 fields[key] = REDACTED if redact else value
         return fields
+
+    def own_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """This service's request fields in a context it continues: they never overwrite
+        the caller's, so they go under ``<service_name>_``, or are left out without one."""
+        prefix = self.options.service_name
+        if prefix is None:
+            return {}
+        return {f"{prefix}_{name}": value for name, value in fields.items()}
 
     def call_hook(self, hook: Callable[..., Any] | None, *args: Any) -> None:
         if hook is None:
@@ -166,6 +193,8 @@ class WebMonitor:
                 fields[duration] = round((ended - state.started) * 1000, 3)
             if exception and error is not None:
                 fields[exception] = type(error).__name__
+            if state.continued:
+                fields = self.own_fields(fields)
             ctx.record(fields)
         except Exception as exc:
             _RECORD.caught(exc)

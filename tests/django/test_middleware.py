@@ -18,6 +18,7 @@ import mona_middleware as mona
 from mona_middleware.django import MonaMiddleware
 
 from . import views
+from .conftest import BASE_MONA
 from .helpers import contexts, only
 
 
@@ -235,3 +236,23 @@ def test_a_response_our_code_cannot_read_still_goes_out(memory, caplog):
     assert middleware(RequestFactory().get("/items/1")) is unreadable
     assert "could not follow the response" in caplog.text
     assert mona.flush(5) and len(memory.contexts()) == 1  # closed at once, not leaked
+
+
+def test_an_accepted_incoming_context_is_continued_with_prefixed_request_fields(memory):
+    baggage = "mona.context_class=GATEWAY,mona.context_id=req-1,userId=alice"
+    mona_options = {**BASE_MONA, "accept_incoming_context": True, "service_name": "dj"}
+    with override_settings(MONA=mona_options):
+        assert Client().get("/items/7", headers={"baggage": baggage}).status_code == 200
+        assert Client().get("/items/8").status_code == 200
+    assert mona.flush(5)
+    contexts = memory.contexts()
+    fields = contexts.pop(("GATEWAY", "req-1"))
+    assert fields.pop("dj_duration_ms") >= 0
+    assert fields == {
+        "item_id": 7,
+        "dj_http_method": "GET",
+        "dj_http_route": "/items/<int:item_id>",
+        "dj_http_status_code": 200,
+    }
+    ((key, own),) = contexts.items()  # no baggage: a context of its own, fields unprefixed
+    assert key[0] == "HTTP_REQUEST" and own["http_method"] == "GET"

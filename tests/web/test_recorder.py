@@ -180,3 +180,124 @@ def test_asgi_captures_content_headers_and_redacts_both_patterns(memory):
     )
     assert TestClient(app).post("/score", content=b'{"items":1}', headers=SENT).status_code == 200
     assert request_fields(memory) == EXPECTED
+
+
+# -- accept_incoming_context: one recorder for every adapter ---------------------------
+
+CALLER = "userId=alice,mona.context_class=GATEWAY,mona.context_id=req-1"
+
+
+def _incoming_apps(**options):
+    """The same endpoint behind the WSGI, Flask and ASGI adapters: exports ``score``."""
+    werkzeug_test = pytest.importorskip("werkzeug.test")
+    flask = pytest.importorskip("flask")
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from mona_middleware.asgi import MonaASGIMiddleware
+    from mona_middleware.flask import MonaFlask
+    from mona_middleware.wsgi import MonaWSGIMiddleware
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    options = {"handle_sigterm": False, "context_class": "CALLEE", **options}
+
+    def wsgi_app(environ, start_response):
+        mona.export({"score": 1})
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    flask_app = flask.Flask("callee")
+    MonaFlask(flask_app, **options)
+
+    @flask_app.get("/score")
+    def flask_score():
+        mona.export({"score": 2})
+        return "ok"
+
+    async def asgi_score(request):
+        mona.export({"score": 3})
+        return PlainTextResponse("ok")
+
+    asgi_app = MonaASGIMiddleware(Starlette(routes=[Route("/score", asgi_score)]), **options)
+    wsgi = werkzeug_test.Client(MonaWSGIMiddleware(wsgi_app, **options))
+    return [
+        lambda headers: wsgi.get("/score", headers=headers).status_code,
+        lambda headers: flask_app.test_client().get("/score", headers=headers).status_code,
+        lambda headers: TestClient(asgi_app).get("/score", headers=headers).status_code,
+    ]
+
+
+def test_incoming_context_is_off_by_default_every_request_has_its_own(memory):
+    for call in _incoming_apps():
+        assert call({"baggage": CALLER}) == 200
+    assert mona.flush(5)
+    keys = sorted(memory.contexts())
+    assert [cls for cls, _ in keys] == ["CALLEE"] * 3
+    assert len({context_id for _, context_id in keys}) == 3
+
+
+def test_accepted_incoming_context_continues_the_callers_without_its_request_fields(memory):
+    for call in _incoming_apps(accept_incoming_context=True):
+        assert call({"baggage": CALLER}) == 200
+    assert mona.flush(5)
+    # the callee's own request fields would overwrite the caller's: left out
+    assert memory.contexts() == {("GATEWAY", "req-1"): {"score": 3}}
+    assert len(memory.messages) == 3
+
+
+def test_with_a_service_name_the_callees_request_fields_go_under_its_prefix(memory):
+    apps = _incoming_apps(
+        accept_incoming_context=True, service_name="features", capture_headers=["x-tenant"]
+    )
+    for call in apps:
+        assert call({"baggage": CALLER, "X-Tenant": "acme"}) == 200
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key == ("GATEWAY", "req-1")
+    assert fields.pop("features_duration_ms") >= 0
+    assert fields == {
+        "score": 3,
+        "features_http_method": "GET",
+        "features_http_route": "/score",
+        "features_http_status_code": 200,
+        "features_header_x_tenant": "acme",
+    }
+
+
+def test_a_bad_incoming_context_is_ignored_counted_and_gets_its_own(memory):
+    calls = _incoming_apps(accept_incoming_context=True)
+    bad = "mona.context_class=GATEWAY,mona.context_id=a%0Ab"
+    for call in calls:
+        assert call({"baggage": bad}) == 200
+        assert call({"baggage": "userId=alice"}) == 200  # no context in it: not counted
+    assert mona.flush(5)
+    assert mona.stats()["incoming_contexts_ignored"] == 3
+    contexts = memory.contexts()
+    assert len(contexts) == 6 and {cls for cls, _ in contexts} == {"CALLEE"}
+    assert all(fields["http_method"] == "GET" for fields in contexts.values())
+
+
+def test_an_incoming_context_wins_over_context_id_header(memory):
+    (wsgi, *_) = _incoming_apps(accept_incoming_context=True, context_id_header="X-Request-Id")
+    assert wsgi({"baggage": CALLER, "X-Request-Id": "mine"}) == 200
+    assert wsgi({"X-Request-Id": "mine"}) == 200
+    assert mona.flush(5)
+    assert sorted(memory.contexts()) == [("CALLEE", "mine"), ("GATEWAY", "req-1")]
+
+
+def test_the_options_come_from_the_environment_and_service_name_is_checked(monkeypatch):
+    from mona_middleware._web.options import WebOptions
+    from mona_middleware.errors import MonaConfigError
+
+    monkeypatch.setenv("MONA_MIDDLEWARE_ACCEPT_INCOMING_CONTEXT", "true")
+    monkeypatch.setenv("MONA_MIDDLEWARE_SERVICE_NAME", "model_2")
+    options = WebOptions.resolve({})
+    assert options.accept_incoming_context is True and options.service_name == "model_2"
+    assert WebOptions.resolve({}, env={}).accept_incoming_context is False
+    with pytest.raises(MonaConfigError, match="service_name"):
+        WebOptions.resolve({"service_name": "my service"})

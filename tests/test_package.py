@@ -34,6 +34,8 @@ PUBLIC_MODULES = {
     "mona_middleware.django",
     "mona_middleware.errors",
     "mona_middleware.flask",
+    "mona_middleware.logging",
+    "mona_middleware.propagation",
     "mona_middleware.testing",
     "mona_middleware.transports",
     "mona_middleware.wsgi",

@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
     ) from exc
 
 from ._api.context import current_context
+from ._api.tracing import current_trace_id
 from ._web.options import options_from_prefixed
 from ._web.recorder import WebMonitor
 from .wsgi import MonaWSGIMiddleware
@@ -72,6 +73,8 @@ def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:
             if rule is not None:
                 state.route = rule.rule
             state.whole = not response.is_streamed
+            if state.trace_id is None:  # OpenTelemetry's Flask span opens after our context
+                state.trace_id = current_trace_id()
         return response
 
     def teardown_request(exc: BaseException | None) -> None:

@@ -46,6 +46,7 @@ DEFAULT_FIELD_NAMES = MappingProxyType(
         "status_code": "http_status_code",
         "duration_ms": "duration_ms",
         "exception": "exception_type",
+        "trace_id": "trace_id",  # only when OpenTelemetry traces the request
     }
 )
 
@@ -138,6 +139,11 @@ class WebOptions:
         None, "MONA_MIDDLEWARE_SERVICE_NAME", _service_name,
         doc="in a continued context, this service's request fields go under "
         "`<service_name>_` (`features_http_route`); without it they are left out",
+    )  # fmt: skip
+    context_id_from_trace: bool = option(
+        False, "MONA_MIDDLEWARE_CONTEXT_ID_FROM_TRACE", boolean,
+        doc="the OpenTelemetry trace id (32 hex digits) is the context id, when the "
+        "request's span is open as its context opens",
     )  # fmt: skip
     capture_headers: frozenset[str] = option(
         frozenset(), None, _header_names,

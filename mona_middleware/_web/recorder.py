@@ -15,6 +15,7 @@ from typing import Any
 
 from .._api.context import MonaContext, sample
 from .._api.propagation import BAGGAGE, incoming_context
+from .._api.tracing import current_trace_id
 from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
@@ -47,12 +48,14 @@ class RequestState:
         "route",
         "started",
         "status",
+        "trace_id",
         "whole",
     )
 
     def __init__(self, method: str) -> None:
         self.method = method
         self.continued = False  # the caller's context (accept_incoming_context)
+        self.trace_id: str | None = None  # OpenTelemetry's, when a span is recording
         self.route: str | None = None
         self.status: int | None = None
         self.exception: BaseException | None = None
@@ -120,11 +123,15 @@ class WebMonitor:
                 given = header(options.context_id_header)
                 if given and len(given) <= 256:
                     context_id = given
+            trace_id = current_trace_id()  # one dict look-up without OpenTelemetry
+            if context_id is None and trace_id is not None and options.context_id_from_trace:
+                context_id = trace_id
             ctx = MonaContext(context_class, context_id)
             sample(ctx, config)  # the switch and the class are checked already
             ctx.before_send = options.before_send
             state = ctx.request = RequestState(method)
             state.continued = continued
+            state.trace_id = trace_id
             if options.capture_headers and not ctx.disabled:
                 fields = self.headers(header)
                 ctx.export(self.own_fields(fields) if continued else fields)
@@ -175,7 +182,7 @@ class WebMonitor:
             ctx.close()
             return
         try:  # a guarded site (see Guard)
-            method, route, status, duration, exception = self._names
+            method, route, status, duration, exception, trace = self._names
             fields: dict[str, Any] = {}
             if method:
                 fields[method] = state.method
@@ -193,6 +200,10 @@ class WebMonitor:
                 fields[duration] = round((ended - state.started) * 1000, 3)
             if exception and error is not None:
                 fields[exception] = type(error).__name__
+            if trace:
+                trace_id = state.trace_id or current_trace_id()  # a span opened after us
+                if trace_id is not None:
+                    fields[trace] = trace_id
             if state.continued:
                 fields = self.own_fields(fields)
             ctx.record(fields)

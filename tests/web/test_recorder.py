@@ -301,3 +301,103 @@ def test_the_options_come_from_the_environment_and_service_name_is_checked(monke
     assert WebOptions.resolve({}, env={}).accept_incoming_context is False
     with pytest.raises(MonaConfigError, match="service_name"):
         WebOptions.resolve({"service_name": "my service"})
+
+
+# -- OpenTelemetry: trace_id, and the trace id as the context id -----------------------
+
+
+def _otel():
+    """A tracer provider of its own (the global one can be set once per process) and the
+    spans it finished."""
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    export = pytest.importorskip("opentelemetry.sdk.trace.export")
+    in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    spans = in_memory.InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(spans))
+    return provider, spans
+
+
+def _server_trace_ids(spans) -> set[str]:
+    return {
+        f"{span.context.trace_id:032x}"
+        for span in spans.get_finished_spans()
+        if span.kind.name == "SERVER"
+    }
+
+
+@pytest.mark.parametrize("from_trace", [False, True])
+def test_asgi_under_opentelemetry_records_the_spans_trace_id(memory, from_trace):
+    pytest.importorskip("opentelemetry.instrumentation.asgi")
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from mona_middleware.asgi import MonaASGIMiddleware
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    provider, spans = _otel()
+
+    async def score(request):
+        mona.export({"score": 1})
+        return PlainTextResponse("ok")
+
+    app = MonaASGIMiddleware(
+        Starlette(routes=[Route("/score", score)]),
+        handle_sigterm=False,
+        context_id_from_trace=from_trace,
+    )
+    client = TestClient(OpenTelemetryMiddleware(app, tracer_provider=provider))
+    assert client.get("/score").status_code == 200
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    (trace_id,) = _server_trace_ids(spans)
+    assert fields["trace_id"] == trace_id
+    assert (key[1] == trace_id) is from_trace
+
+
+def test_flask_under_opentelemetrys_instrumentation_records_the_spans_trace_id(memory):
+    pytest.importorskip("opentelemetry.instrumentation.flask")
+    import flask
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    from mona_middleware.flask import MonaFlask
+
+    provider, spans = _otel()
+    app = flask.Flask("traced")
+    MonaFlask(app, handle_sigterm=False)
+    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    app.get("/score")(lambda: "ok")
+    try:
+        assert app.test_client().get("/score").status_code == 200
+    finally:
+        FlaskInstrumentor.uninstrument_app(app)
+    assert mona.flush(5)
+    ((_, fields),) = memory.contexts().items()
+    assert {fields["trace_id"]} == _server_trace_ids(spans)
+
+
+def test_trace_id_can_be_renamed_or_dropped_like_any_request_field(memory):
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    werkzeug_test = pytest.importorskip("werkzeug.test")
+    from mona_middleware.wsgi import MonaWSGIMiddleware
+
+    tracer = sdk_trace.TracerProvider().get_tracer("tests")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    for names in ({"trace_id": "otel_trace"}, {"trace_id": None}):
+        client = werkzeug_test.Client(
+            MonaWSGIMiddleware(app, handle_sigterm=False, field_names=names)
+        )
+        with tracer.start_as_current_span("request"):
+            assert client.get("/").status_code == 200
+    assert mona.flush(5)
+    keys = sorted(tuple(sorted(k for k in f if "trace" in k)) for f in memory.contexts().values())
+    assert keys == [(), ("otel_trace",)]

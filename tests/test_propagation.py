@@ -115,3 +115,24 @@ def test_the_module_imports_and_works_without_httpx():
     out, _ = child.communicate(timeout=60)
     assert child.returncode == 0
     assert out.strip() == "True"
+
+
+def test_opentelemetrys_requests_instrumentation_does_not_replace_the_context(memory, echo):
+    """OpenTelemetry injects its own baggage into each call; ours is merged after it."""
+    pytest.importorskip("opentelemetry.instrumentation.requests")
+    from opentelemetry import baggage, context
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    instrumentor = RequestsInstrumentor()
+    instrumentor.instrument()
+    token = context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        session = propagate(requests.Session())
+        with mona.context("GATEWAY", context_id="req-1"):
+            (sent,) = session.get(echo, timeout=5).json()
+        (theirs,) = requests.get(echo, timeout=5).json()  # OpenTelemetry alone
+    finally:
+        context.detach(token)
+        instrumentor.uninstrument()
+    assert theirs == "tenant=acme"
+    assert sent == "tenant=acme," + OURS

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
 from .._runtime import process
@@ -43,9 +44,12 @@ MAX_ENTRIES = 180
 
 # RFC 7230 token characters: what a baggage key may be made of.
 _KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# A value as sent: baggage-octet (printable ASCII but space, '"', ',', ';', '\') or a
-# percent escape; anything else is not baggage.
-_RAW_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+# A whole member, spaces around its parts allowed: key, raw value, properties. A value
+# as sent is baggage-octets (printable ASCII but space, '"', ',', ';', '\') and escapes.
+_MEMBER = re.compile(
+    r"[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t]*=[ \t]*"
+    r"([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*)[ \t]*(;[^,]*)?"
+)
 _BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # What an id may hold once decoded: ids are ASCII for mona_sdk, and no control
 # character, space or separator a log line or a query could trip on.
@@ -53,6 +57,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/~-]*")
 _CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Characters percent-encoded in our values: all but unreserved ones and a few safe ones.
 _SAFE = "._:@+=/~-"
+_PLAIN = re.compile(r"[A-Za-z0-9._:@+=/~-]*")
 
 
 class BadBaggage(ValueError):
@@ -67,34 +72,42 @@ def parse_baggage(header: str) -> list[tuple[str, str, str]]:
     >>> parse_baggage("userId=alice, mona.context_id=r%2F1;p=1")
     [('userId', 'alice', ''), ('mona.context_id', 'r/1', ';p=1')]
     """
-    if len(header.encode("utf-8", "surrogatepass")) > MAX_BAGGAGE_BYTES:
+    size = len(header) if header.isascii() else len(header.encode("utf-8", "surrogatepass"))
+    if size > MAX_BAGGAGE_BYTES:
         raise BadBaggage(f"baggage header longer than {MAX_BAGGAGE_BYTES} bytes")
+    members = header.split(",")
+    if len(members) > MAX_ENTRIES:
+        raise BadBaggage(f"more than {MAX_ENTRIES} baggage members")
+    if len(members) == 1 and not header.strip(" \t"):
+        return []
     entries = []
-    for member in header.split(","):
-        member = member.strip(" \t")
-        if not member:
-            if header.strip(" \t"):
-                raise BadBaggage("empty baggage member")
-            continue
-        pair, _, properties = member.partition(";")
-        key, equals, raw = pair.partition("=")
-        key, raw = key.strip(" \t"), raw.strip(" \t")
-        if not equals:
-            raise BadBaggage("baggage member without '='")
-        if not _KEY.fullmatch(key):
-            raise BadBaggage("baggage key is not a token")
-        if not _RAW_VALUE.fullmatch(raw):
-            raise BadBaggage("baggage value holds a character baggage does not allow")
-        if _BROKEN_ESCAPE.search(raw):
-            raise BadBaggage("baggage value has a broken percent escape")
-        try:
-            value = unquote_to_bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadBaggage("baggage value is not UTF-8 once decoded") from None
-        entries.append((key, value, ";" + properties if properties else ""))
-        if len(entries) > MAX_ENTRIES:
-            raise BadBaggage(f"more than {MAX_ENTRIES} baggage members")
+    for member in members:
+        match = _MEMBER.fullmatch(member)
+        if match is None:
+            _diagnose(member)
+        key, raw, properties = match.groups()
+        if "%" in raw:
+            if _BROKEN_ESCAPE.search(raw):
+                raise BadBaggage("baggage value has a broken percent escape")
+            try:
+                raw = unquote_to_bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadBaggage("baggage value is not UTF-8 once decoded") from None
+        entries.append((key, raw, properties or ""))
     return entries
+
+
+def _diagnose(member: str) -> NoReturn:
+    """Why ``member`` is not a baggage member (the slow path: it is one almost always)."""
+    member = member.strip(" \t")
+    if not member:
+        raise BadBaggage("empty baggage member")
+    key, equals, _ = member.partition(";")[0].partition("=")
+    if not equals:
+        raise BadBaggage("baggage member without '='")
+    if not _KEY.fullmatch(key.strip(" \t")):
+        raise BadBaggage("baggage key is not a token")
+    raise BadBaggage("baggage value holds a character baggage does not allow")
 
 
 def _check_context(context_class: str | None, context_id: str | None) -> tuple[str, str]:
@@ -174,6 +187,11 @@ def merge_baggage(existing: str | None, context_class: str, context_id: str) -> 
         if key not in (CLASS_KEY, ID_KEY) and member.strip(" \t"):
             kept.append(member.strip(" \t"))
     return ",".join([*kept, ours])
+
+
+def _encode(value: str) -> str:
+    """Percent-encode a value for baggage; ids and names almost never need it."""
+    return value if _PLAIN.fullmatch(value) else quote(value, safe=_SAFE)
 
 
 def outgoing_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:

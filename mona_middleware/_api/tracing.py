@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["current_trace_id"]
+__all__ = ["TRACE_MODULE", "current_trace_id"]
+
+TRACE_MODULE = "opentelemetry.trace"
 
 
 def current_trace_id() -> str | None:
@@ -18,7 +20,7 @@ def current_trace_id() -> str | None:
     >>> current_trace_id() is None  # no OpenTelemetry, or no span recording
     True
     """
-    trace = sys.modules.get("opentelemetry.trace")
+    trace = sys.modules.get(TRACE_MODULE)
     if trace is None:
         return None
     try:

@@ -9,19 +9,21 @@ template, exception).
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._api.context import MonaContext, sample
 from .._api.propagation import BAGGAGE, incoming_context
-from .._api.tracing import current_trace_id
+from .._api.tracing import TRACE_MODULE, current_trace_id
 from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
 
 __all__ = ["REDACTED", "RequestState", "WebMonitor", "redacted"]
 
+_MODULES = sys.modules  # OpenTelemetry is in use only once the app has imported it
 _OPEN = Guard("could not open the request's context")
 _RECORD = Guard("could not record the request's fields")
 
@@ -123,7 +125,7 @@ class WebMonitor:
                 given = header(options.context_id_header)
                 if given and len(given) <= 256:
                     context_id = given
-            trace_id = current_trace_id()  # one dict look-up without OpenTelemetry
+            trace_id = current_trace_id() if TRACE_MODULE in _MODULES else None
             if context_id is None and trace_id is not None and options.context_id_from_trace:
                 context_id = trace_id
             ctx = MonaContext(context_class, context_id)
@@ -200,7 +202,7 @@ class WebMonitor:
                 fields[duration] = round((ended - state.started) * 1000, 3)
             if exception and error is not None:
                 fields[exception] = type(error).__name__
-            if trace:
+            if trace and (state.trace_id is not None or TRACE_MODULE in _MODULES):
                 trace_id = state.trace_id or current_trace_id()  # a span opened after us
                 if trace_id is not None:
                     fields[trace] = trace_id

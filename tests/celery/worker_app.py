@@ -1,0 +1,56 @@
+"""The Celery app the worker tests run under a real ``celery worker`` (and queue to).
+
+Its broker is Celery's filesystem transport in the folder ``CELERY_TEST_BROKER`` names,
+so the tests need no broker server and always run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+
+import mona_middleware as mona
+from mona_middleware.celery import MonaCelery
+
+
+def make_app(folder: str) -> Celery:
+    """A producer or worker app on the broker in ``folder`` (made if missing)."""
+    for name in ("queue", "processed"):
+        (Path(folder) / name).mkdir(parents=True, exist_ok=True)
+    app = Celery("work")
+    app.conf.update(
+        broker_url="filesystem://",
+        broker_transport_options={
+            "data_folder_in": os.path.join(folder, "queue"),
+            "data_folder_out": os.path.join(folder, "queue"),
+            "processed_folder": os.path.join(folder, "processed"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        },
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        worker_prefetch_multiplier=1,
+        task_acks_late=False,
+    )
+    MonaCelery(app)
+
+    @app.task(name="work.score")
+    @mona.monitor("SCORED")
+    def score(n: int) -> int:
+        mona.export({"n": n, "score": n / 10})
+        return n
+
+    @app.task(name="work.follow_up")
+    def follow_up(n: int) -> int:
+        mona.export({"followed_up": n})
+        return n
+
+    return app
+
+
+if os.environ.get("CELERY_TEST_BROKER"):
+    app = make_app(os.environ["CELERY_TEST_BROKER"])

@@ -129,7 +129,8 @@ class MonaCelery:
         if not self.options.propagate_context or headers is None:
             return
         ctx = current_context()
-        if ctx is None or ctx.disabled:
+        # A sampled-out context travels too: the task, sampled by the same id, agrees.
+        if ctx is None or (ctx.disabled and not ctx.sampled_out):
             return
         with _PUBLISH:
             headers[HEADER] = {"class": ctx.context_class, "id": ctx.context_id}

@@ -170,3 +170,24 @@ def test_check_knows_and_validates_the_task_variables():
     assert not any("CONTINUE_CONTEXT" in warning for warning in report.warnings)
     report = check({"MONA_MIDDLEWARE_CONTINUE_CONTEXT": "maybe"})
     assert report.status == 2 and "MONA_MIDDLEWARE_CONTINUE_CONTEXT" in report.problem
+
+
+def test_a_sampled_out_context_still_travels_so_its_task_agrees(mona_capture):
+    mona.configure(sampling_rate=0.5)
+    app = celery.Celery("pub", broker="memory://")
+    MonaCelery(app)
+    seen = []
+
+    @celery.signals.before_task_publish.connect(weak=False)
+    def look(headers=None, **kwargs):
+        seen.append(dict(headers or {}).get(HEADER))
+
+    try:
+        for n in range(40):
+            with mona.context("CHECKOUT", context_id=f"req-{n}"):
+                app.send_task("pub.anything")
+        with mona.context("", context_id="invalid"):  # refused: nothing to carry
+            app.send_task("pub.anything")
+    finally:
+        celery.signals.before_task_publish.disconnect(look)
+    assert [h and h["id"] for h in seen] == [f"req-{n}" for n in range(40)] + [None]

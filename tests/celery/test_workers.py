@@ -7,6 +7,7 @@ local Mona server; the broker is Celery's filesystem transport (no server needed
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -23,16 +24,14 @@ from .worker_app import make_app  # noqa: E402
 pytestmark = pytest.mark.timeout(180)
 
 
-def start_worker(server, folder, **env: str) -> AppServer:
+def start_worker(server, folder, *options: str, **env: str) -> AppServer:
     argv = [
         str(BIN / "celery") if (BIN / "celery").exists() else sys.executable,
         *(() if (BIN / "celery").exists() else ("-m", "celery")),
         "-A",
         "tests.celery.worker_app",
         "worker",
-        "--pool=prefork",
-        "--concurrency=2",
-        "--max-tasks-per-child=1",
+        *(options or ("--pool=prefork", "--concurrency=2", "--max-tasks-per-child=1")),
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
@@ -102,3 +101,31 @@ def test_continue_context_makes_a_request_and_its_task_one_context(mona_server, 
         assert fields["http_status_code"] == 200 and fields["duration_ms"] >= 0
         assert fields["task_name"] == "work.follow_up" and fields["task_state"] == "SUCCESS"
         assert "parent_context_id" not in fields
+
+
+def test_a_threads_pool_worker_flushes_at_its_shutdown(mona_server, tmp_path):
+    """Tasks run in the worker's own process: ``worker_shutdown`` flushes them."""
+    producer = make_app(str(tmp_path / "broker"))
+    done = tmp_path / "done"
+    done.mkdir()
+    options = ("--pool=threads", "-c", "2")
+    with start_worker(
+        mona_server, tmp_path / "broker", *options, CELERY_TEST_DONE=str(done)
+    ) as worker:
+        for n in range(4):
+            producer.send_task("work.score", args=(n,))
+        producer.send_task("work.fail", args=(9,))
+        # Nothing is sent before the shutdown (a 30 s flush interval): once every task has
+        # run its body, stop the worker (a warm shutdown lets running tasks finish).
+        for _ in range(1200):
+            if len(list(done.iterdir())) == 5:
+                break
+            time.sleep(0.1)
+        stop(worker)
+    assert mona_server.wait_for_messages(5, timeout=10), worker.output
+    contexts = mona_server.contexts()
+    assert len(contexts) == 5, contexts
+    assert sorted(f["n"] for k, f in contexts.items() if k[0] == "SCORED") == [0, 1, 2, 3]
+    (failed,) = [f for k, f in contexts.items() if k[0] == "work.fail"]
+    assert failed["exception_type"] == "ValueError" and failed["state"] == "FAILURE"
+    assert failed["failing"] == 9

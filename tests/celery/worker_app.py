@@ -15,6 +15,13 @@ import mona_middleware as mona
 from mona_middleware.celery import MonaCelery
 
 
+def _ran(name: str, n: int) -> None:
+    """Leave a mark that the task ran (the threads-pool test waits for them)."""
+    done = os.environ.get("CELERY_TEST_DONE")
+    if done:
+        Path(done, f"{name}-{n}").touch()
+
+
 def make_app(folder: str) -> Celery:
     """A producer or worker app on the broker in ``folder`` (made if missing)."""
     for name in ("queue", "processed"):
@@ -42,12 +49,19 @@ def make_app(folder: str) -> Celery:
     @mona.monitor("SCORED")
     def score(n: int) -> int:
         mona.export({"n": n, "score": n / 10})
+        _ran("score", n)
         return n
 
     @app.task(name="work.follow_up")
     def follow_up(n: int) -> int:
         mona.export({"followed_up": n})
         return n
+
+    @app.task(name="work.fail")
+    def fail(n: int) -> None:
+        mona.export({"failing": n})
+        _ran("fail", n)
+        raise ValueError(f"row {n} is bad")
 
     return app
 

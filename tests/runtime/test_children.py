@@ -18,7 +18,10 @@ from ..servers import ROOT, mona_env
 
 pytestmark = pytest.mark.timeout(150)
 
-METHODS = [m for m in ("fork", "spawn") if m in multiprocessing.get_all_start_methods()]
+AVAILABLE = multiprocessing.get_all_start_methods()
+METHODS = [m for m in ("fork", "spawn") if m in AVAILABLE]
+# forkserver children are forked from a fresh server process: the spawn path, once more.
+ALL_METHODS = [*METHODS, *(["forkserver"] if "forkserver" in AVAILABLE else [])]
 
 
 def run(mona_server, method: str, scenario: str) -> dict:
@@ -42,7 +45,7 @@ def assert_all_arrived(mona_server) -> None:
     assert ("PARENT", "parent") in contexts
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_pool_workers_recycled_after_each_task_deliver_everything(mona_server, method):
     report = run(mona_server, method, "maxtasks")
     assert report["children"] == 12  # twelve workers, each gone after one task

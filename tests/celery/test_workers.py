@@ -1,11 +1,15 @@
 """Real ``celery worker`` prefork processes recycling each child after one task
 (``--max-tasks-per-child=1``): billiard children leave with ``os._exit``, so only the
 ``worker_process_shutdown`` flush can deliver their contexts. Exact counts at the real
-local Mona server; the broker is Celery's filesystem transport (no server needed).
+local Mona server. The broker is Celery's filesystem transport (no server needed, so
+these always run) and, where Debian's ``redis-server`` is installed, a real Redis.
 """
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import sys
 import time
 
@@ -18,13 +22,47 @@ import mona_middleware as mona  # noqa: E402
 from mona_middleware.flask import MonaFlask  # noqa: E402
 
 from ..conftest import rest_options  # noqa: E402
-from ..servers import BIN, AppServer, mona_env  # noqa: E402
+from ..servers import BIN, AppServer, free_port, mona_env  # noqa: E402
 from .worker_app import make_app  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def start_worker(server, folder, *options: str, **env: str) -> AppServer:
+REDIS = shutil.which("redis-server")
+
+
+@pytest.fixture(params=["filesystem", "redis"])
+def broker(request, tmp_path):
+    """(folder, url): the filesystem transport's folder, or a real Redis of our own."""
+    folder = tmp_path / "broker"
+    if request.param == "filesystem":
+        yield folder, None
+        return
+    if REDIS is None:
+        pytest.skip("no redis-server (apt-get install redis-server); the filesystem run covers")
+    pytest.importorskip("redis")
+    port = free_port()
+    argv = [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+        yield folder, f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def start_worker(server, folder, *options: str, url: str | None = None, **env: str) -> AppServer:
     argv = [
         str(BIN / "celery") if (BIN / "celery").exists() else sys.executable,
         *(() if (BIN / "celery").exists() else ("-m", "celery")),
@@ -37,6 +75,8 @@ def start_worker(server, folder, *options: str, **env: str) -> AppServer:
         "--without-heartbeat",
         "--loglevel=WARNING",
     ]
+    if url:
+        env["CELERY_TEST_BROKER_URL"] = url
     return AppServer(argv, 0, mona_env(server, CELERY_TEST_BROKER=str(folder), **env))
 
 
@@ -59,10 +99,11 @@ def stop(worker: AppServer) -> None:
     assert code == 0, worker.output
 
 
-def test_prefork_children_deliver_every_task_and_children_know_their_parent(mona_server, tmp_path):
-    producer = make_app(str(tmp_path / "broker"))
+def test_prefork_children_deliver_every_task_and_children_know_their_parent(mona_server, broker):
+    folder, url = broker
+    producer = make_app(str(folder), url)
     web = flask_app(producer, mona_server).test_client()
-    with start_worker(mona_server, tmp_path / "broker") as worker:
+    with start_worker(mona_server, folder, url=url) as worker:
         for n in range(10):
             producer.send_task("work.score", args=(n,))
         assert web.post("/orders/7").json == {"queued": 7}

@@ -1,7 +1,8 @@
 """The Celery app the worker tests run under a real ``celery worker`` (and queue to).
 
 Its broker is Celery's filesystem transport in the folder ``CELERY_TEST_BROKER`` names,
-so the tests need no broker server and always run.
+so the tests need no broker server and always run; or a real Redis when
+``CELERY_TEST_BROKER_URL`` is set (Debian's ``redis-server``, started by the tests).
 """
 
 from __future__ import annotations
@@ -22,20 +23,26 @@ def _ran(name: str, n: int) -> None:
         Path(done, f"{name}-{n}").touch()
 
 
-def make_app(folder: str) -> Celery:
-    """A producer or worker app on the broker in ``folder`` (made if missing)."""
-    for name in ("queue", "processed"):
-        (Path(folder) / name).mkdir(parents=True, exist_ok=True)
+def make_app(folder: str, broker_url: str | None = None) -> Celery:
+    """A producer or worker app on ``broker_url``, else on the folder ``folder``."""
+    if broker_url:
+        broker = {"broker_url": broker_url}
+    else:
+        for name in ("queue", "processed"):
+            (Path(folder) / name).mkdir(parents=True, exist_ok=True)
+        broker = {
+            "broker_url": "filesystem://",
+            "broker_transport_options": {
+                "data_folder_in": os.path.join(folder, "queue"),
+                "data_folder_out": os.path.join(folder, "queue"),
+                "processed_folder": os.path.join(folder, "processed"),
+                "store_processed": False,
+                "polling_interval": 0.1,
+            },
+        }
     app = Celery("work")
     app.conf.update(
-        broker_url="filesystem://",
-        broker_transport_options={
-            "data_folder_in": os.path.join(folder, "queue"),
-            "data_folder_out": os.path.join(folder, "queue"),
-            "processed_folder": os.path.join(folder, "processed"),
-            "store_processed": False,
-            "polling_interval": 0.1,
-        },
+        **broker,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         worker_enable_remote_control=False,
@@ -67,4 +74,4 @@ def make_app(folder: str) -> Celery:
 
 
 if os.environ.get("CELERY_TEST_BROKER"):
-    app = make_app(os.environ["CELERY_TEST_BROKER"])
+    app = make_app(os.environ["CELERY_TEST_BROKER"], os.environ.get("CELERY_TEST_BROKER_URL"))

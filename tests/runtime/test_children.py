@@ -68,3 +68,25 @@ def test_process_children_deliver_everything(mona_server, method):
 def test_a_process_that_is_no_child_arms_nothing():
     assert multiprocessing.parent_process() is None
     assert not children.armed()
+
+
+def _report(queue) -> None:
+    import signal
+
+    queue.put((children.armed(), signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL))
+
+
+@pytest.mark.skipif("fork" not in AVAILABLE, reason="no fork start method here")
+def test_a_forked_child_of_a_process_with_an_exporter_is_armed(memory):
+    import mona_middleware as mona
+
+    with mona.context("PARENT"):
+        mona.export({"n": 1})  # the exporter starts: children.install runs
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_report, args=(queue,))
+    child.start()
+    armed, sigterm_handled = queue.get(timeout=30)
+    child.join(30)
+    assert armed and sigterm_handled and child.exitcode == 0
+    assert not children.armed()  # this process is no multiprocessing child

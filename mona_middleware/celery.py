@@ -225,17 +225,19 @@ class MonaCelery:
 
 
 def _from_conf(conf: Mapping[str, Any]) -> dict[str, Any]:
-    """``app.conf.mona_context_class`` -> ``context_class`` (upper case too: MONA_...)."""
+    """``app.conf.mona_context_class`` -> ``context_class``.
+
+    Lower case only: a Flask app's ``MONA_CONTEXT_CLASS`` (the request class) often
+    ends up in the same config, and must not rename the tasks.
+    """
     found = {}
     for name in (*CELERY_OPTIONS, *CONFIG_OPTIONS):
-        for key in ("mona_" + name, "MONA_" + name.upper()):
-            try:
-                value = conf.get(key)
-            except Exception:
-                value = None
-            if value is not None:
-                found[name] = value
-                break
+        try:
+            value = conf.get("mona_" + name)
+        except Exception:
+            value = None
+        if value is not None:
+            found[name] = value
     return found
 
 

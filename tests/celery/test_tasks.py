@@ -191,3 +191,22 @@ def test_a_sampled_out_context_still_travels_so_its_task_agrees(mona_capture):
     finally:
         celery.signals.before_task_publish.disconnect(look)
     assert [h and h["id"] for h in seen] == [f"req-{n}" for n in range(40)] + [None]
+
+
+def test_exporter_options_come_from_app_conf_too(mona_capture):
+    from mona_middleware._runtime import process
+
+    app = celery.Celery("conf", broker="memory://")
+    app.conf.mona_shutdown_timeout = 3
+    app.conf.MONA_CONTEXT_CLASS = "SHOP_API"  # a Flask app's request class: not the tasks'
+    mona_celery = MonaCelery(app)
+    app.conf.task_always_eager = True
+
+    @app.task(name="conf.job")
+    def job():
+        mona.export({"ran": True})
+
+    job.apply()
+    assert process.config().shutdown_timeout == 3
+    assert mona_celery.options.context_class is None
+    assert mona_capture.only("conf.job")["ran"] is True

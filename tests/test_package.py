@@ -29,6 +29,7 @@ ROOT = PACKAGE.parent
 PUBLIC_MODULES = {
     "mona_middleware.aggregate",
     "mona_middleware.asgi",
+    "mona_middleware.celery",
     "mona_middleware.collector",
     "mona_middleware.config",
     "mona_middleware.django",

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from mona_middleware._util.options import markdown_table
+from mona_middleware._web.options import CELERY_OPTIONS
 from mona_middleware._web.options import OPTIONS as WEB_OPTIONS
 from mona_middleware.config import OPTIONS
 
@@ -18,6 +19,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TABLES = {
     "adapters": lambda: markdown_table(WEB_OPTIONS, env_column=False),
     "exporter": lambda: markdown_table(OPTIONS, env_column=True),
+    "celery": lambda: markdown_table(CELERY_OPTIONS, env_column=False),
 }
 BLOCK = re.compile(r"(<!-- options: (\w+) -->\n)(.*?)(<!-- /options -->)", re.DOTALL)
 
@@ -39,7 +41,7 @@ def test_the_option_tables_are_the_declarations():
 
 def test_every_option_named_in_the_readme_exists():
     text = README.read_text(encoding="utf-8")
-    declared = set(OPTIONS) | set(WEB_OPTIONS)
+    declared = set(OPTIONS) | set(WEB_OPTIONS) | set(CELERY_OPTIONS)
     for match in BLOCK.finditer(text):
         for name in re.findall(r"^\| `(\w+)` \|", match.group(3), re.MULTILINE):
             assert name in declared, name

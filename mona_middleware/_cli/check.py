@@ -24,8 +24,8 @@ from typing import Any
 import requests
 
 from .._util.options import Spec
+from .._web.options import CELERY_OPTIONS, CeleryOptions, WebOptions
 from .._web.options import OPTIONS as WEB_OPTIONS
-from .._web.options import WebOptions
 from ..config import OPTIONS, OTHER_VARIABLES, SECRET_OPTIONS, MonaConfig
 from ..errors import MonaConfigError
 from ..transports.auth import AuthError, MonaTokenAuth, tenant_of
@@ -111,6 +111,7 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
     try:
         config = MonaConfig.resolve(env=env)
         web = WebOptions.resolve({}, env)
+        CeleryOptions.resolve({}, env)  # MonaCelery's variables: a bad one is named here too
     except MonaConfigError as exc:
         report.problem, report.status = f"invalid configuration: {exc}", 2
         return report
@@ -174,7 +175,8 @@ def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
 
 
 def _unknown_variables(env: Mapping[str, str]) -> list[str]:
-    known = {spec.env for spec in ENV_OPTIONS.values()} | OTHER_VARIABLES
+    known = {spec.env for spec in (*ENV_OPTIONS.values(), *CELERY_OPTIONS.values())}
+    known |= OTHER_VARIABLES
     unknown = sorted(
         var for var in env if var.startswith(("MONA_SDK_", "MONA_MIDDLEWARE_")) and var not in known
     )

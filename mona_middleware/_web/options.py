@@ -29,11 +29,14 @@ from ..errors import MonaConfigError
 
 __all__ = [
     "ALL_OPTIONS",
+    "CELERY_OPTIONS",
     "DEFAULT_CONTEXT_CLASS",
     "DEFAULT_FIELD_NAMES",
     "WEB_OPTIONS",
+    "CeleryOptions",
     "WebOptions",
     "options_from_prefixed",
+    "split_celery_options",
     "split_options",
 ]
 
@@ -216,3 +219,58 @@ def options_from_prefixed(config: Mapping[str, Any], prefix: str = "MONA_") -> d
         if key in config:
             found[name] = config[key]
     return found
+
+
+def _task_class(value: Any) -> str | None:
+    return None if value is None else non_empty_text(value)
+
+
+@dataclass(frozen=True)
+class CeleryOptions:
+    """``MonaCelery``'s options: arguments, then ``app.conf.mona_<option>``, then the env."""
+
+    context_class: str | None = option(
+        None, "MONA_MIDDLEWARE_TASK_CONTEXT_CLASS", _task_class,
+        shown_default="the task's name", doc="the class of task contexts",
+    )  # fmt: skip
+    continue_context: bool = option(
+        False, "MONA_MIDDLEWARE_CONTINUE_CONTEXT", boolean,
+        doc="a task queued inside a context exports into that context (same class and id) "
+        "instead of its own",
+    )  # fmt: skip
+    propagate_context: bool = option(
+        True, "MONA_MIDDLEWARE_PROPAGATE_CONTEXT", boolean,
+        doc="a task queued inside a context carries its class and id in the message headers",
+    )  # fmt: skip
+    excluded_tasks: tuple[re.Pattern[str], ...] = option(
+        (), "MONA_MIDDLEWARE_EXCLUDED_TASKS", _patterns,
+        doc="regexes (comma-separated in the variable); a matching task name is not recorded",
+    )  # fmt: skip
+    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
+        None, None, callable_value,
+        doc="`before_send(message) -> message or None`, as for the web adapters",
+    )  # fmt: skip
+    enabled: bool = option(True, None, boolean, doc="false: tasks run unrecorded")
+
+    @classmethod
+    def resolve(
+        cls, options: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> CeleryOptions:
+        """Options over ``env`` over defaults; an invalid one raises ``MonaConfigError``."""
+        env = os.environ if env is None else env
+        layers = [("option", options)]
+        return cls(
+            **{name: resolve(spec, layers, env, True) for name, spec in CELERY_OPTIONS.items()}
+        )
+
+
+CELERY_OPTIONS: dict[str, Spec] = specs(CeleryOptions)
+
+
+def split_celery_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(task options, exporter options); an unknown name raises, naming it."""
+    unknown = sorted(set(options) - set(CELERY_OPTIONS) - set(CONFIG_OPTIONS))
+    if unknown:
+        raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+    own = {k: v for k, v in options.items() if k in CELERY_OPTIONS}
+    return own, {k: v for k, v in options.items() if k not in CELERY_OPTIONS}

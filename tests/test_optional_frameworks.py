@@ -14,7 +14,9 @@ import textwrap
 
 import pytest
 
-FRAMEWORKS = ("flask", "werkzeug", "django", "asgiref", "starlette", "fastapi")
+FRAMEWORKS = (
+    "flask", "werkzeug", "django", "asgiref", "starlette", "fastapi", "aiohttp",
+)  # fmt: skip
 
 
 def run_python(code: str, *, block_frameworks: bool) -> subprocess.CompletedProcess[str]:
@@ -79,7 +81,12 @@ def test_contexts_and_the_wsgi_middleware_work_without_any_framework():
 
 @pytest.mark.parametrize(
     ("module", "extra"),
-    [("flask", "flask"), ("django", "django"), ("_web.starlette_routes", "starlette")],
+    [
+        ("flask", "flask"),
+        ("django", "django"),
+        ("_web.starlette_routes", "starlette"),
+        ("aiohttp", "aiohttp"),
+    ],
 )
 def test_an_adapter_without_its_framework_names_the_extra_to_install(module, extra):
     result = run_python(f"import mona_middleware.{module}", block_frameworks=True)

@@ -28,6 +28,7 @@ ROOT = PACKAGE.parent
 # Public modules: the import paths users type. Everything else is private (``_name``).
 PUBLIC_MODULES = {
     "mona_middleware.aggregate",
+    "mona_middleware.aiohttp",
     "mona_middleware.asgi",
     "mona_middleware.collector",
     "mona_middleware.config",

@@ -18,7 +18,7 @@ from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
 
-__all__ = ["REDACTED", "RequestState", "WebMonitor", "redacted"]
+__all__ = ["REDACTED", "ConnectionState", "RequestState", "WebMonitor", "redacted"]
 
 _OPEN = Guard("could not open the request's context")
 _RECORD = Guard("could not record the request's fields")
@@ -48,6 +48,19 @@ class RequestState:
         self.ended: float | None = None  # when the last byte went out, if known before finish
         self.finished = False
         self.whole = False  # the framework holds the whole body (Flask): close at teardown
+
+
+class ConnectionState(RequestState):
+    """A websocket connection's facts: messages each way and how it closed."""
+
+    __slots__ = ("accepted", "close_code", "received", "sent")
+
+    def __init__(self, method: str) -> None:
+        super().__init__(method)
+        self.received = 0
+        self.sent = 0
+        self.close_code: int | None = None
+        self.accepted = False
 
 
 def redacted(name: str, extra: re.Pattern[str] | None = None) -> bool:
@@ -87,11 +100,22 @@ class WebMonitor:
         return any(pattern.search(path) for pattern in self.options.excluded_urls)
 
     def start(
-        self, method: str, path: str, header: Callable[[str], str | None]
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], str | None],
+        *,
+        websocket: bool = False,
     ) -> MonaContext | None:
-        """Open a fresh context for this request (None when off or excluded); never raises."""
+        """Open a fresh context for this request (None when off or excluded); never raises.
+
+        ``websocket``: a connection's context (``websocket_context_class``, its own fields),
+        None when the ``websockets`` option is off.
+        """
         options = self.options
         if not options.enabled or (options.excluded_urls and self.excluded(path)):
+            return None
+        if websocket and not options.websockets:
             return None
         config = process.config()
         if config.disable_all or process.disabled():
@@ -103,10 +127,13 @@ class WebMonitor:
                 given = header(options.context_id_header)
                 if given and len(given) <= 256:
                     context_id = given
-            ctx = MonaContext(options.context_class, context_id)
+            if websocket:
+                ctx = MonaContext(options.websocket_context_class, context_id)
+            else:
+                ctx = MonaContext(options.context_class, context_id)
             sample(ctx, config)  # the switch and the class are checked already
             ctx.before_send = options.before_send
-            ctx.request = RequestState(method)
+            ctx.request = ConnectionState(method) if websocket else RequestState(method)
             if options.capture_headers and not ctx.disabled:
                 ctx.export(self.headers(header))
             return ctx.open()  # a new value for the var: never a context a server leaked
@@ -150,6 +177,12 @@ class WebMonitor:
         try:  # a guarded site (see Guard)
             method, route, status, duration, exception = self._names
             fields: dict[str, Any] = {}
+            if type(state) is ConnectionState:
+                method = status = None  # a connection has no status; its method is GET
+                fields["messages_received"] = state.received
+                fields["messages_sent"] = state.sent
+                if state.close_code is not None:
+                    fields["close_code"] = state.close_code
             if method:
                 fields[method] = state.method
             if route and state.route is not None:

@@ -16,6 +16,7 @@ import pytest
 
 FRAMEWORKS = (
     "flask", "werkzeug", "django", "asgiref", "starlette", "fastapi", "aiohttp",
+    "gevent",
 )  # fmt: skip
 
 
@@ -86,6 +87,7 @@ def test_contexts_and_the_wsgi_middleware_work_without_any_framework():
         ("django", "django"),
         ("_web.starlette_routes", "starlette"),
         ("aiohttp", "aiohttp"),
+        ("gevent", "gevent"),
     ],
 )
 def test_an_adapter_without_its_framework_names_the_extra_to_install(module, extra):

@@ -35,6 +35,7 @@ PUBLIC_MODULES = {
     "mona_middleware.django",
     "mona_middleware.errors",
     "mona_middleware.flask",
+    "mona_middleware.gevent",
     "mona_middleware.testing",
     "mona_middleware.transports",
     "mona_middleware.wsgi",

@@ -143,7 +143,7 @@ class MonaASGIMiddleware:
             if kind == "websocket.receive":
                 state.received += 1
             elif kind == "websocket.disconnect" and state.close_code is None:
-                state.close_code = message.get("code", 1005)
+                state.close_code = message.get("code") or 1005
             return message
 
         async def send_counting(message: Message) -> None:

@@ -6,6 +6,7 @@ Through Starlette's TestClient, and a real uvicorn with a real websocket client 
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import pytest
@@ -15,11 +16,14 @@ pytest.importorskip("starlette")
 from starlette.websockets import WebSocketDisconnect
 
 import mona_middleware as mona
+from mona_middleware._runtime.signals import EXIT_CODE_SIGTERM
 
 from ..servers import mona_env, uvicorn
 from .helpers import TestClient
-from .test_servers import STOPPED
 from .websocket_app import make_app
+
+# uvicorn >= 0.29 dies by the re-raised SIGTERM after its shutdown (see test_servers.py)
+STOPPED = (0, -signal.SIGTERM, EXIT_CODE_SIGTERM)
 
 
 def connections(transport) -> dict:

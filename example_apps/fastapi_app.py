@@ -11,8 +11,9 @@ Try:  curl -X POST localhost:8000/predict -H 'content-type: application/json' \\
 Every HTTP request becomes a context of class RECOMMENDATIONS; ``@mona.monitor`` puts
 /predict under its own class, PREDICTIONS, with a static field. The model comes from a
 dependency (``Depends``), which exports too; a background task exports after the
-response was sent, into the same context. /health is excluded, the websocket is left
-alone, and what is still queued is flushed when the server stops (lifespan shutdown).
+response was sent, into the same context. /health is excluded, each connection to the
+websocket is one WEBSOCKET context (messages each way, close code, duration), and what is
+still queued is flushed when the server stops (lifespan shutdown).
 """
 
 import os

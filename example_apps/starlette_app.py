@@ -9,8 +9,9 @@ Try:  curl -X POST localhost:8000/predict -d '{"items": [3, 5, 8]}'
 
 Every HTTP request becomes a context of class RECOMMENDATIONS with its method, route
 template, status and duration; the endpoints add what a model-serving endpoint knows.
-/health is excluded, the websocket is left alone, and what is still queued is flushed
-when the server stops (lifespan shutdown). Without MONA_SDK_* credentials the messages
+/health is excluded, each websocket connection is one WEBSOCKET context (messages each
+way, close code, duration), and what is still queued is flushed when the server stops
+(lifespan shutdown). Without MONA_SDK_* credentials the messages
 go to ./mona-messages.jsonl.
 """
 

@@ -13,6 +13,12 @@ false), and ``duration_ms`` ends there; the context itself closes when the app r
 so what Starlette/FastAPI ``BackgroundTasks`` export (they run after the body is sent,
 in the same task) lands in the request's context, not in a follow-up message.
 
+Websockets: one context per connection (class ``websocket_context_class``), open from
+the connect to the app's return, so what the endpoint exports while the connection lives
+lands in it, with ``messages_received``, ``messages_sent``, ``close_code``,
+``duration_ms``, the route template and, for an error, ``exception_type``;
+``websockets=False`` passes them through untouched.
+
 Lifespan: the exporter is flushed (off the event loop) before ``lifespan.shutdown.complete``
 goes back to the server, so a stopping uvicorn/gunicorn worker sends what it holds. An
 app that does not speak lifespan gets the protocol answered for it. Keep lifespan on
@@ -61,12 +67,22 @@ class MonaASGIMiddleware:
         self.app = app
         self.monitor = WebMonitor(options)
 
+    @classmethod
+    def with_monitor(cls, app: ASGIApp, monitor: WebMonitor) -> MonaASGIMiddleware:
+        """The middleware around ``app`` sharing an adapter's ``monitor`` (Django Channels)."""
+        middleware = cls.__new__(cls)
+        middleware.app, middleware.monitor = app, monitor
+        return middleware
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await _Lifespan(self.app).run(scope, receive, send)
                 return
-            await self.app(scope, receive, send)  # websockets and others: untouched
+            if scope["type"] == "websocket" and self.monitor.options.websockets:
+                await self._websocket(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # others: untouched
             return
         ctx = self.monitor.start(scope.get("method", "GET"), scope.get("path", ""), _header(scope))
         if ctx is None:  # excluded or off: run without any context the server's task leaked
@@ -104,13 +120,62 @@ class MonaASGIMiddleware:
         finally:
             self._close(ctx, scope, arrived, sent_at)
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One context for the whole connection: messages each way, how and when it closed.
+
+        ``close_code`` is the first close either side sent: the app's ``websocket.close``
+        (1000 unless it says), or the client's ``websocket.disconnect`` (1005 unless it
+        says); an app that raised after accepting gets 1011, what servers then send.
+        """
+        monitor = self.monitor
+        ctx = monitor.start("GET", scope.get("path", ""), _header(scope), websocket=True)
+        if ctx is None:
+            with passing_through():
+                await self.app(scope, receive, send)
+            return
+        state = ctx.request
+        arrived = (scope.get("path", ""), scope.get("root_path", ""))
+        monitor.call_hook(monitor.options.request_hook, ctx, scope)
+
+        async def receive_counting() -> Message:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                state.received += 1
+            elif kind == "websocket.disconnect" and state.close_code is None:
+                state.close_code = message.get("code") or 1005
+            return message
+
+        async def send_counting(message: Message) -> None:
+            kind = message["type"]
+            if kind == "websocket.send":
+                await send(message)
+                state.sent += 1
+                return
+            if kind == "websocket.accept":
+                state.accepted = True
+            elif kind == "websocket.close" and state.close_code is None:
+                state.close_code = message.get("code") or 1000
+            await send(message)
+
+        try:
+            await self.app(scope, receive_counting, send_counting)
+        except BaseException as exc:
+            state.exception = _single_error(exc)
+            if isinstance(exc, Exception) and state.accepted and state.close_code is None:
+                state.close_code = 1011
+            raise
+        finally:
+            self._close(ctx, scope, arrived, None)
+
     def _close(
         self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
     ) -> None:
         """Add the route and close; runs in ``finally``, so it must never raise."""
         try:  # guarded sites (see Guard): try is free on this path, a with is not
             state = ctx.request
-            state.route = _route(scope, *arrived)
+            if state.route is None:  # one an inner layer set wins (Django Channels')
+                state.route = _route(scope, *arrived)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
         except Exception as exc:

@@ -77,8 +77,8 @@ class AppServer:
             try:
                 requests.get(self.url + path, timeout=1)
                 return
-            except requests.ConnectionError:
-                time.sleep(0.05)
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or a
+                time.sleep(0.05)  # worker still booting behind the master's socket
         self.kill()
         raise TimeoutError(f"server not ready within {timeout} s:\n{self.output}")
 

@@ -14,7 +14,10 @@ import textwrap
 
 import pytest
 
-FRAMEWORKS = ("flask", "werkzeug", "django", "asgiref", "starlette", "fastapi", "celery")
+FRAMEWORKS = (
+    "flask", "werkzeug", "django", "asgiref", "starlette", "fastapi", "celery", "aiohttp",
+    "gevent",
+)  # fmt: skip
 
 
 def run_python(code: str, *, block_frameworks: bool) -> subprocess.CompletedProcess[str]:
@@ -84,6 +87,8 @@ def test_contexts_and_the_wsgi_middleware_work_without_any_framework():
         ("django", "django"),
         ("_web.starlette_routes", "starlette"),
         ("celery", "celery"),
+        ("aiohttp", "aiohttp"),
+        ("gevent", "gevent"),
     ],
 )
 def test_an_adapter_without_its_framework_names_the_extra_to_install(module, extra):

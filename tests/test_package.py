@@ -28,6 +28,7 @@ ROOT = PACKAGE.parent
 # Public modules: the import paths users type. Everything else is private (``_name``).
 PUBLIC_MODULES = {
     "mona_middleware.aggregate",
+    "mona_middleware.aiohttp",
     "mona_middleware.asgi",
     "mona_middleware.celery",
     "mona_middleware.collector",
@@ -37,6 +38,7 @@ PUBLIC_MODULES = {
     "mona_middleware.flask",
     "mona_middleware.logging",
     "mona_middleware.propagation",
+    "mona_middleware.gevent",
     "mona_middleware.testing",
     "mona_middleware.transports",
     "mona_middleware.wsgi",

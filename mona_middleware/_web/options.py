@@ -32,6 +32,7 @@ __all__ = [
     "CELERY_OPTIONS",
     "DEFAULT_CONTEXT_CLASS",
     "DEFAULT_FIELD_NAMES",
+    "DEFAULT_WEBSOCKET_CONTEXT_CLASS",
     "WEB_OPTIONS",
     "CeleryOptions",
     "WebOptions",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 DEFAULT_CONTEXT_CLASS = "HTTP_REQUEST"
+DEFAULT_WEBSOCKET_CONTEXT_CLASS = "WEBSOCKET"
 # Standard request fields and their default names; rename or drop (None) via field_names.
 DEFAULT_FIELD_NAMES = MappingProxyType(
     {
@@ -164,13 +166,14 @@ class WebOptions:
     )  # fmt: skip
     request_hook: Callable[..., Any] | None = option(
         None, None, callable_value,
-        doc="called when the context opens: WSGI `(ctx, environ)`, ASGI `(ctx, scope)`, "
-        "Django `(ctx, request)`",
+        doc="called when the context opens: WSGI `(ctx, environ)`, ASGI `(ctx, scope)` "
+        "(websocket connections too), "
+        "Django and aiohttp `(ctx, request)`",
     )  # fmt: skip
     response_hook: Callable[..., Any] | None = option(
         None, None, callable_value,
         doc="called with the response: WSGI `(ctx, environ, status, headers)`, ASGI "
-        "`(ctx, scope, status, headers)`, Django `(ctx, request, response)`",
+        "`(ctx, scope, status, headers)`, Django and aiohttp `(ctx, request, response)`",
     )  # fmt: skip
     before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
         None, None, callable_value,
@@ -183,6 +186,16 @@ class WebOptions:
     handle_sigterm: bool = option(
         True, None, boolean, doc="let a plain `python app.py` flush on SIGTERM (see Shutdown)"
     )
+    websockets: bool = option(
+        True, "MONA_MIDDLEWARE_WEBSOCKETS", boolean,
+        doc="one context per websocket connection (ASGI, Django Channels) with "
+        "`messages_received`, `messages_sent`, `close_code`, `duration_ms`; false: they "
+        "pass through untouched",
+    )  # fmt: skip
+    websocket_context_class: str = option(
+        DEFAULT_WEBSOCKET_CONTEXT_CLASS, "MONA_MIDDLEWARE_WEBSOCKET_CONTEXT_CLASS",
+        non_empty_text, doc="the class of websocket connection contexts",
+    )  # fmt: skip
 
     @classmethod
     def resolve(

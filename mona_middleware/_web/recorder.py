@@ -21,7 +21,7 @@ from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
 
-__all__ = ["REDACTED", "RequestState", "WebMonitor", "redacted"]
+__all__ = ["REDACTED", "ConnectionState", "RequestState", "WebMonitor", "redacted"]
 
 _MODULES = sys.modules  # OpenTelemetry is in use only once the app has imported it
 _OPEN = Guard("could not open the request's context")
@@ -67,6 +67,19 @@ class RequestState:
         self.whole = False  # the framework holds the whole body (Flask): close at teardown
 
 
+class ConnectionState(RequestState):
+    """A websocket connection's facts: messages each way and how it closed."""
+
+    __slots__ = ("accepted", "close_code", "received", "sent")
+
+    def __init__(self, method: str) -> None:
+        super().__init__(method)
+        self.received = 0
+        self.sent = 0
+        self.close_code: int | None = None
+        self.accepted = False
+
+
 def redacted(name: str, extra: re.Pattern[str] | None = None) -> bool:
     """Whether header ``name``'s value is replaced by ``[REDACTED]``: the default or ``extra``.
 
@@ -104,11 +117,22 @@ class WebMonitor:
         return any(pattern.search(path) for pattern in self.options.excluded_urls)
 
     def start(
-        self, method: str, path: str, header: Callable[[str], str | None]
+        self,
+        method: str,
+        path: str,
+        header: Callable[[str], str | None],
+        *,
+        websocket: bool = False,
     ) -> MonaContext | None:
-        """Open a fresh context for this request (None when off or excluded); never raises."""
+        """Open a fresh context for this request (None when off or excluded); never raises.
+
+        ``websocket``: a connection's context (``websocket_context_class``, its own fields),
+        None when the ``websockets`` option is off.
+        """
         options = self.options
         if not options.enabled or (options.excluded_urls and self.excluded(path)):
+            return None
+        if websocket and not options.websockets:
             return None
         config = process.config()
         if config.disable_all or process.disabled():
@@ -125,13 +149,15 @@ class WebMonitor:
                 given = header(options.context_id_header)
                 if given and len(given) <= 256:
                     context_id = given
+            if websocket and not continued:
+                context_class = options.websocket_context_class
             trace_id = current_trace_id() if TRACE_MODULE in _MODULES else None
             if context_id is None and trace_id is not None and options.context_id_from_trace:
                 context_id = trace_id
             ctx = MonaContext(context_class, context_id)
             sample(ctx, config)  # the switch and the class are checked already
             ctx.before_send = options.before_send
-            state = ctx.request = RequestState(method)
+            state = ctx.request = ConnectionState(method) if websocket else RequestState(method)
             state.continued = continued
             state.trace_id = trace_id
             if options.capture_headers and not ctx.disabled:
@@ -186,6 +212,12 @@ class WebMonitor:
         try:  # a guarded site (see Guard)
             method, route, status, duration, exception, trace = self._names
             fields: dict[str, Any] = {}
+            if type(state) is ConnectionState:
+                method = status = None  # a connection has no status; its method is GET
+                fields["messages_received"] = state.received
+                fields["messages_sent"] = state.sent
+                if state.close_code is not None:
+                    fields["close_code"] = state.close_code
             if method:
                 fields[method] = state.method
             if route and state.route is not None:

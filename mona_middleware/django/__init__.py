@@ -24,5 +24,6 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
 
 from .asgi import asgi_application
 from .middleware import MonaMiddleware
+from .websockets import websocket_application
 
-__all__ = ["MonaMiddleware", "asgi_application"]
+__all__ = ["MonaMiddleware", "asgi_application", "websocket_application"]

@@ -98,8 +98,8 @@ def test_background_task_exports_land_in_the_request_context(memory):
     assert fields["duration_ms"] < 250  # the response's time, not the background task's
 
 
-def test_websockets_pass_through_untouched(memory):
-    with TestClient(make_app()).websocket_connect("/ws") as websocket:
+def test_websockets_pass_through_untouched_when_off(memory):
+    with TestClient(make_app(websockets=False)).websocket_connect("/ws") as websocket:
         assert websocket.receive_json() == {"context": "None"}
     assert mona.flush(5) and memory.messages == []
 

@@ -33,6 +33,7 @@ from ._api.context import MonaContext, passing_through
 from ._runtime import process
 from ._util.log import Guard, logger
 from ._web.recorder import WebMonitor
+from ._web.routes import asgi_route, prepare_app
 
 __all__ = ["MonaASGIMiddleware", "MonaLifespan"]
 
@@ -60,6 +61,7 @@ class MonaASGIMiddleware:
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         self.app = app
         self.monitor = WebMonitor(options)
+        prepare_app(app)  # Quart's and Falcon's templates need a hook in the app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +112,7 @@ class MonaASGIMiddleware:
         """Add the route and close; runs in ``finally``, so it must never raise."""
         try:  # guarded sites (see Guard): try is free on this path, a with is not
             state = ctx.request
-            state.route = _route(scope, *arrived)
+            state.route = asgi_route(scope, *arrived, self.monitor.options.route_resolver)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
         except Exception as exc:
@@ -186,22 +188,6 @@ def _header(scope: Scope) -> Callable[[str], str | None]:
         return None
 
     return header
-
-
-_route_template: Callable[[Scope, str, str], str | None] | None = None
-
-
-def _route(scope: Scope, path: str, root_path: str) -> str | None:
-    global _route_template
-    if "route" not in scope and "router" not in scope:
-        return None  # not a Starlette-style router: no template rather than a guess
-    if _route_template is None:  # imported once, on the first routed request
-        try:
-            from ._web.starlette_routes import route_template
-        except ImportError:
-            return None
-        _route_template = route_template
-    return _route_template(scope, path, root_path)
 
 
 async def _flush_off_loop() -> None:

@@ -35,7 +35,7 @@ from ._util.log import Guard, logger
 from ._web.recorder import WebMonitor
 from ._web.routes import asgi_route, prepare_app
 
-__all__ = ["MonaASGIMiddleware", "MonaLifespan"]
+__all__ = ["MonaASGIMiddleware", "MonaLifespan", "lifespan_wrapped", "lifespan_wrapper_built"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -59,8 +59,10 @@ class MonaASGIMiddleware:
     """
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
+        global _wrappers_built
         self.app = app
         self.monitor = WebMonitor(options)
+        _wrappers_built = True
         prepare_app(app)  # Quart's and Falcon's templates need a hook in the app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -140,13 +142,28 @@ class MonaLifespan:
     """
 
     def __init__(self, app: ASGIApp) -> None:
+        global _wrappers_built
         self.app = app
+        _wrappers_built = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _Lifespan(self.app).run(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+_wrappers_built = False  # whether this process built a MonaLifespan or a MonaASGIMiddleware
+
+
+def lifespan_wrapped(app: Any) -> bool:
+    """Whether ``app`` is one of ours, so lifespan shutdown flushes the exporter."""
+    return isinstance(app, (MonaASGIMiddleware, MonaLifespan))
+
+
+def lifespan_wrapper_built() -> bool:
+    """Whether this process built one (Django's middleware asks, under ASGI, once)."""
+    return _wrappers_built
 
 
 def _single_error(exc: BaseException) -> BaseException:

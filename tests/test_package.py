@@ -160,7 +160,7 @@ def test_every_module_imports_first_in_a_fresh_interpreter_in_any_order():
             "    try:\n"
             "        importlib.import_module(name)\n"
             "    except ImportError as exc:\n"
-            "        if \"pip install 'mona_middleware[\" not in str(exc):\n"
+            '        if "pip install \'mona_middleware[" not in str(exc):\n'
             "            raise\n"
         )
         return first, run_python(code)

@@ -142,6 +142,7 @@ def test_first_use_of_the_api_starts_no_thread_until_a_context_closes():
     assert result.stdout.split() == ["1", "True"]
 
 
+@pytest.mark.timeout(600)  # one interpreter per module: minutes on a loaded machine
 def test_every_module_imports_first_in_a_fresh_interpreter_in_any_order():
     """No module works only because another was imported before it (a cycle held by
     import order fails exactly like this)."""

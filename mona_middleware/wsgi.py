@@ -87,7 +87,6 @@ class MonaWSGIMiddleware:
             return body  # still the server's own type: it may sendfile() it
         return _ClosingBody(body, ctx, monitor)
 
-
     def _route(self, state: Any, environ: dict[str, Any]) -> None:
         """The template, read once the app has routed (never the raw path); never raises."""
         if state.route is None and not state.finished:

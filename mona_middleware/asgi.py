@@ -39,8 +39,9 @@ from ._api.context import MonaContext, passing_through
 from ._runtime import process
 from ._util.log import Guard, logger
 from ._web.recorder import WebMonitor
+from ._web.routes import asgi_route, prepare_app
 
-__all__ = ["MonaASGIMiddleware", "MonaLifespan"]
+__all__ = ["MonaASGIMiddleware", "MonaLifespan", "lifespan_wrapped", "lifespan_wrapper_built"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,8 +65,11 @@ class MonaASGIMiddleware:
     """
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
+        global _wrappers_built
         self.app = app
         self.monitor = WebMonitor(options)
+        _wrappers_built = True
+        prepare_app(app)  # Quart's and Falcon's templates need a hook in the app
 
     @classmethod
     def with_monitor(cls, app: ASGIApp, monitor: WebMonitor) -> MonaASGIMiddleware:
@@ -175,7 +179,7 @@ class MonaASGIMiddleware:
         try:  # guarded sites (see Guard): try is free on this path, a with is not
             state = ctx.request
             if state.route is None:  # one an inner layer set wins (Django Channels')
-                state.route = _route(scope, *arrived)
+                state.route = asgi_route(scope, *arrived, self.monitor.options.route_resolver)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
         except Exception as exc:
@@ -203,13 +207,28 @@ class MonaLifespan:
     """
 
     def __init__(self, app: ASGIApp) -> None:
+        global _wrappers_built
         self.app = app
+        _wrappers_built = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _Lifespan(self.app).run(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+_wrappers_built = False  # whether this process built a MonaLifespan or a MonaASGIMiddleware
+
+
+def lifespan_wrapped(app: Any) -> bool:
+    """Whether ``app`` is one of ours, so lifespan shutdown flushes the exporter."""
+    return isinstance(app, (MonaASGIMiddleware, MonaLifespan))
+
+
+def lifespan_wrapper_built() -> bool:
+    """Whether this process built one (Django's middleware asks, under ASGI, once)."""
+    return _wrappers_built
 
 
 def _single_error(exc: BaseException) -> BaseException:
@@ -251,22 +270,6 @@ def _header(scope: Scope) -> Callable[[str], str | None]:
         return None
 
     return header
-
-
-_route_template: Callable[[Scope, str, str], str | None] | None = None
-
-
-def _route(scope: Scope, path: str, root_path: str) -> str | None:
-    global _route_template
-    if "route" not in scope and "router" not in scope:
-        return None  # not a Starlette-style router: no template rather than a guess
-    if _route_template is None:  # imported once, on the first routed request
-        try:
-            from ._web.starlette_routes import route_template
-        except ImportError:
-            return None
-        _route_template = route_template
-    return _route_template(scope, path, root_path)
 
 
 async def _flush_off_loop() -> None:

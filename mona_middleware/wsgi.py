@@ -16,9 +16,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ._api.context import MonaContext, passing_through
+from ._util.log import Guard
 from ._web.recorder import WebMonitor
+from ._web.routes import prepare_app, wsgi_route
 
 __all__ = ["MonaWSGIMiddleware"]
+
+_ROUTE = Guard("could not read the request's route")
 
 
 class MonaWSGIMiddleware:
@@ -33,6 +37,7 @@ class MonaWSGIMiddleware:
     def __init__(self, app: Callable[..., Iterable[bytes]], **options: Any) -> None:
         self.app = app
         self.monitor = WebMonitor(options)
+        prepare_app(app)  # Falcon's and Pyramid's templates need a hook in the app
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -64,8 +69,10 @@ class MonaWSGIMiddleware:
             body = self.app(environ, record_status)
         except BaseException as exc:
             state.exception = exc
+            self._route(state, environ)
             monitor.finish(ctx)
             raise
+        self._route(state, environ)
         if state.finished:  # the framework closed it already (MonaFlask, a whole body)
             return body
         if type(body) is list or type(body) is tuple:  # built whole: nothing left to stream
@@ -79,6 +86,14 @@ class MonaWSGIMiddleware:
         ):
             return body  # still the server's own type: it may sendfile() it
         return _ClosingBody(body, ctx, monitor)
+
+    def _route(self, state: Any, environ: dict[str, Any]) -> None:
+        """The template, read once the app has routed (never the raw path); never raises."""
+        if state.route is None and not state.finished:
+            try:
+                state.route = wsgi_route(environ, self.monitor.options.route_resolver)
+            except Exception as exc:
+                _ROUTE.caught(exc)
 
 
 # PEP 3333 keeps these two out of the HTTP_ namespace.

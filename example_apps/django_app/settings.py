@@ -12,7 +12,7 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-a-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
-INSTALLED_APPS = ["mona_middleware.django"]  # optional: validates MONA at start-up
+INSTALLED_APPS = ["mona_middleware.django"]  # optional: system checks (manage.py check)
 MIDDLEWARE = ["mona_middleware.django.MonaMiddleware"]  # first, so it sees every request
 ROOT_URLCONF = "example_apps.django_app.urls"
 WSGI_APPLICATION = "example_apps.django_app.wsgi.application"

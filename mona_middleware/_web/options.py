@@ -175,6 +175,12 @@ class WebOptions:
         doc="called with the response: WSGI `(ctx, environ, status, headers)`, ASGI "
         "`(ctx, scope, status, headers)`, Django and aiohttp `(ctx, request, response)`",
     )  # fmt: skip
+    route_resolver: Callable[[Any], str | None] | None = option(
+        None, None, callable_value,
+        doc="`route_resolver(scope_or_environ) -> str or None`, called after the app ran: "
+        "the route template where the framework offers none (plain ASGI/WSGI middlewares; "
+        "None falls back to the framework's)",
+    )  # fmt: skip
     before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
         None, None, callable_value,
         doc="`before_send(message) -> message or None`: change or drop each wire message "

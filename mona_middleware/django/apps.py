@@ -1,7 +1,9 @@
-"""The optional ``mona_middleware.django`` app: a bad ``settings.MONA`` fails at start-up.
+"""The optional ``mona_middleware.django`` app: Django's system checks for our settings.
 
-Without it the middleware still validates when Django builds the middleware chain; with
-it, ``manage.py check``, ``migrate`` and every other command fail early too. It starts
+With it, ``manage.py check`` (and ``runserver``, ``migrate``...) report a bad
+``settings.MONA``, the middleware's place in ``MIDDLEWARE`` and an ASGI application
+without lifespan, as ``mona_middleware.E001``... with hints (see ``checks``). Without it
+the middleware still validates when Django builds the middleware chain. It starts
 nothing (no exporter, no signal handler): ``ready()`` also runs in runserver's reloader
 parent, which must keep SIGTERM's default action.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-from .conf import check_settings
+from . import checks
 
 
 class MonaDjangoConfig(AppConfig):
@@ -21,4 +23,4 @@ class MonaDjangoConfig(AppConfig):
     verbose_name = "Mona monitoring"
 
     def ready(self) -> None:
-        check_settings()
+        checks.register()

@@ -21,8 +21,9 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest
 
 from .._api.context import MonaContext, passing_through
-from .._util.log import Guard
+from .._util.log import Guard, logger
 from .._web.recorder import RequestState, WebMonitor
+from ..asgi import lifespan_wrapper_built
 from .closing import close_after_sending
 from .conf import build_monitor
 
@@ -52,6 +53,7 @@ class MonaMiddleware:
         if not self.monitor.options.enabled:
             raise MiddlewareNotUsed("mona_middleware: disabled by settings.MONA['enabled']")
         self._is_async = iscoroutinefunction(get_response)
+        self._asgi_unchecked = self._is_async  # W003, once, at the first ASGI request
         if self._is_async:
             markcoroutinefunction(self)
         # Exceptions raised outside the view (in another middleware) reach Django's 500
@@ -73,6 +75,9 @@ class MonaMiddleware:
         return self._respond(ctx, request, response)
 
     async def __acall__(self, request: HttpRequest) -> Any:
+        if self._asgi_unchecked:
+            self._asgi_unchecked = False
+            _warn_without_lifespan()
         ctx = self._start(request)
         get_response: Callable[[HttpRequest], Awaitable[Any]] = self.get_response
         if ctx is None:
@@ -141,6 +146,21 @@ def route_template(request: HttpRequest) -> str | None:
         return None
     route = str(route)
     return route if route.startswith(("/", "^")) else "/" + route
+
+
+def _warn_without_lifespan() -> None:
+    """W003 at run time: no system check runs under uvicorn or gunicorn.
+
+    By the first request the server has loaded ``asgi.py`` whole, so a wrapper of ours
+    around Django's application has been built by then if there is one.
+    """
+    from django.conf import settings
+
+    from .checks import asgi_warning
+
+    silenced = getattr(settings, "SILENCED_SYSTEM_CHECKS", ()) or ()
+    if not lifespan_wrapper_built() and "mona_middleware.W003" not in silenced:
+        logger.warning("%s", asgi_warning("Django's ASGI application"))
 
 
 def _state(request: HttpRequest | None) -> RequestState | None:

@@ -1,4 +1,4 @@
-"""The optional ``mona_middleware.django`` app: checks ``settings.MONA`` at start-up."""
+"""The optional ``mona_middleware.django`` app: registers the system checks, starts nothing."""
 
 from __future__ import annotations
 

@@ -72,6 +72,7 @@ class ExportStats:
             "fields_dropped": counts.get("fields_dropped", 0),
             "exports_refused": counts.get("exports_refused", 0),
             "exports_outside_context": counts.get("exports_outside_context", 0),
+            "queue_waits": counts.get("queue_waits", 0),
             "dropped": dropped,
             "dropped_total": sum(dropped.values()),
             "failure_reasons": rejected,

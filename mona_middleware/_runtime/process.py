@@ -18,6 +18,7 @@ from .._util import forks
 from .._util.log import limited, logger, set_logger
 from ..config import MonaConfig
 from ..transports import JsonlFileTransport, create_transport
+from . import uwsgi_host
 from .killswitch import ConfigFileWatcher
 
 __all__ = [
@@ -249,3 +250,4 @@ def _install_hooks() -> None:
         return
     STATE.hooks_installed = True
     atexit.register(_atexit)
+    uwsgi_host.install_atexit(_atexit)  # uWSGI workers may leave without running atexit

@@ -268,3 +268,57 @@ def test_memory_stays_bounded_after_100k_exports_to_a_dead_backend(tmp_path):
     assert figures["queued"] <= 10_000
     # every one of the 100,001 messages is accounted for: on disk, or counted as dropped
     assert figures["sent"] + figures["spooled"] + sum(figures["dropped"].values()) == 100_001
+
+
+HOOKLESS_FORK = """
+    import ctypes, json, os, sys
+    import mona_middleware as mona
+
+    hooks_ran = []
+    os.register_at_fork(after_in_child=lambda: hooks_ran.append(True))
+    with mona.context("PARENT", context_id="p1"):  # the exporter runs, this one is queued
+        mona.export({"who": "parent"})
+    with mona.context("PARENT"):
+        mona.export({"who": "parent, id made by the exporter"})
+    # libc's fork, as uWSGI calls it: none of Python's at-fork hooks run in the child
+    # (PyDLL keeps the GIL through the call, as a C server forking from Python code would).
+    pid = ctypes.PyDLL(None).fork()
+    if pid == 0:
+        for n in range(3):
+            with mona.context("CHILD"):
+                mona.export({"n": n})
+        flushed = mona.flush(30)
+        stats = mona.stats()
+        report = {"hooks_ran": bool(hooks_ran), "flushed": flushed,
+                  "sent": stats["messages_sent"], "dropped": stats["dropped"]}
+        sys.stdout.write(json.dumps(report) + "\\n")
+        sys.stdout.flush()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert mona.flush(30)
+    print(json.dumps({"parent_sent": mona.stats()["messages_sent"]}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="needs fork")
+def test_a_child_forked_without_hooks_starts_afresh_and_never_resends_the_parents_queue(
+    mona_server,
+):
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(HOOKLESS_FORK)],
+        env=mona_env(mona_server),  # flush_interval 30 s: the parent's two wait in its queue
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    forked, parent = (json.loads(line) for line in child.stdout.strip().splitlines())
+    assert forked == {"hooks_ran": False, "flushed": True, "sent": 3, "dropped": {}}
+    assert parent == {"parent_sent": 2}
+    assert "forked without Python's at-fork hooks" in child.stderr
+    messages = mona_server.messages()
+    classes = sorted(message["arcClass"] for message in messages)
+    assert classes == ["CHILD"] * 3 + ["PARENT"] * 2  # each once: the child sent only its own
+    ids = [message["contextId"] for message in messages]
+    assert len(set(ids)) == 5  # the child's id generator was reseeded, too

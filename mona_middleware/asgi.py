@@ -103,6 +103,8 @@ class MonaASGIMiddleware:
             raise
         finally:
             self._close(ctx, scope, arrived, sent_at)
+            if self.monitor.flush_after:
+                await _flush_off_loop()  # serverless: delivered before the app returns
 
     def _close(
         self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
@@ -116,7 +118,7 @@ class MonaASGIMiddleware:
         except Exception as exc:
             _ROUTE.caught(exc)
         try:
-            self.monitor.finish(ctx)
+            self.monitor.finish(ctx, flush=False)  # flushed off the loop by the caller
         except Exception as exc:
             _CLOSE.caught(exc)
 

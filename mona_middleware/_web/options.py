@@ -154,6 +154,11 @@ class WebOptions:
     handle_sigterm: bool = option(
         True, None, boolean, doc="let a plain `python app.py` flush on SIGTERM (see Shutdown)"
     )
+    flush_after_request: bool = option(
+        False, "MONA_MIDDLEWARE_FLUSH_AFTER_REQUEST", boolean,
+        doc="serverless (AWS Lambda): deliver each request's context before the response "
+        "completes, within `shutdown_timeout`",
+    )  # fmt: skip
 
     @classmethod
     def resolve(

@@ -6,6 +6,7 @@ which runs in its own process (``benchmarks.sinks``). Each variant runs in a fre
 child process; the same loop without the middleware is the baseline.
 
     python -m benchmarks.backfill --contexts 100000 [--queue-size 10000] [--rounds 1]
+    python -m benchmarks.backfill --contexts 500000 --export-batch   # + one export_batch call
 
 Prints contexts/s of the loop (bare, ours, and ours including the final flush), what
 the server received, ``stats()["dropped"]``, and the peak RSS of the loop's process.
@@ -62,11 +63,18 @@ def measure(variant: str, contexts: int, queue_size: int) -> dict:
         spool=False,
     )
     started = time.perf_counter()
-    for record in rows(contexts):
-        with mona.context("BACKFILL", context_id=f"row-{record['row']}"):
-            mona.export({"row": record["row"]})
-            mona.export({"score": record["score"]})
-            mona.export({"model": record["model"]})
+    if variant == "batch":  # the same rows as explicit messages, in one call
+        queued = mona.export_batch(
+            {"message": record, "contextClass": "BACKFILL", "contextId": f"row-{record['row']}"}
+            for record in rows(contexts)
+        )
+        assert queued == contexts, queued
+    else:
+        for record in rows(contexts):
+            with mona.context("BACKFILL", context_id=f"row-{record['row']}"):
+                mona.export({"row": record["row"]})
+                mona.export({"score": record["score"]})
+                mona.export({"model": record["model"]})
     loop_s = time.perf_counter() - started
     flushed = mona.flush(600)
     all_in_s = time.perf_counter() - started
@@ -88,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contexts", type=int, default=100_000)
     parser.add_argument("--queue-size", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--child", choices=("bare", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--export-batch", action="store_true", help="also send the rows with one export_batch"
+    )
+    parser.add_argument("--child", choices=("bare", "ours", "batch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         emit(measure(args.child, args.contexts, args.queue_size))
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with SinkProcess() as sink:
         for _ in range(args.rounds):
-            for variant in ("bare", "ours"):
+            for variant in ("bare", "ours", "batch")[: 3 if args.export_batch else 2]:
                 sink.reset()
                 result = run_child(
                     "benchmarks.backfill",
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     child_env(sink.endpoints),
                     timeout=1200,
                 )  # fmt: skip
-                if variant == "ours":
+                if variant != "bare":
                     result["received"] = sink.settled()["mona"]["messages"]
                 result["contexts_per_s"] = round(args.contexts / result["loop_s"])
                 result["all_in_contexts_per_s"] = round(args.contexts / result["all_in_s"])
@@ -113,17 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result), file=sys.stderr)
     for result in results:
         line = (
-            f"{result['variant']:>4}: {result['contexts_per_s']:>9,} contexts/s in the loop, "
+            f"{result['variant']:>5}: {result['contexts_per_s']:>9,} contexts/s in the loop, "
             f"{result['all_in_contexts_per_s']:>9,} with the final flush, "
             f"peak RSS {result['peak_mb']:.0f} MB"
         )
-        if result["variant"] == "ours":
+        if result["variant"] != "bare":
             line += (
                 f"; received {result['received']:,} of {args.contexts:,}, "
                 f"dropped {result['dropped'] or 0}, waits {result['queue_waits']:,}"
             )
         print(line)
-    ours = [r for r in results if r["variant"] == "ours"]
+    ours = [r for r in results if r["variant"] != "bare"]
     return 0 if all(r["received"] == args.contexts and not r["dropped"] for r in ours) else 1
 
 

@@ -132,10 +132,13 @@ class MonaContext:
         if self.request is not None:
             return True
         ctx = current_var.get()
-        while ctx is not None:
+        for _ in range(64):  # the enclosing contexts, innermost first (a cycle cannot hang)
+            if ctx is None or ctx is Token.MISSING:
+                return False
             if ctx.request is not None or ctx is PASS_THROUGH:
                 return True
-            ctx = ctx.parent
+            token = ctx._token  # an open context: what was current when it opened
+            ctx = token.old_value if token is not None else ctx.parent
         return False
 
     def export(

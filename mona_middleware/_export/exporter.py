@@ -111,7 +111,8 @@ class BatchExporter:
         # Waiting producers are let in once the batcher has made this much room: enough
         # for a burst of appends per wake-up, never more than half the queue.
         self._room_at = max(self._max - WAKE_EVERY, self._max // 2)
-        self._room = threading.Condition(threading.Lock())
+        # Reentrant: a signal handler that shuts down may run while this thread holds it.
+        self._room = threading.Condition(threading.RLock())
         self._waiting = 0  # producers waiting for room (read by the batcher without a lock)
         self._batch_size = self.config.batch_size
         self._wake_at = min(self._batch_size, WAKE_EVERY)

@@ -118,6 +118,7 @@ def test_a_request_under_a_full_queue_waits_at_most_the_bound_then_drops_counted
     assert set(stats["dropped"]) == {"queue full"} and 30 <= dropped < 60
     # Each request waited at most the bound (20 ms) plus scheduling, never for the 60 s
     # hang; the generous ceiling is for a loaded machine, not a timing.
+    print(f"longest request under a full queue: {max(waits) * 1000:.1f} ms (bound 20 ms)")
     assert max(waits) < 2, max(waits)
     assert stats["queue_waits"] >= dropped
     _release(mona_server)

@@ -96,10 +96,10 @@ def test_uwsgi_with_default_flags_delivers_every_request_context(mona_server, tm
             answer = requests.get(f"{server.url}/r{n}", headers={"x-id": f"r{n}"}, timeout=10)
             assert answer.status_code == 200
         server.stop(signal.SIGINT)  # uWSGI's shutdown: workers leave through their atexit
-    requests_seen = {
-        key[1]: fields for key, fields in mona_server.contexts().items() if key[0] == "REQ"
-    }
-    assert {f"r{n}" for n in range(6)} <= set(requests_seen), server.output[-3000:]
-    classes = [message["arcClass"] for message in mona_server.messages()]
+    messages = mona_server.messages()
+    ids = sorted(m["contextId"] for m in messages if m["contextId"].startswith("r"))
+    assert ids == [f"r{n}" for n in range(6)], server.output[-3000:]  # each exactly once
+    classes = [message["arcClass"] for message in messages]
+    assert classes.count("REQ") == 7  # and the warm-up request's
     assert classes.count("MASTER") <= 1  # never re-sent by a worker from the master's queue
     assert "running under uWSGI without" in server.output  # the log names the flags

@@ -123,6 +123,8 @@ class MonaASGIMiddleware:
             raise
         finally:
             self._close(ctx, scope, arrived, sent_at)
+            if self.monitor.flush_after:
+                await _flush_off_loop()  # serverless: delivered before the app returns
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One context for the whole connection: messages each way, how and when it closed.
@@ -185,7 +187,7 @@ class MonaASGIMiddleware:
         except Exception as exc:
             _ROUTE.caught(exc)
         try:
-            self.monitor.finish(ctx)
+            self.monitor.finish(ctx, flush=False)  # flushed off the loop by the caller
         except Exception as exc:
             _CLOSE.caught(exc)
 

@@ -226,6 +226,11 @@ class MonaConfig:
         10_000, "MONA_MIDDLEWARE_QUEUE_SIZE", number(int, 1, 10_000_000),
         shown_default="10000 contexts", doc="closed contexts waiting for the exporter",
     )  # fmt: skip
+    request_queue_wait: float = option(
+        0.005, "MONA_MIDDLEWARE_REQUEST_QUEUE_WAIT", number(float, 0, 60), shown_default="5 ms",
+        doc="with the queue full, a web request waits this long for room, then drops "
+        "(code outside requests waits until there is room)",
+    )  # fmt: skip
     batch_size: int = option(
         500, "MONA_MIDDLEWARE_BATCH_SIZE", number(int, 1, 10_000),
         shown_default="500 messages per POST", doc="messages per request to Mona",

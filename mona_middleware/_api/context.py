@@ -121,6 +121,26 @@ class MonaContext:
             self._context_id = own if self.parent is None else f"{self.parent.context_id}.{own}"
         return self._context_id
 
+    @property
+    def in_request(self) -> bool:
+        """Closed while a web request is served (the exporter asks only with its queue full).
+
+        The request's own context carries ``request``; a context opened inside a view,
+        or a late export from a thread the request started, sees the request's context
+        as the current one (or an ancestor of it). Anything else may wait for room.
+        """
+        if self.request is not None:
+            return True
+        ctx = current_var.get()
+        for _ in range(64):  # the enclosing contexts, innermost first (a cycle cannot hang)
+            if ctx is None or ctx is Token.MISSING:
+                return False
+            if ctx.request is not None or ctx is PASS_THROUGH:
+                return True
+            token = ctx._token  # an open context: what was current when it opened
+            ctx = token.old_value if token is not None else ctx.parent
+        return False
+
     def export(
         self, message: Mapping[str, Any], action: str | None = None, export_timestamp: Any = None
     ) -> bool:

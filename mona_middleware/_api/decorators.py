@@ -7,6 +7,7 @@ context with the call's duration and exception type.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .._runtime import process
 from .._util.log import Guard
 from .context import PASS_THROUGH, MonaContext, context, current_var
 
@@ -21,6 +23,7 @@ __all__ = ["monitor"]
 
 _ENTER = Guard("@monitor could not open a context")
 _EXIT = Guard("@monitor could not close its context")
+_FLUSH = Guard("@monitor(flush=True) could not flush")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,9 +32,15 @@ def monitor(
     context_class: str | Callable[..., Any] | None = None,
     *,
     fields: Mapping[str, Any] | None = None,
+    flush: bool = False,
 ) -> Any:
     """Decorate a sync or async function; keeps its signature (``functools.wraps``, plus
     ``__signature__`` when its annotations are strings, see ``_keep_signature``).
+
+    ``flush=True`` (serverless handlers: AWS Lambda freezes the process once it returns)
+    delivers the call's context before the function returns, waiting at most
+    ``shutdown_timeout``; an async function waits off the event loop. Inside a web
+    request the request's context closes later: use the adapter's ``flush_after_request``.
 
     >>> @monitor("NIGHTLY_JOB", fields={"team": "ml"})
     ... def nightly():
@@ -54,6 +63,8 @@ def monitor(
                     raise
                 finally:
                     scope.exit(opened)
+                    if flush and opened is not None:
+                        await _flush_async()
 
             return _keep_signature(run_async, fn)
 
@@ -67,10 +78,24 @@ def monitor(
                 raise
             finally:
                 scope.exit(opened)
+                if flush and opened is not None:
+                    _flush()
 
         return _keep_signature(run, fn)
 
     return decorate
+
+
+def _flush() -> None:
+    """``flush=True``: the context just closed is delivered, within ``shutdown_timeout``."""
+    with _FLUSH:
+        process.flush(process.config().shutdown_timeout)
+
+
+async def _flush_async() -> None:
+    """The same from a coroutine, in a worker thread: the event loop keeps running."""
+    with _FLUSH:
+        await asyncio.get_running_loop().run_in_executor(None, _flush)
 
 
 def _keep_signature(wrapper: Callable[..., Any], fn: F) -> F:

@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from .._runtime import uwsgi_host
 from .._util.options import Spec
 from .._web.options import CELERY_OPTIONS, CeleryOptions, WebOptions
 from .._web.options import OPTIONS as WEB_OPTIONS
@@ -108,6 +109,7 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
     """Resolve ``env`` as the exporter would and probe where it sends."""
     report = Report()
     report.warnings += _unknown_variables(env)
+    report.warnings += uwsgi_host.check_warnings(env)
     try:
         config = MonaConfig.resolve(env=env)
         web = WebOptions.resolve({}, env)

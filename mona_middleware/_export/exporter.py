@@ -4,8 +4,13 @@ The request thread only appends to a deque. The batching thread wakes every
 ``WAKE_EVERY`` closed contexts (or when ``flush`` asks), turns them into wire messages,
 and hands a batch to the sender threads once it holds ``batch_size`` messages or its
 first message is ``flush_interval`` old; they send it through ``Delivery`` (retries,
-spool). Threads
-start on first use, never at import, and a forked child starts its own (``after_fork``).
+spool). Threads start on first use, never at import, and a forked child starts its own
+(``after_fork``), also when it was forked without Python's at-fork hooks: ``enqueue``
+compares pids.
+
+Backpressure: when the queue is full, code outside a web request (a backfill loop, a
+job, ``export_batch``) waits for room, so a producer never outruns delivery and memory
+stays bounded; a web request waits at most ``request_queue_wait`` and only then drops.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .._util import forks
 from .._util.log import limited, logger
 from .._util.stats import ExportStats
 from ..config import MonaConfig
@@ -39,6 +45,10 @@ NEW, RUNNING, STOPPED = "new", "running", "stopped"
 # closed contexts alive for the garbage collector to scan.
 WAKE_EVERY = 64
 _DRAIN = object()  # a sender job: resend from the spool
+_getpid = os.getpid
+# A producer waiting for room rechecks this often even without a wake-up (a missed
+# notify, a shutdown): the wait never depends on one signal arriving.
+_ROOM_POLL = 0.05
 
 
 class _FlushMarker:
@@ -98,6 +108,12 @@ class BatchExporter:
         self._metrics = SelfMetrics(self.config, self.snapshot, self.stats, self._switched_off)
         self._queue: deque[Any] = deque()
         self._max = self.config.queue_size
+        # Waiting producers are let in once the batcher has made this much room: enough
+        # for a burst of appends per wake-up, never more than half the queue.
+        self._room_at = max(self._max - WAKE_EVERY, self._max // 2)
+        # Reentrant: a signal handler that shuts down may run while this thread holds it.
+        self._room = threading.Condition(threading.RLock())
+        self._waiting = 0  # producers waiting for room (read by the batcher without a lock)
         self._batch_size = self.config.batch_size
         self._wake_at = min(self._batch_size, WAKE_EVERY)
         self._batch: list[dict[str, Any]] = []  # prepared, waiting for a full POST
@@ -123,17 +139,66 @@ class BatchExporter:
     # -- the request's side: this is the hot path ------------------------------------
 
     def enqueue(self, item: Any) -> bool:
-        """Queue a closed context or an explicit batch; never blocks, never raises."""
+        """Queue a closed context or an explicit batch; never raises.
+
+        With the queue full it waits for room: at most ``request_queue_wait`` for an item
+        whose ``in_request`` is true (then it is dropped, counted), else until there is room.
+        """
+        if self.pid != _getpid():
+            self._forked()
         if self._state is not RUNNING and not self.start():
             return self._drop([item], "exporter shut down")
         pending = self._queue
         if len(pending) >= self._max:
-            return self._drop([item], "queue full")
+            refused = self._wait_for_room(item)
+            if refused is not None:
+                return self._drop([item], refused)
         pending.append(item)
         if len(pending) >= self._wake_at and not self._wake_pending:
             self._wake_pending = True
             self._wake.set()
         return True
+
+    def _wait_for_room(self, item: Any) -> str | None:
+        """Backpressure, off the hot path: None once there is room, else why not."""
+        if threading.current_thread() in (self._batcher, *self._senders):
+            return "queue full"  # an exporter thread (a hook exporting) cannot wait for itself
+        in_request = bool(getattr(item, "in_request", False))
+        deadline = time.monotonic() + self.config.request_queue_wait if in_request else None
+        self.stats.add("queue_waits")
+        pending = self._queue
+        with self._room:
+            while len(pending) >= self._max:
+                if self._state is not RUNNING:
+                    return "exporter shut down"
+                wait = _ROOM_POLL
+                if deadline is not None:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        return "queue full"
+                self._waiting += 1
+                self._wake.set()
+                self._room.wait(min(wait, _ROOM_POLL))
+        return None
+
+    def _let_in(self) -> None:
+        """The batcher made room: wake the producers waiting for it (once per wait)."""
+        with self._room:
+            self._waiting = 0
+            self._room.notify_all()
+
+    def _forked(self) -> None:
+        """This process was forked without Python's at-fork hooks (uWSGI's default)."""
+        forks.renew_if_forked()  # ids, locks, and the process's exporter (maybe this one)
+        if self.pid != _getpid():  # an exporter the process does not own
+            self.after_fork()
+        limited(
+            30,
+            "hookless_fork",
+            "mona_middleware: this process was forked without Python's at-fork hooks; "
+            "the exporter started afresh (under uWSGI set enable-threads and "
+            "py-call-osafterfork, or lazy-apps)",
+        )
 
     def _drop(self, items: list[Any], reason: str) -> bool:
         count = message_count(items)
@@ -212,6 +277,7 @@ class BatchExporter:
         flushed = self.flush(timeout * 0.8)  # keep a fifth of the time for the spool
         with self._lock:
             self._state = STOPPED  # from here on, enqueue() counts a drop
+        self._let_in()  # producers waiting for room: there will be none
         self._finish = True
         self.delivery.wake(stopping=True)  # retry waits end: those batches go to the spool
         self._wake.set()
@@ -299,6 +365,8 @@ class BatchExporter:
         pending = self._queue
         while pending:
             item = pending.popleft()
+            if self._waiting and len(pending) <= self._room_at:
+                self._let_in()
             if isinstance(item, _FlushMarker):
                 self._submit_partial()
                 self._arm(item)
@@ -312,6 +380,8 @@ class BatchExporter:
             while len(self._batch) >= size:
                 full, self._batch = self._batch[:size], self._batch[size:]
                 self._submit(full)
+        if self._waiting:
+            self._let_in()
         if self._batch and (self._finish or time.monotonic() >= self._batch_due):
             self._submit_partial()
 

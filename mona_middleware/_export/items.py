@@ -33,6 +33,14 @@ class ClosedContext(Protocol):
     @property
     def context_id(self) -> str: ...
 
+    @property
+    def in_request(self) -> bool:
+        """Closed while a web request is served: a full queue makes it wait only briefly.
+
+        Read only when the queue is full, on the closing thread.
+        """
+        ...
+
     def take_ops(self) -> list[Op]:
         """The recorded ops in order, taken (called once)."""
         ...

@@ -18,7 +18,7 @@ from .._util import forks
 from .._util.log import limited, logger, set_logger
 from ..config import MonaConfig
 from ..transports import JsonlFileTransport, create_transport
-from . import children
+from . import children, uwsgi_host
 from .killswitch import ConfigFileWatcher
 
 __all__ = [
@@ -251,3 +251,4 @@ def _install_hooks() -> None:
     STATE.hooks_installed = True
     atexit.register(_atexit)
     children.install(_atexit)  # multiprocessing children leave with os._exit: no atexit
+    uwsgi_host.install_atexit(_atexit)  # uWSGI workers may leave without running atexit

@@ -74,6 +74,7 @@ class ExportStats:
             "exports_outside_context": counts.get("exports_outside_context", 0),
             # incoming baggage that asked to continue a context and was not valid
             "incoming_contexts_ignored": counts.get("incoming_contexts_ignored", 0),
+            "queue_waits": counts.get("queue_waits", 0),
             "dropped": dropped,
             "dropped_total": sum(dropped.values()),
             "failure_reasons": rejected,

@@ -202,6 +202,11 @@ class WebOptions:
         DEFAULT_WEBSOCKET_CONTEXT_CLASS, "MONA_MIDDLEWARE_WEBSOCKET_CONTEXT_CLASS",
         non_empty_text, doc="the class of websocket connection contexts",
     )  # fmt: skip
+    flush_after_request: bool = option(
+        False, "MONA_MIDDLEWARE_FLUSH_AFTER_REQUEST", boolean,
+        doc="serverless (AWS Lambda): deliver each request's context before the response "
+        "completes, within `shutdown_timeout`",
+    )  # fmt: skip
 
     @classmethod
     def resolve(

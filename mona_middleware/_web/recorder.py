@@ -26,6 +26,7 @@ __all__ = ["REDACTED", "ConnectionState", "RequestState", "WebMonitor", "redacte
 _MODULES = sys.modules  # OpenTelemetry is in use only once the app has imported it
 _OPEN = Guard("could not open the request's context")
 _RECORD = Guard("could not record the request's fields")
+_FLUSH = Guard("could not flush after the request")
 
 # Header names whose values are never captured verbatim, whatever capture_headers or
 # redact_headers say: "auth" covers Authorization, Proxy-Authorization, X-Auth...; "key"
@@ -109,6 +110,7 @@ class WebMonitor:
             (name, "header_" + name.replace("-", "_"), redacted(name, extra))
             for name in sorted(self.options.capture_headers)
         )
+        self.flush_after = self.options.flush_after_request
         process.resume_spool()
         if self.options.handle_sigterm:
             signals.flush_on_sigterm()
@@ -200,8 +202,12 @@ class WebMonitor:
                 getattr(hook, "__qualname__", hook),
             )
 
-    def finish(self, ctx: MonaContext) -> None:
-        """Add the request fields and close the context: once, however the request ended."""
+    def finish(self, ctx: MonaContext, flush: bool = True) -> None:
+        """Add the request fields and close the context: once, however the request ended.
+
+        With ``flush_after_request`` it is delivered before this returns (``flush``
+        False: the caller flushes, e.g. off the event loop).
+        """
         state = ctx.request
         if state is None or state.finished:
             return
@@ -244,3 +250,12 @@ class WebMonitor:
         except Exception as exc:
             _RECORD.caught(exc)
         ctx.close()
+        if self.flush_after and flush:
+            self.flush_now()
+
+    def flush_now(self) -> None:
+        """Deliver what this process holds, within ``shutdown_timeout`` (serverless)."""
+        try:
+            process.flush(process.config().shutdown_timeout)
+        except Exception as exc:
+            _FLUSH.caught(exc)

@@ -156,3 +156,24 @@ def test_raise_export_exceptions_makes_bad_calls_raise():
             mona.export({"a": 1}, action="MERGE")
     with pytest.raises(mona.MonaExportError, match="context_class"):
         mona.context("")
+
+
+def test_in_request_tells_the_exporter_which_contexts_a_web_request_is_waiting_on():
+    """Read only with the queue full: a request's context, one opened inside its view
+    (or nested deeper), and an excluded request's work wait briefly; the rest may wait."""
+    from mona_middleware._api.context import MonaContext, passing_through
+    from mona_middleware._web.recorder import WebMonitor
+
+    mona.configure(transport="memory")
+    outside = MonaContext("JOB")
+    assert outside.in_request is False
+    request = WebMonitor({"handle_sigterm": False}).start("GET", "/", lambda name: None)
+    assert request.in_request is True
+    with mona.context("INSIDE_VIEW") as inner:
+        with mona.sub_context("PART") as part:
+            assert part.in_request is True
+        assert inner.in_request is True
+    request.close()
+    assert MonaContext("AFTER").in_request is False
+    with passing_through():
+        assert MonaContext("EXCLUDED_REQUEST_WORK").in_request is True

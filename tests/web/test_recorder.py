@@ -401,3 +401,60 @@ def test_trace_id_can_be_renamed_or_dropped_like_any_request_field(memory):
     assert mona.flush(5)
     keys = sorted(tuple(sorted(k for k in f if "trace" in k)) for f in memory.contexts().values())
     assert keys == [(), ("otel_trace",)]
+# -- flush_after_request: serverless web apps -----------------------------------------
+
+
+def _rest_without_interval(server):
+    from tests.conftest import rest_options
+
+    return rest_options(server, flush_interval=600)  # only a flush sends anything
+
+
+def test_flush_after_request_delivers_a_wsgi_requests_context_before_it_returns(mona_server):
+    from mona_middleware.wsgi import MonaWSGIMiddleware
+
+    def view(environ, start_response):
+        mona.export({"order": 3})
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    app = MonaWSGIMiddleware(
+        view, flush_after_request=True, handle_sigterm=False, **_rest_without_interval(mona_server)
+    )
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/orders"}
+    assert b"".join(app(environ, lambda *args: None)) == b"ok"
+    ((_, fields),) = mona_server.contexts().items()
+    assert fields["order"] == 3 and fields["http_method"] == "POST"
+
+
+def test_flush_after_request_delivers_an_asgi_requests_context_before_it_returns(mona_server):
+    import asyncio
+
+    from mona_middleware.asgi import MonaASGIMiddleware
+
+    async def app(scope, receive, send):
+        mona.export({"order": 4})
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = MonaASGIMiddleware(
+        app, flush_after_request=True, **_rest_without_interval(mona_server)
+    )
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/orders", "headers": []}
+    asyncio.run(middleware(scope, receive, send))
+    ((_, fields),) = mona_server.contexts().items()
+    assert fields["order"] == 4 and fields["http_status_code"] == 201
+
+
+def test_flush_after_request_is_off_by_default_and_read_from_the_environment(monkeypatch):
+    assert WebMonitor({"handle_sigterm": False}).flush_after is False
+    monkeypatch.setenv("MONA_MIDDLEWARE_FLUSH_AFTER_REQUEST", "true")
+    assert WebMonitor({"handle_sigterm": False}).flush_after is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 
 import pytest
 
@@ -86,3 +87,51 @@ def test_annotations_that_cannot_be_evaluated_leave_the_plain_signature():
         pass
 
     assert "__signature__" not in vars(mona.monitor(plain))  # nothing to evaluate
+
+
+# -- flush=True: serverless handlers ------------------------------------------------
+
+
+@mona.monitor("LAMBDA_HANDLER", flush=True)
+def handler(event: dict) -> dict:
+    mona.export({"order": event["order"]})
+    return {"statusCode": 200}
+
+
+@mona.monitor("ASYNC_HANDLER", flush=True)
+async def async_handler(event: dict) -> dict:
+    await asyncio.sleep(0)
+    mona.export({"order": event["order"]})
+    return {"statusCode": 200}
+
+
+def _lambda_config(server, **extra):
+    from tests.conftest import rest_options
+
+    # Nothing would go out by itself for 10 minutes: only the flush delivers.
+    mona.configure(**rest_options(server, flush_interval=600, **extra))
+
+
+def test_flush_true_delivers_the_context_before_a_sync_function_returns(mona_server):
+    _lambda_config(mona_server)
+    assert handler({"order": 7}) == {"statusCode": 200}
+    contexts = mona_server.contexts()  # read at once: no waiting for the server
+    assert [fields["order"] for (cls, _), fields in contexts.items()] == [7]
+    assert {cls for cls, _ in contexts} == {"LAMBDA_HANDLER"}
+
+
+def test_flush_true_delivers_the_context_before_an_async_function_returns(mona_server):
+    _lambda_config(mona_server)
+    assert asyncio.run(async_handler({"order": 8})) == {"statusCode": 200}
+    contexts = mona_server.contexts()
+    assert [(cls, fields["order"]) for (cls, _), fields in contexts.items()] == [
+        ("ASYNC_HANDLER", 8)
+    ]
+
+
+def test_flush_true_waits_at_most_the_shutdown_timeout_for_a_hanging_backend(mona_server):
+    _lambda_config(mona_server, shutdown_timeout=0.3, http_timeout=30)
+    mona_server.hang(30)
+    started = time.monotonic()
+    assert handler({"order": 9}) == {"statusCode": 200}
+    assert time.monotonic() - started < 5  # the 0.3 s bound plus scheduling, not the hang

@@ -40,8 +40,9 @@ class MonaMessage:
 def export_batch(messages: Iterable[Any], *, default_action: str | None = None) -> int:
     """Queue explicit messages (each with its own class, id and timestamp), e.g. a backfill.
 
-    Accepts ``MonaMessage`` objects or dicts with mona_sdk's keys (``message``,
-    ``contextClass``, ``contextId``, ``exportTimestamp``, ``action``). Returns how many
+    Accepts ``MonaMessage`` objects, ``mona_sdk.MonaSingleMessage`` objects (or any object
+    with their attributes) or dicts with mona_sdk's keys (``message``, ``contextClass``,
+    ``contextId``, ``exportTimestamp`` or ``sendTimestamp``, ``action``). Returns how many
     were queued; an unusable entry is logged with its index and reason, the rest go out.
     Anything but an iterable of entries (``None``, one dict) is refused as a whole: 0.
 
@@ -82,7 +83,9 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
 
 def _batch_items(messages: Any) -> Iterator[Any] | None:
     """An iterator over the entries, or None when ``messages`` is not a batch of them."""
-    if isinstance(messages, (str, bytes, Mapping, MonaMessage)):
+    if isinstance(messages, (str, bytes, Mapping, MonaMessage)) or hasattr(
+        messages, "contextClass"
+    ):
         return None  # one message (or text) where a batch was expected
     try:
         return iter(messages)
@@ -90,28 +93,48 @@ def _batch_items(messages: Any) -> Iterator[Any] | None:
         return None
 
 
+_ENTRY_FIELDS = (
+    "message",
+    "contextClass",
+    "contextId",
+    "exportTimestamp",
+    "sendTimestamp",
+    "action",
+)
+
+
+def _entry_values(item: Any) -> Mapping[str, Any]:
+    """The entry's fields: a dict as it is, or the attributes of a message object.
+
+    Any object with ``message`` and ``contextClass`` attributes is a message: our
+    ``MonaMessage``, ``mona_sdk.MonaSingleMessage`` (whose ``__post_init__`` may delete
+    one of its two timestamp attributes) or a user's own class with the same fields.
+    """
+    if isinstance(item, Mapping):
+        return item
+    if hasattr(item, "message") and hasattr(item, "contextClass"):
+        return {name: getattr(item, name, None) for name in _ENTRY_FIELDS}
+    raise ValueError(
+        "expected a MonaMessage, a MonaSingleMessage (any object with 'message' and "
+        f"'contextClass' attributes) or a dict, got {type(item).__name__}"
+    )
+
+
 def to_explicit(item: Any, default_action: str | None) -> ExplicitMessage:
     """Check one ``export_batch`` entry on the caller's thread; raise ValueError if unusable."""
-    if isinstance(item, MonaMessage):
-        values: Mapping[str, Any] = {
-            "message": item.message,
-            "contextClass": item.contextClass,
-            "contextId": item.contextId,
-            "exportTimestamp": item.exportTimestamp,
-            "action": item.action,
-        }
-    elif isinstance(item, Mapping):
-        values = item
-    else:
-        raise ValueError(f"expected a MonaMessage or a dict, got {type(item).__name__}")
+    values = _entry_values(item)
     fields = values.get("message")
-    context_class = values.get("contextClass", values.get("arcClass"))
+    context_class = values.get("contextClass")
+    if context_class is None:
+        context_class = values.get("arcClass")
     if not isinstance(fields, Mapping):
         raise ValueError(f"'message' must be a dict, got {type(fields).__name__}")
     if not isinstance(context_class, str) or not context_class:
         raise ValueError(f"'contextClass' must be a non-empty string, got {context_class!r}")
     context_id = values.get("contextId")
-    timestamp = values.get("exportTimestamp", values.get("sendTimestamp"))
+    timestamp = values.get("exportTimestamp")
+    if timestamp is None:
+        timestamp = values.get("sendTimestamp")
     action = check_action(values.get("action")) or check_action(default_action)
     return ExplicitMessage(
         context_class,

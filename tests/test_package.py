@@ -30,6 +30,7 @@ PUBLIC_MODULES = {
     "mona_middleware.aggregate",
     "mona_middleware.asgi",
     "mona_middleware.collector",
+    "mona_middleware.compat",
     "mona_middleware.config",
     "mona_middleware.django",
     "mona_middleware.errors",

@@ -8,13 +8,11 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 
 import mona_middleware as mona
 from mona_middleware.compat import mona_client as client
-from mona_middleware.compat.mona_thread import MonaThread
 
 from ..mona_server import MonaTestServer
 from .test_mona_sdk import server_env
@@ -214,33 +212,6 @@ def test_init_client_logs_what_no_longer_applies_once(fresh, caplog):
     assert "already inited client" in text
     assert mona.configure(transport=fresh).user_id is None  # the env had none
     client.reset()
-
-
-def test_mona_thread_takes_the_context_at_start_not_at_creation(fresh):
-    seen = []
-    thread = MonaThread(target=lambda: seen.append(client.get_full_context_id()))
-    assert client.MonaThread is MonaThread
-    with client.new_mona_context("T", "at-start"):
-        thread.start()
-        thread.join(10)
-    assert seen == ["at-start"]
-
-
-def test_a_thread_outliving_its_context_still_exports_into_it(fresh):
-    go = threading.Event()
-
-    def late() -> None:
-        go.wait(10)
-        client.export({"late": 1})
-
-    with client.new_mona_context("T", "t1"):
-        client.export({"early": 1})
-        thread = MonaThread(target=late)
-        thread.start()
-    go.set()
-    thread.join(10)
-    assert mona.flush(5)
-    assert fresh.contexts() == {("T", "t1"): {"early": 1, "late": 1}}
 
 
 def test_switched_off_everything_is_a_no_op(monkeypatch, memory):

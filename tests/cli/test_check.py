@@ -20,7 +20,8 @@ from ..servers import free_port
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector() as running:
+    """A strict one: it takes only its own credentials (as off loopback)."""
+    with Collector(strict=True) as running:
         yield running
 
 

@@ -37,7 +37,17 @@ from ._util.options import (
 )
 from .errors import MonaConfigError
 
-__all__ = ["DEFAULT_FILE_PATH", "DEFAULT_REFRESH_URL", "DEFAULT_TOKEN_URL", "MonaConfig", "env_var"]
+__all__ = [
+    "DEFAULT_FILE_PATH",
+    "DEFAULT_REFRESH_URL",
+    "DEFAULT_TOKEN_URL",
+    "FALLBACK_VARIABLES",
+    "NOT_APPLYING",
+    "MonaConfig",
+    "env_var",
+    "not_applying",
+    "with_fallbacks",
+]
 
 AUTH_MODES = ("MONA", "NO_AUTH", "MANUAL_TOKEN")
 TRANSPORTS = ("auto", "rest", "file", "memory")
@@ -76,6 +86,11 @@ def _disable_all_env(value: str) -> bool:
     (empty, false, 0, no, off) leaves monitoring on; anything else turns it off.
     """
     return value.strip().lower() not in ("", "false", "0", "no", "off")
+
+
+def _truthy_env(value: str) -> bool:
+    """``MONA_PRINT_LOGS`` as mona-client read it: any non-empty value is on."""
+    return bool(value.strip())
 
 
 def _auth_mode_env(value: str) -> str:
@@ -195,6 +210,18 @@ class MonaConfig:
     raise_export_exceptions: bool = _sdk_flag(
         False, "MONA_SDK_RAISE_EXPORT_EXCEPTIONS", "bad calls raise `MonaExportError`"
     )
+    raise_authentication_exceptions: bool = _sdk_flag(
+        False, "MONA_SDK_RAISE_AUTHENTICATION_EXCEPTIONS",
+        "`compat.mona_sdk.Client()` asks for a token at once and raises when refused",
+    )  # fmt: skip
+    raise_service_exceptions: bool = _sdk_flag(
+        False, "MONA_SDK_RAISE_SERVICE_EXCEPTIONS",
+        "`compat.mona_sdk`'s services methods raise instead of returning the error",
+    )  # fmt: skip
+    log_failed_messages: bool = _sdk_flag(
+        False, "MONA_SDK_SHOULD_LOG_FAILED_MESSAGES",
+        "log each message Mona refused, or that was lost, at ERROR (their fields included)",
+    )  # fmt: skip
     disable_all: bool = option(
         False, "MONA_DISABLE_ALL", boolean, env_parse=_disable_all_env,
         doc="switch everything off (any value but an explicit off)",
@@ -213,6 +240,10 @@ class MonaConfig:
     logger_name: str = option(
         "mona_middleware", "MONA_SDK_LOGGER_NAME", text, doc="the package logger's name"
     )
+    print_logs: bool = option(
+        False, "MONA_PRINT_LOGS", boolean, env_parse=_truthy_env,
+        doc="also print the package's log lines to stdout (mona-client's variable)",
+    )  # fmt: skip
     # the exporter
     transport: Any = option(
         "auto", "MONA_MIDDLEWARE_TRANSPORT", _transport,
@@ -275,9 +306,7 @@ class MonaConfig:
         120.0, "MONA_MIDDLEWARE_RETRY_AFTER_CAP", number(float, 0, 3600), shown_default="120 s",
         doc="the longest `Retry-After` honoured",
     )  # fmt: skip
-    spool: bool = option(
-        True, "MONA_MIDDLEWARE_SPOOL", boolean, doc="keep unsent batches on disk"
-    )
+    spool: bool = option(True, "MONA_MIDDLEWARE_SPOOL", boolean, doc="keep unsent batches on disk")
     spool_dir: str | None = option(
         None, "MONA_MIDDLEWARE_SPOOL_DIR", text,
         shown_default="`~/.cache/mona_middleware/spool/<backend>`", doc="the spool's directory",
@@ -323,7 +352,7 @@ class MonaConfig:
         so a typo in one variable cannot stop the rest of the data.
         """
         options = dict(options or {})
-        env = os.environ if env is None else env
+        env = with_fallbacks(os.environ if env is None else env)
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
@@ -429,6 +458,78 @@ OPTION_NAMES = tuple(OPTIONS)
 SECRET_OPTIONS = frozenset(name for name, spec in OPTIONS.items() if spec.secret)
 # Read by resolve() itself, not declared as an option of its own.
 OTHER_VARIABLES = frozenset({_USE_AUTHENTICATION})
+
+
+# Variables of mona_sdk and mona-client that set one of our options when its own
+# variable is not set: (fallback, the variable it stands in for). Same meaning in both.
+FALLBACK_VARIABLES: dict[str, str] = {
+    "MONA_USER_ID": "MONA_SDK_USER_ID",  # mona-client
+    "MONA_LOGGER_NAME": "MONA_SDK_LOGGER_NAME",  # mona_sdk's older prefix
+    "MONA_LOGGING_LEVEL": "MONA_SDK_LOGGING_LEVEL",  # mona_sdk's older prefix, mona-client
+    "MONA_CLIENT_CONFIG_FILE": "MONA_MIDDLEWARE_CONFIG_FILE",  # mona-client's Big Red Button
+    "MONA_SHOULD_RAISE_EXCEPTIONS": "MONA_SDK_RAISE_EXPORT_EXCEPTIONS",  # mona-client
+}
+_SERVICES = "mona_sdk's services API is not part of mona_middleware: keep mona_sdk for it"
+_REST = (
+    "mona_middleware speaks Mona's REST API, not mona-client's fluentd protocol: set "
+    "MONA_SDK_API_KEY and MONA_SDK_SECRET (the host is then incoming<user id>.monalabs.io), "
+    "or MONA_SDK_OVERRIDE_REST_API_URL"
+)
+# Variables of mona_sdk and mona-client with no meaning here, and what to set instead.
+NOT_APPLYING: dict[str, str] = {
+    "MONA_HOST": _REST,
+    "MONA_PORT": _REST,
+    "MONA_QUEUE_SIZE": "set MONA_MIDDLEWARE_QUEUE_SIZE (it counts closed contexts)",
+    "MONA_QUEUE_CIRCULAR": "the queue never blocks: what a full queue drops is counted "
+    "in stats()['dropped']; set MONA_MIDDLEWARE_QUEUE_SIZE to size it",
+    "MONA_BLOCKING": "exports never block the app; call flush() to wait for delivery",
+    "MONA_SDK_USE_SEND_EVENT_ENDPOINT": "batches go to /export (/monaExport with NO_AUTH); "
+    "set MONA_SDK_OVERRIDE_REST_API_URL to post elsewhere",
+    "MONA_SDK_USE_SEND_TIMESTAMP_FIELD": "the timestamp goes in exportTimestamp (sendTimestamp "
+    "null), as mona_sdk 0.0.58 sends it by default; nothing to set",
+    "MONA_SDK_ENABLE_DEPRECATION_WARNINGS_ON_EXPORT_TIMESTAMP": "exportTimestamp and "
+    "sendTimestamp are both accepted without a warning; nothing to set",
+    "MONA_SDK_OVERRIDE_APP_SERVER_HOST": _SERVICES,
+    "MONA_SDK_OVERRIDE_APP_SERVER_URL": _SERVICES,
+    "MONA_SDK_REFRESH_TOKEN_SAFETY_MARGIN": "tokens are refreshed 30 minutes (at most half "
+    "their lifetime) before they expire; nothing to set",
+    "MONA_SDK_OIDC_CLIENT_ID": "OIDC is not supported: use AUTH_MODE=MONA (api key and secret) "
+    "or MANUAL_TOKEN (MONA_SDK_ACCESS_TOKEN)",
+    "MONA_SDK_OIDC_CLIENT_SECRET": "OIDC is not supported: use AUTH_MODE=MONA or MANUAL_TOKEN",
+    "MONA_SDK_OIDC_SCOPE": "OIDC is not supported: use AUTH_MODE=MONA or MANUAL_TOKEN",
+    "SAMPLING_CONFIG_NAME": "sampling configs are not fetched from Mona: set "
+    "MONA_SDK_SAMPLING_CONFIG or MONA_SDK_DEFAULT_SAMPLING_FACTOR",
+    "SAMPLING_FACTORS_MAX_AGE_SECONDS": "sampling configs are not fetched from Mona: set "
+    "MONA_SDK_SAMPLING_CONFIG or MONA_SDK_DEFAULT_SAMPLING_FACTOR",
+}
+# mona-client's own way of saying where data goes; with these set, a local file is wrong.
+MONA_CLIENT_DESTINATION = ("MONA_HOST", "MONA_PORT", "MONA_USER_ID")
+
+
+def with_fallbacks(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``env`` with each unset variable of ours filled from its mona_sdk/mona-client fallback."""
+    filled = None
+    for fallback, primary in FALLBACK_VARIABLES.items():
+        if env.get(fallback, "").strip() and not env.get(primary, "").strip():
+            filled = dict(env) if filled is None else filled
+            filled[primary] = env[fallback]
+    return env if filled is None else filled
+
+
+def not_applying(env: Mapping[str, str]) -> dict[str, str]:
+    """The set variables that mean nothing here, each with what to set instead."""
+    return {var: why for var, why in NOT_APPLYING.items() if env.get(var, "").strip()}
+
+
+_warned: set[str] = set()
+
+
+def warn_not_applying(env: Mapping[str, str]) -> None:
+    """Log, once per process and variable, each set variable that does not apply."""
+    for var, why in not_applying(env).items():
+        if var not in _warned:
+            _warned.add(var)
+            logger.warning("mona_middleware: %s is set but does not apply: %s", var, why)
 
 
 def env_var(option: str) -> str | None:

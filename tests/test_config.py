@@ -255,3 +255,49 @@ def test_our_own_booleans_and_arguments_keep_the_looser_spellings():
         False,
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("fallback", "option", "value", "expected"),
+    [
+        ("MONA_USER_ID", "user_id", "acc", "acc"),
+        ("MONA_LOGGER_NAME", "logger_name", "mona-logger", "mona-logger"),
+        ("MONA_LOGGING_LEVEL", "log_level", "10", 10),
+        ("MONA_LOGGING_LEVEL", "log_level", "warning", 30),
+        ("MONA_CLIENT_CONFIG_FILE", "config_file", "/etc/mona.json", "/etc/mona.json"),
+        ("MONA_SHOULD_RAISE_EXCEPTIONS", "raise_export_exceptions", "true", True),
+    ],
+)
+def test_mona_sdk_and_mona_client_fallback_variables(fallback, option, value, expected):
+    assert getattr(MonaConfig.resolve(env={fallback: value}), option) == expected
+
+
+def test_our_own_variable_wins_over_its_fallback():
+    env = {"MONA_USER_ID": "old", "MONA_SDK_USER_ID": "new", "MONA_LOGGING_LEVEL": "10"}
+    config = MonaConfig.resolve(env={**env, "MONA_SDK_LOGGING_LEVEL": "ERROR"})
+    assert (config.user_id, config.log_level) == ("new", 40)
+
+
+@pytest.mark.parametrize(("value", "level"), [("10", 10), ("20", 20), ("DEBUG", 10), ("5", 5)])
+def test_numeric_logging_levels_are_accepted(value, level):
+    assert MonaConfig.resolve(env={"MONA_SDK_LOGGING_LEVEL": value}).log_level == level
+
+
+@pytest.mark.parametrize(
+    ("var", "option"),
+    [
+        ("MONA_SDK_SHOULD_LOG_FAILED_MESSAGES", "log_failed_messages"),
+        ("MONA_SDK_RAISE_AUTHENTICATION_EXCEPTIONS", "raise_authentication_exceptions"),
+        ("MONA_SDK_RAISE_SERVICE_EXCEPTIONS", "raise_service_exceptions"),
+    ],
+)
+def test_mona_sdk_flags_read_as_mona_sdk_reads_them(var, option):
+    assert getattr(MonaConfig.resolve(env={var: "true"}), option) is True
+    assert getattr(MonaConfig.resolve(env={var: "False"}), option) is False
+    with pytest.raises(mona.MonaConfigError, match=var):
+        MonaConfig.resolve(env={var: "1"})
+
+
+def test_print_logs_is_any_non_empty_value_as_in_mona_client():
+    assert MonaConfig.resolve(env={"MONA_PRINT_LOGS": "yes"}).print_logs is True
+    assert MonaConfig.resolve(env={}).print_logs is False

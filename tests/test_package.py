@@ -32,6 +32,7 @@ PUBLIC_MODULES = {
     "mona_middleware.asgi",
     "mona_middleware.celery",
     "mona_middleware.collector",
+    "mona_middleware.compat",
     "mona_middleware.config",
     "mona_middleware.django",
     "mona_middleware.errors",

@@ -16,10 +16,9 @@ from .._runtime import process
 from .._util.log import limited
 from .._util.protocol import check_action
 from ..errors import MonaExportError
-from .context import refuse
 from .sampling import keep, rate_for
 
-__all__ = ["MonaMessage", "export_batch", "to_explicit"]
+__all__ = ["BatchOutcome", "MonaMessage", "export_batch", "queue_batch", "to_explicit"]
 
 
 @dataclasses.dataclass
@@ -37,37 +36,80 @@ class MonaMessage:
     action: str | None = None
 
 
+@dataclasses.dataclass
+class BatchOutcome:
+    """What ``queue_batch`` did with each entry, at return time (nothing is sent yet)."""
+
+    total: int = 0  # entries offered
+    queued: int = 0  # handed to the exporter
+    sampled_out: int = 0  # left out by client-side sampling, as mona_sdk samples
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)  # index -> reason
+    disabled: bool = False  # the kill switch is on: nothing was queued
+
+
 def export_batch(messages: Iterable[Any], *, default_action: str | None = None) -> int:
     """Queue explicit messages (each with its own class, id and timestamp), e.g. a backfill.
 
-    Accepts ``MonaMessage`` objects or dicts with mona_sdk's keys (``message``,
-    ``contextClass``, ``contextId``, ``exportTimestamp``, ``action``). Returns how many
+    Accepts ``MonaMessage`` objects, ``mona_sdk.MonaSingleMessage`` objects (or any object
+    with their attributes) or dicts with mona_sdk's keys (``message``, ``contextClass``,
+    ``contextId``, ``exportTimestamp`` or ``sendTimestamp``, ``action``). Returns how many
     were queued; an unusable entry is logged with its index and reason, the rest go out.
     Anything but an iterable of entries (``None``, one dict) is refused as a whole: 0.
 
     >>> export_batch([MonaMessage(message={"rows": 10}, contextClass="NIGHTLY_JOB")])
     1
     """
+    outcome = queue_batch(messages, default_action)
+    return 0 if outcome is None else outcome.queued
+
+
+def queue_batch(
+    messages: Iterable[Any],
+    default_action: str | None = None,
+    *,
+    filter_none: bool = False,
+    raise_errors: bool | None = None,
+) -> BatchOutcome | None:
+    """``export_batch`` with the fate of each entry; None when ``messages`` is no batch.
+
+    ``filter_none`` leaves out None-valued fields here, on the caller's thread (a
+    per-call choice, as mona_sdk's ``filter_none_fields``); ``raise_errors`` overrides
+    ``raise_export_exceptions`` for this call.
+    """
     config = process.config()
+    raising = config.raise_export_exceptions if raise_errors is None else raise_errors
     if config.disable_all or process.disabled():
-        return 0
+        return BatchOutcome(disabled=True)
     items = _batch_items(messages)
     if items is None:
-        refuse(f"export_batch() takes an iterable of messages, got {type(messages).__name__}")
-        return 0
+        reason = f"export_batch() takes an iterable of messages, got {type(messages).__name__}"
+        process.count_refused(reason)
+        if raising:
+            raise MonaExportError(reason)
+        limited(40, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
+        return None
+    outcome = BatchOutcome()
     batch = ExplicitBatch()
+    indices: list[int] = []
     sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
     for index, item in enumerate(items):
+        outcome.total += 1
         try:
             message = to_explicit(item, default_action)
             if sampled and not keep(message.context_id, rate_for(config, message.context_class)):
                 process.count_sampled_out()
+                outcome.sampled_out += 1
                 continue
+            if filter_none:
+                fields = {key: value for key, value in message.fields.items() if value is not None}
+                message = dataclasses.replace(message, fields=fields)
             batch.append(message)
+            indices.append(index)
         except ValueError as exc:
             process.count_refused("invalid message")
-            if config.raise_export_exceptions:
+            if raising:
                 raise MonaExportError(f"export_batch message {index}: {exc}") from None
+            outcome.failures[str(index)] = str(exc)
             limited(
                 40,
                 f"batch:{exc}",
@@ -75,14 +117,20 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
                 index,
                 exc,
             )
-    if batch and process.enqueue(batch):
-        return len(batch)
-    return 0
+    if batch:
+        if process.enqueue(batch):
+            outcome.queued = len(batch)
+        else:
+            for index in indices:
+                outcome.failures[str(index)] = "the exporter's queue is full (counted in stats())"
+    return outcome
 
 
 def _batch_items(messages: Any) -> Iterator[Any] | None:
     """An iterator over the entries, or None when ``messages`` is not a batch of them."""
-    if isinstance(messages, (str, bytes, Mapping, MonaMessage)):
+    if isinstance(messages, (str, bytes, Mapping, MonaMessage)) or hasattr(
+        messages, "contextClass"
+    ):
         return None  # one message (or text) where a batch was expected
     try:
         return iter(messages)
@@ -90,28 +138,48 @@ def _batch_items(messages: Any) -> Iterator[Any] | None:
         return None
 
 
+_ENTRY_FIELDS = (
+    "message",
+    "contextClass",
+    "contextId",
+    "exportTimestamp",
+    "sendTimestamp",
+    "action",
+)
+
+
+def _entry_values(item: Any) -> Mapping[str, Any]:
+    """The entry's fields: a dict as it is, or the attributes of a message object.
+
+    Any object with ``message`` and ``contextClass`` attributes is a message: our
+    ``MonaMessage``, ``mona_sdk.MonaSingleMessage`` (whose ``__post_init__`` may delete
+    one of its two timestamp attributes) or a user's own class with the same fields.
+    """
+    if isinstance(item, Mapping):
+        return item
+    if hasattr(item, "message") and hasattr(item, "contextClass"):
+        return {name: getattr(item, name, None) for name in _ENTRY_FIELDS}
+    raise ValueError(
+        "expected a MonaMessage, a MonaSingleMessage (any object with 'message' and "
+        f"'contextClass' attributes) or a dict, got {type(item).__name__}"
+    )
+
+
 def to_explicit(item: Any, default_action: str | None) -> ExplicitMessage:
     """Check one ``export_batch`` entry on the caller's thread; raise ValueError if unusable."""
-    if isinstance(item, MonaMessage):
-        values: Mapping[str, Any] = {
-            "message": item.message,
-            "contextClass": item.contextClass,
-            "contextId": item.contextId,
-            "exportTimestamp": item.exportTimestamp,
-            "action": item.action,
-        }
-    elif isinstance(item, Mapping):
-        values = item
-    else:
-        raise ValueError(f"expected a MonaMessage or a dict, got {type(item).__name__}")
+    values = _entry_values(item)
     fields = values.get("message")
-    context_class = values.get("contextClass", values.get("arcClass"))
+    context_class = values.get("contextClass")
+    if context_class is None:
+        context_class = values.get("arcClass")
     if not isinstance(fields, Mapping):
         raise ValueError(f"'message' must be a dict, got {type(fields).__name__}")
     if not isinstance(context_class, str) or not context_class:
         raise ValueError(f"'contextClass' must be a non-empty string, got {context_class!r}")
     context_id = values.get("contextId")
-    timestamp = values.get("exportTimestamp", values.get("sendTimestamp"))
+    timestamp = values.get("exportTimestamp")
+    if timestamp is None:
+        timestamp = values.get("sendTimestamp")
     action = check_action(values.get("action")) or check_action(default_action)
     return ExplicitMessage(
         context_class,

@@ -27,7 +27,16 @@ from .._runtime import uwsgi_host
 from .._util.options import Spec
 from .._web.options import CELERY_OPTIONS, CeleryOptions, WebOptions
 from .._web.options import OPTIONS as WEB_OPTIONS
-from ..config import OPTIONS, OTHER_VARIABLES, SECRET_OPTIONS, MonaConfig
+from ..config import (
+    FALLBACK_VARIABLES,
+    MONA_CLIENT_DESTINATION,
+    NOT_APPLYING,
+    OPTIONS,
+    OTHER_VARIABLES,
+    SECRET_OPTIONS,
+    MonaConfig,
+    not_applying,
+)
 from ..errors import MonaConfigError
 from ..transports.auth import AuthError, MonaTokenAuth, tenant_of
 from ..transports.rest import MonaRestTransport, parse_response
@@ -110,6 +119,9 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
     report = Report()
     report.warnings += _unknown_variables(env)
     report.warnings += uwsgi_host.check_warnings(env)
+    report.warnings += [
+        f"{var} is set but does not apply: {why}" for var, why in not_applying(env).items()
+    ]
     try:
         config = MonaConfig.resolve(env=env)
         web = WebOptions.resolve({}, env)
@@ -121,6 +133,14 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
     report.sources = _sources(env, config.auth_mode)
     name, reason = config.transport_choice()
     report.transport = {"name": name, "reason": reason}
+    legacy = [var for var in MONA_CLIENT_DESTINATION if env.get(var, "").strip()]
+    if name == "file" and legacy:
+        report.problem = (
+            f"mona-client's {', '.join(legacy)} say data should reach Mona, but with no Mona "
+            f"credentials it goes to the local file {config.file_path}: set MONA_SDK_API_KEY "
+            "and MONA_SDK_SECRET (or AUTH_MODE=NO_AUTH with MONA_SDK_USER_ID)"
+        )
+        report.status = 1
     if config.disable_all:
         report.warnings.append("MONA_DISABLE_ALL is on: requests pass through, nothing is exported")
     if name == "rest":
@@ -130,7 +150,7 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
     else:
         report.warnings.append(f"transport {name!r} keeps messages in this process (for tests)")
     failed = [probe for probe in report.probes if not probe.ok]
-    if failed:
+    if failed and report.problem is None:
         report.problem = f"{failed[0].name} {failed[0].target}: {failed[0].detail}"
         report.status = 1
     return report
@@ -167,9 +187,12 @@ def _web_values(web: WebOptions) -> dict[str, Any]:
 
 def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
     sources = {}
+    stands_in = {primary: fallback for fallback, primary in FALLBACK_VARIABLES.items()}
     for name, spec in ENV_OPTIONS.items():
         var = spec.env
         sources[name] = var if var and env.get(var, "").strip() else "default"
+        if sources[name] == "default" and var in stands_in and env.get(stands_in[var], "").strip():
+            sources[name] = stands_in[var]  # mona_sdk's or mona-client's name for it
     if sources["auth_mode"] == "default" and auth_mode != "MONA":
         # picked as mona_sdk picks it: MONA_SDK_SHOULD_USE_AUTHENTICATION, or a token
         sources["auth_mode"] = "derived"
@@ -178,7 +201,7 @@ def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
 
 def _unknown_variables(env: Mapping[str, str]) -> list[str]:
     known = {spec.env for spec in (*ENV_OPTIONS.values(), *CELERY_OPTIONS.values())}
-    known |= OTHER_VARIABLES
+    known |= OTHER_VARIABLES | NOT_APPLYING.keys()
     unknown = sorted(
         var for var in env if var.startswith(("MONA_SDK_", "MONA_MIDDLEWARE_")) and var not in known
     )

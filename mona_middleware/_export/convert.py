@@ -142,8 +142,9 @@ def sanitize_fields(
 ) -> tuple[dict[str, Any], int]:
     """Return (JSON-ready fields, number of fields dropped), logging each dropped field.
 
-    Keys starting with ``MONA`` are reserved by Mona; they are renamed ``MY_MONA...``
-    as mona_sdk does, instead of being lost.
+    Top-level keys starting with ``MONA_`` are reserved by Mona; they are renamed
+    ``MY_MONA_...`` exactly as mona_sdk 0.0.58's ``update_mona_fields_names`` does (so
+    ``MONARCH_ID`` stays ``MONARCH_ID``), instead of being lost.
     """
     clean: dict[str, Any] = {}
     dropped = 0
@@ -154,7 +155,7 @@ def sanitize_fields(
         # Most fields are a plain string key and a JSON scalar: copied as they are.
         if (
             type(key) is str
-            and not key.startswith("MONA")
+            and not key.startswith("MONA_")
             and (
                 kind in _SCALARS
                 or (kind is int and _INT_LOW <= value <= _INT_HIGH)
@@ -165,7 +166,7 @@ def sanitize_fields(
             continue
         try:
             name = _key(key)
-            clean["MY_" + name if name.startswith("MONA") else name] = _convert(value, 0)
+            clean["MY_" + name if name.startswith("MONA_") else name] = _convert(value, 0)
         except FieldError as exc:
             dropped += 1
             limited(

@@ -88,7 +88,7 @@ class Delivery:
         if gave_up:
             self.give_up(result, batch, from_spool, retries)
             return False
-        self.settle(result, from_spool, retries)
+        self.settle(result, from_spool, retries, batch)
         return result.sent == result.total
 
     def _send(self, batch: list[dict[str, Any]]) -> SendResult:
@@ -133,7 +133,13 @@ class Delivery:
                     return True
             return False
 
-    def settle(self, result: SendResult, from_spool: SpoolFile | None, retries: int) -> None:
+    def settle(
+        self,
+        result: SendResult,
+        from_spool: SpoolFile | None,
+        retries: int,
+        batch: list[dict[str, Any]] | None = None,
+    ) -> None:
         stats = self.stats
         stats.add("messages_sent", result.sent)
         if from_spool is not None:
@@ -147,6 +153,8 @@ class Delivery:
         stats.reject(result.failure_reasons)
         stats.drop("rejected by the backend", result.failed)
         self._report(result, retries)
+        if batch is not None and self.config.log_failed_messages:
+            self._log_failed(batch, result.failure_reasons)
 
     def give_up(
         self, result: SendResult, batch: list, from_spool: SpoolFile | None, retries: int
@@ -168,7 +176,22 @@ class Delivery:
             )
         else:
             self.stats.drop(f"send failed: {result.error}", len(batch))
+            if self.config.log_failed_messages:
+                self._log_failed(batch, {})
         self._report(result, retries)
+
+    def _log_failed(self, batch: list[dict[str, Any]], reasons: Any) -> None:
+        """``MONA_SDK_SHOULD_LOG_FAILED_MESSAGES``: the lost messages themselves, at ERROR.
+
+        Mona names refused messages by their index in the batch; when it does, only
+        those are logged, else the whole batch (it was lost as a whole).
+        """
+        failed = batch
+        if isinstance(reasons, dict) and reasons:
+            indices = {int(key) for key in reasons if str(key).isdigit()}
+            if indices:
+                failed = [message for i, message in enumerate(batch) if i in indices]
+        logger.error("mona_middleware: failed to send the following to Mona: %s", failed)
 
     def _report(self, result: SendResult, retries: int) -> None:
         limited(
@@ -217,4 +240,3 @@ class Delivery:
                 continue
             if not self.deliver(messages, from_spool=item):
                 return
-

@@ -454,7 +454,7 @@ class BatchExporter:
             if mine and gave_up:
                 delivery.give_up(result, job.batch, None, retries)
             elif mine:
-                delivery.settle(result, None, retries)
+                delivery.settle(result, None, retries, job.batch)
         finally:
             self._answer(job.seq)
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from .._export.exporter import BatchExporter
 from .._util import forks
 from .._util.log import limited, logger, set_logger
-from ..config import MonaConfig
+from ..config import MonaConfig, warn_not_applying
 from ..transports import JsonlFileTransport, create_transport
 from . import children, uwsgi_host
 from .killswitch import ConfigFileWatcher
@@ -138,7 +138,8 @@ def enqueue(item: Any) -> bool:
 def _activate(new_config: MonaConfig) -> None:
     """Make ``new_config`` current: its logging settings and its kill-switch file."""
     STATE.config = new_config
-    set_logger(new_config.logger_name, new_config.log_level)
+    set_logger(new_config.logger_name, new_config.log_level, new_config.print_logs)
+    warn_not_applying(os.environ)
     if STATE.watcher is not None:
         STATE.watcher.stop()
         STATE.watcher = None

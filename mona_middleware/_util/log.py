@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -33,11 +34,20 @@ class _PackageLogger:
 logger: Any = _PackageLogger("mona_middleware")
 
 
-def set_logger(name: str, level: int | None) -> None:
-    """Apply ``logger_name`` and ``log_level`` from the configuration."""
+def set_logger(name: str, level: int | None, print_logs: bool = False) -> None:
+    """Apply ``logger_name``, ``log_level`` and ``print_logs`` from the configuration."""
     logger.target = logging.getLogger(name)
     if level is not None:
         logger.target.setLevel(level)
+    if print_logs and not any(
+        getattr(handler, "_mona_print_logs", False) for handler in logger.target.handlers
+    ):
+        handler = logging.StreamHandler(sys.stdout)  # mona-client's MONA_PRINT_LOGS
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+        )
+        handler._mona_print_logs = True  # type: ignore[attr-defined]
+        logger.target.addHandler(handler)
 
 
 class RateLimitedLog:

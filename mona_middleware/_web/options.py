@@ -112,8 +112,8 @@ def _field_names(value: Any) -> Mapping[str, str | None]:
     for field_name, new_name in value.items():  # sent as they are: never converted
         if new_name is not None and (not isinstance(new_name, str) or not new_name):
             raise ValueError(f"field_names[{field_name!r}] must be a non-empty string")
-        if new_name is not None and new_name.startswith("MONA"):
-            raise ValueError(f"field_names[{field_name!r}]: MONA... names are Mona's own")
+        if new_name is not None and new_name.startswith("MONA_"):
+            raise ValueError(f"field_names[{field_name!r}]: MONA_... names are Mona's own")
     return MappingProxyType({**DEFAULT_FIELD_NAMES, **value})
 
 

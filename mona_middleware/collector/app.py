@@ -9,18 +9,27 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
+import os
+import re
 import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from .server import REFRESH_PATH, TOKEN_PATH, CollectorHTTPServer, ServerConfig
 from .store import Store
 from .tokens import ACCESS, TokenIssuer
 
 DEFAULT_TOKEN_TTL = 4 * 3600.0
+_log = logging.getLogger("mona_middleware.collector")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 _CREDENTIALS_KEY = "dev_credentials"
+
+
+def _log_accepted(kind: str, value: str) -> None:
+    _log.info("collector: accepted %s %r (a local collector takes any)", kind, value)
 
 
 def is_loopback(host: str) -> bool:
@@ -49,6 +58,13 @@ class Collector:
     Without ``api_key``/``secret`` a dev pair is generated once and kept in the
     database, so restarting on the same file keeps clients' credentials (and tokens)
     valid. ``require_auth`` defaults to "host is not loopback".
+
+    Bound to loopback and not ``strict``, it is a local dev server, as localstack is
+    for AWS: any api key and secret get a token, any token is taken and any user id is
+    stored, each user id in its own store (``store_for``), so an app keeps its own
+    settings. ``accepted(kind, value)`` hears of each new api key and user id (never a
+    secret); by default they are logged. Elsewhere, or ``strict``, only the
+    collector's own credentials and user id work.
     """
 
     def __init__(
@@ -64,6 +80,8 @@ class Collector:
         allow_no_auth: bool = False,
         token_ttl: float = DEFAULT_TOKEN_TTL,
         max_body: int = DEFAULT_MAX_BODY,
+        strict: bool = False,
+        accepted: Callable[[str, str], None] | None = None,
     ) -> None:
         if (api_key is None) != (secret is None):
             raise ValueError("give both api_key and secret, or neither")
@@ -75,12 +93,71 @@ class Collector:
             api_key, secret = self._dev_credentials()
         self.issuer = TokenIssuer(api_key, secret, user_id)
         self.require_auth = not is_loopback(host) if require_auth is None else require_auth
+        self.accept_any = not strict and not self.require_auth and is_loopback(host)
+        self._db = db
+        self._stores: dict[str, Store] = {}
+        self._stores_lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+        self._accepted = accepted or _log_accepted
         self._config = ServerConfig(
-            self.store, self.issuer, self.require_auth, allow_no_auth, token_ttl, max_body
+            self.store,
+            self.issuer,
+            self.require_auth,
+            allow_no_auth,
+            token_ttl,
+            max_body,
+            accept_any=self.accept_any,
+            store_for=self.store_for,
+            accepted=self._accept,
+            users=self.users,
         )
         self._port = port
         self._server: CollectorHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def store_for(self, user_id: str) -> Store:
+        """The store of ``user_id``'s contexts: the collector's own, or one per other user
+        id (in memory, or a file next to ``db``: ``mona-collector.<user id>.sqlite3``)."""
+        if user_id == self.user_id:
+            return self.store
+        with self._stores_lock:
+            store = self._stores.get(user_id)
+            new = store is None
+            if store is None:
+                store = self._stores[user_id] = Store(self._path_for(user_id))
+        if new:
+            self._accept("user id", user_id)
+        return store
+
+    def _path_for(self, user_id: str) -> str:
+        if self._db == ":memory:":
+            return ":memory:"
+        base, ext = os.path.splitext(self._db)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", user_id)[:64]
+        return f"{base}.{safe}{ext or '.sqlite3'}"
+
+    def users(self) -> list[str]:
+        """The user ids with data here, the collector's own first (files of an earlier
+        run included)."""
+        with self._stores_lock:
+            found = set(self._stores)
+        if self._db != ":memory:":
+            base, ext = os.path.splitext(self._db)
+            ext = ext or ".sqlite3"
+            folder, stem = os.path.split(base)
+            for name in os.listdir(folder or "."):
+                if name.startswith(stem + ".") and name.endswith(ext):
+                    found.add(name[len(stem) + 1 : len(name) - len(ext)])
+        found.discard(self.user_id)
+        found.discard("")  # the collector's own file
+        return [self.user_id, *sorted(found)]
+
+    def _accept(self, kind: str, value: str) -> None:
+        with self._stores_lock:
+            first = (kind, value) not in self._seen
+            self._seen.add((kind, value))
+        if first:
+            self._accepted(kind, value)
 
     def _dev_credentials(self) -> tuple[str, str]:
         stored = self.store.get_meta(_CREDENTIALS_KEY)
@@ -116,6 +193,9 @@ class Collector:
             self._thread.join(timeout)
             self._thread = None
         self.store.close()
+        with self._stores_lock:
+            for store in self._stores.values():
+                store.close()
 
     def _shutdown(self, server: CollectorHTTPServer, timeout: float) -> None:
         # serve_forever() notices shutdown() only when its select() wakes up; a

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BODY,
         help="largest request body in bytes (default: %(default)s)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="on loopback too, take only this collector's api key, secret and user id"
+        " (by default a loopback collector takes any, as a local dev server)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
@@ -59,6 +65,12 @@ def banner(collector: Collector) -> str:
         f"Secret:  {collector.secret}",
         f"User id: {collector.user_id}",
     ]
+    if collector.accept_any:
+        lines.append(
+            "Any API key, secret, token and user id is accepted (bound to loopback; --strict"
+            " takes only the ones above); each user id's contexts are kept apart"
+            " (/api/contexts?user=<user id>)."
+        )
     if collector.require_auth:
         lines.append(
             f"Bound to {collector.host or 'all interfaces'} (not loopback): every endpoint"
@@ -69,6 +81,12 @@ def banner(collector: Collector) -> str:
     lines += [f"  export {name}={shlex.quote(value)}" for name, value in collector.env().items()]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
+
+
+def _print_accepted(kind: str, value: str) -> None:
+    print(
+        f"Accepted {kind} {value!r} (a local collector takes any; --strict to refuse)", flush=True
+    )
 
 
 def run_collector(args: argparse.Namespace) -> int:
@@ -85,6 +103,8 @@ def run_collector(args: argparse.Namespace) -> int:
             user_id=args.user_id,
             allow_no_auth=args.allow_no_auth,
             max_body=args.max_body,
+            strict=args.strict,
+            accepted=_print_accepted,
         )
     except (ValueError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ and token endpoints answer errors in the shapes the ``mona_sdk`` parses
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -56,6 +57,18 @@ class ServerConfig:
     allow_no_auth: bool = False
     token_ttl: float = 4 * 3600.0
     max_body: int = 10 * 1024 * 1024
+    # A local dev server (loopback, not strict): any key/secret gets a token, any user id
+    # is stored, each in its own store; ``accepted`` hears of each new key and user id.
+    accept_any: bool = False
+    store_for: Callable[[str], Store] | None = None
+    accepted: Callable[[str, str], None] | None = None
+    users: Callable[[], list[str]] | None = None
+
+    def store_of(self, user_id: str | None) -> Store:
+        """The store holding ``user_id``'s contexts (the collector's own by default)."""
+        if user_id is None or user_id == self.issuer.user_id or self.store_for is None:
+            return self.store
+        return self.store_for(user_id)
 
 
 class CollectorHTTPServer(ThreadingHTTPServer):
@@ -118,9 +131,16 @@ class CollectorHandler(JsonRequestHandler):
 
     def route_token(self, _: str) -> None:
         body, client_id = self._token_field("clientId")
-        if not self.config.issuer.credentials_match(client_id, body.get("secret")):
+        config = self.config
+        secret = body.get("secret")
+        if config.accept_any:
+            if not (isinstance(client_id, str) and client_id and isinstance(secret, str)):
+                raise HttpError(401, "clientId and secret must be strings")
+            if client_id != config.issuer.api_key and config.accepted is not None:
+                config.accepted("api key", client_id)
+        elif not config.issuer.credentials_match(client_id, secret):
             raise HttpError(401, "wrong clientId or secret")
-        self.send_json(200, self.config.issuer.token_response(self.config.token_ttl))
+        self.send_json(200, config.issuer.token_response(config.token_ttl))
 
     def route_refresh(self, _: str) -> None:
         _, token = self._token_field("refreshToken")
@@ -133,7 +153,10 @@ class CollectorHandler(JsonRequestHandler):
         return token.strip() if scheme.lower() == "bearer" else None
 
     def route_export(self, _: str) -> None:
-        if not self.config.issuer.verify(self._bearer_token(), ACCESS):
+        token = self._bearer_token()
+        if self.config.accept_any and token:
+            pass  # a local dev server: any token (e.g. MANUAL_TOKEN's own) will do
+        elif not self.config.issuer.verify(token, ACCESS):
             raise HttpError(401, "a valid Bearer access token is required", BEARER)
         self._ingest()
 
@@ -149,9 +172,10 @@ class CollectorHandler(JsonRequestHandler):
             batch = parse_batch(self.read_json())
         except BatchError as exc:
             raise HttpError(400, str(exc)) from None
-        if batch.user_id != self.config.issuer.user_id:
+        config = self.config
+        if batch.user_id != config.issuer.user_id and not config.accept_any:
             raise HttpError(403, f"userId {batch.user_id!r} is not this collector's user id")
-        batch_id, unstored = self.config.store.add_batch(batch.messages)
+        batch_id, unstored = config.store_of(batch.user_id).add_batch(batch.messages)
         failures = {**batch.failures, **{str(index): why for index, why in unstored.items()}}
         failures = dict(sorted(failures.items(), key=lambda item: int(item[0])))
         body = {"total": batch.total, "failed": len(failures), "batchId": batch_id}
@@ -175,22 +199,31 @@ class CollectorHandler(JsonRequestHandler):
             raise HttpError(400, f"query parameter {name!r} is required")
         return values[0] if values else None
 
+    def _store(self) -> Store:
+        """The store the read API shows: ``?user=<user id>``, else the collector's own."""
+        user = self._param("user")
+        if user and self.config.users is not None and user not in self.config.users():
+            raise HttpError(404, f"no data for user id {user!r}")
+        return self.config.store_of(user)
+
     def route_health(self, _: str) -> None:
         self._authorize_read()
-        store = self.config.store
+        store = self._store()
         counts = {"messages": store.message_count(), "contexts": store.context_count()}
-        self.send_json(200, {"status": "ok", "user_id": self.config.issuer.user_id, **counts})
+        user_id = self._param("user") or self.config.issuer.user_id
+        users = self.config.users() if self.config.users else [self.config.issuer.user_id]
+        self.send_json(200, {"status": "ok", "user_id": user_id, "users": users, **counts})
 
     def route_classes(self, _: str) -> None:
         self._authorize_read()
-        self.send_json(200, {"classes": self.config.store.classes()})
+        self.send_json(200, {"classes": self._store().classes()})
 
     def route_contexts(self, _: str) -> None:
         self._authorize_read()
         text = self._param("limit") or "50"
         if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
             raise HttpError(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
-        rows = self.config.store.contexts(self._param("class"), int(text))
+        rows = self._store().contexts(self._param("class"), int(text))
         self.send_json(200, {"contexts": rows})
 
     def route_context(self, rest: str) -> None:
@@ -198,7 +231,7 @@ class CollectorHandler(JsonRequestHandler):
         context_class, slash, context_id = rest.partition("/")
         if not slash or not context_id:
             raise HttpError(404, "use /api/contexts/<class>/<id>")
-        found = self.config.store.context(unquote(context_class), unquote(context_id))
+        found = self._store().context(unquote(context_class), unquote(context_id))
         if found is None:
             raise HttpError(404, "no such context")
         self.send_json(200, found)
@@ -206,7 +239,7 @@ class CollectorHandler(JsonRequestHandler):
     def route_summary(self, _: str) -> None:
         self._authorize_read()
         context_class = cast(str, self._param("class", required=True))
-        self.send_json(200, self.config.store.summary(context_class))
+        self.send_json(200, self._store().summary(context_class))
 
     def route_index(self, _: str) -> None:
         self._authorize_read()

@@ -43,3 +43,34 @@ def test_export_batch_takes_mona_messages_and_dicts(memory, caplog):
         ("JOB", "j2"): {"rows": 2},
     }
     assert memory.messages[0]["exportTimestamp"] == 1700000000
+
+
+def test_export_batch_takes_mona_sdk_messages_and_look_alikes(memory):
+    mona_sdk = pytest.importorskip("mona_sdk")
+
+    class OwnMessage:  # a user's class with MonaSingleMessage's attributes
+        def __init__(self, message, contextClass, contextId=None):
+            self.message, self.contextClass, self.contextId = message, contextClass, contextId
+
+    sent = mona.export_batch(
+        [
+            mona_sdk.MonaSingleMessage(
+                message={"rows": 1}, contextClass="JOB", contextId="s1", sendTimestamp=1700000001
+            ),
+            mona_sdk.MonaSingleMessage(
+                message={"MONARCH_ID": 7, "MONA_x": 1}, contextClass="JOB", contextId="s2",
+                exportTimestamp=1700000002, action="ADD",
+            ),
+            OwnMessage({"rows": 3}, "JOB", "s3"),
+            object(),
+        ]
+    )  # fmt: skip
+    assert sent == 3
+    assert mona.flush(5)
+    assert memory.contexts() == {
+        ("JOB", "s1"): {"rows": 1},
+        ("JOB", "s2"): {"MONARCH_ID": [7], "MY_MONA_x": [1]},
+        ("JOB", "s3"): {"rows": 3},
+    }
+    stamps = {m["contextId"]: m["exportTimestamp"] for m in memory.messages}
+    assert stamps["s1"] == 1700000001 and stamps["s2"] == 1700000002

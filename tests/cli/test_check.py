@@ -20,7 +20,8 @@ from ..servers import free_port
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector() as running:
+    """A strict one: it takes only its own credentials (as off loopback)."""
+    with Collector(strict=True) as running:
         yield running
 
 
@@ -204,3 +205,53 @@ def test_the_command_line_as_a_user_runs_it(collector: Collector, tmp_path: Path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK: this configuration can export." in result.stdout
     assert collector.secret not in result.stdout + result.stderr
+
+
+def test_mona_client_settings_with_a_local_file_are_not_ok(monkeypatch, capsys) -> None:
+    env = {"MONA_HOST": "10.0.0.5", "MONA_PORT": "24224", "MONA_USER_ID": "acc"}
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 1, out
+    assert "OK" not in out
+    assert "mona-client's MONA_HOST, MONA_PORT, MONA_USER_ID say data should reach Mona" in out
+    assert "goes to the local file" in out
+    assert "warning: MONA_HOST is set but does not apply: mona_middleware speaks Mona's REST" in out
+    assert re.search(r"^  user_id\s+MONA_USER_ID\s+acc$", out, re.MULTILINE)
+
+
+def test_mona_client_settings_with_credentials_reach_the_collector(
+    monkeypatch, capsys, collector
+) -> None:
+    env = {**collector.env(), "MONA_HOST": "10.0.0.5", "MONA_PORT": "24224"}
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 0, out
+    assert "Transport: rest" in out and "OK: this configuration can export." in out
+    assert "warning: MONA_PORT is set but does not apply" in out
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "MONA_QUEUE_SIZE",
+        "MONA_QUEUE_CIRCULAR",
+        "MONA_BLOCKING",
+        "MONA_SDK_USE_SEND_EVENT_ENDPOINT",
+        "MONA_SDK_USE_SEND_TIMESTAMP_FIELD",
+        "MONA_SDK_ENABLE_DEPRECATION_WARNINGS_ON_EXPORT_TIMESTAMP",
+        "MONA_SDK_OVERRIDE_APP_SERVER_HOST",
+        "MONA_SDK_OVERRIDE_APP_SERVER_URL",
+        "MONA_SDK_REFRESH_TOKEN_SAFETY_MARGIN",
+        "MONA_SDK_OIDC_CLIENT_ID",
+        "MONA_SDK_OIDC_CLIENT_SECRET",
+        "MONA_SDK_OIDC_SCOPE",
+        "SAMPLING_CONFIG_NAME",
+        "SAMPLING_FACTORS_MAX_AGE_SECONDS",
+    ],
+)
+def test_each_seed_variable_with_no_use_here_is_reported(monkeypatch, capsys, var) -> None:
+    status, out = check(monkeypatch, capsys, {var: "1"})
+
+    assert status == 0
+    assert f"warning: {var} is set but does not apply: " in out
+    assert "is not read by mona_middleware" not in out

@@ -17,7 +17,8 @@ SEED = [{"arcClass": "C", "contextId": "keep", "message": {"a": 1}}]
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with Collector() as running:
+    """A strict one: it takes only its own credentials (as off loopback)."""
+    with Collector(strict=True) as running:
         yield running
 
 

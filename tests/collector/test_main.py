@@ -129,3 +129,22 @@ def test_port_in_use_is_a_clear_error(run_cli, collector: Collector) -> None:
 def test_api_key_without_secret_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["collector", "--api-key", "k", "--db", ":memory:"]) == 2
     assert "secret" in capsys.readouterr().err
+
+
+def test_a_loopback_collector_prints_what_it_accepted_and_strict_refuses(run_cli) -> None:
+    running = run_cli("collector", "--port", "0", "--db", ":memory:")
+    banner = running.read_until("Press Ctrl-C")
+    assert "Any API key, secret, token and user id is accepted" in banner
+    url = _field(banner, r"listening on (http://127\.0\.0\.1:\d+)")
+    token_url = f"{url}/identity/resources/auth/v1/api-token"
+    mine = {"clientId": "my-own-key", "secret": "my-own-secret"}
+    assert requests.post(token_url, json=mine, timeout=5).status_code == 200
+    printed = running.read_until("Accepted api key 'my-own-key'", timeout=10)
+    assert "my-own-secret" not in printed
+
+    strict = run_cli("collector", "--port", "0", "--db", ":memory:", "--strict")
+    banner = strict.read_until("Press Ctrl-C")
+    assert "is accepted" not in banner
+    url = _field(banner, r"listening on (http://127\.0\.0\.1:\d+)")
+    refused = requests.post(f"{url}/identity/resources/auth/v1/api-token", json=mine, timeout=5)
+    assert refused.status_code == 401

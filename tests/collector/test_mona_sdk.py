@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 import mona_middleware as mona
 from mona_middleware.collector import Collector
@@ -243,3 +244,72 @@ def test_export_batch_sends_the_sdks_messages_with_their_actions_and_timestamps(
     for context_id in CONTEXT_OPS:  # context() folds its exports: fewer messages, same stamp
         stamps = {stamp for _, stamp, _ in _history(our_side, ("REQ", context_id))}
         assert stamps == {CONTEXT_TIMESTAMP}
+
+
+def test_mona_sdk_with_its_own_user_id_and_credentials_on_a_loopback_collector() -> None:
+    """A local collector takes an app's own settings, as localstack takes any AWS keys."""
+    accepted: list[tuple[str, str]] = []
+    with Collector(accepted=lambda kind, value: accepted.append((kind, value))) as local:
+        assert local.accept_any
+        own = {
+            **local.env(),
+            "MONA_SDK_API_KEY": "acc-api-key",
+            "MONA_SDK_SECRET": "acc-secret-of-its-own",
+            "MONA_SDK_USER_ID": "acc",
+        }
+        result = _run_sdk(own)
+
+        assert result["single"] is True and result["batch"]["sent"] == 3
+        assert local.store.message_count() == 0  # the collector's own user id got nothing
+        acc = local.store_for("acc")
+        assert acc.context("SDK", "one")["fields"] == {
+            "score": 0.5, "model": "v3", "latency": [10, 20]
+        }  # fmt: skip
+        assert accepted == [("api key", "acc-api-key"), ("user id", "acc")]
+        assert all("acc-secret-of-its-own" not in value for _, value in accepted)
+        read = requests.get(local.url + "/api/contexts", params={"user": "acc"}, timeout=5)
+        assert {row["id"] for row in read.json()["contexts"]} == {"one", "two"}
+        health = requests.get(local.url + "/api/health", timeout=5).json()
+        assert health["users"] == ["local", "acc"]
+        missing = requests.get(local.url + "/api/contexts", params={"user": "nobody"}, timeout=5)
+        assert missing.status_code == 404
+
+
+def test_mona_sdk_with_its_own_settings_is_refused_by_a_strict_collector() -> None:
+    with Collector(strict=True) as strict:
+        own = {**strict.env(), "MONA_SDK_API_KEY": "acc-api-key", "MONA_SDK_SECRET": "nope"}
+        script = "from mona_sdk import Client\nprint(Client().authenticator.is_authenticated())"
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, **own, "MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION": "0"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.stdout.split()[-1] == "False"
+        assert strict.store.message_count() == 0
+
+
+def test_a_loopback_collector_takes_any_bearer_token_and_user_id() -> None:
+    body = {"userId": "someone", "messages": [{"arcClass": "C", "contextId": "1", "message": {}}]}
+    body["messages"][0]["message"] = {"a": 1}
+    with Collector() as local:
+        taken = requests.post(
+            local.export_url, json=body, headers={"Authorization": "Bearer my-own"}, timeout=5
+        )
+        no_token = requests.post(local.export_url, json=body, timeout=5)
+        assert taken.status_code == 200 and no_token.status_code == 401
+        assert local.store_for("someone").context("C", "1")["fields"] == {"a": 1}
+
+
+def test_each_user_id_of_a_file_collector_has_its_own_file(tmp_path) -> None:
+    db = tmp_path / "c.sqlite3"
+    body = {"userId": "acc", "messages": [{"arcClass": "C", "contextId": "1", "message": {"a": 1}}]}
+    with Collector(db=str(db)) as local:
+        headers = {"Authorization": "Bearer any"}
+        assert requests.post(local.export_url, json=body, headers=headers, timeout=5).ok
+    assert (tmp_path / "c.acc.sqlite3").is_file()
+    with Collector(db=str(db)) as reopened:
+        assert reopened.store_for("acc").context("C", "1")["fields"] == {"a": 1}
+        listed = requests.get(reopened.url + "/api/health", params={"user": "acc"}, timeout=5)
+        assert listed.json()["users"] == ["local", "acc"] and listed.json()["contexts"] == 1

@@ -115,8 +115,22 @@ def test_bad_values_drop_only_their_field_and_name_it(kind, value, caplog):
 
 
 def test_mona_prefixed_keys_are_renamed_like_mona_sdk():
-    clean, _ = sanitize_fields({"MONA_score": 1, "MONAX": 2, "monalisa": 3}, "C", filter_none=False)
-    assert clean == {"MY_MONA_score": 1, "MY_MONAX": 2, "monalisa": 3}
+    fields = {"MONA_score": 1, "MONAX": 2, "MONARCH_ID": 3, "monalisa": 4, "MONA_d": {"MONA_n": 1}}
+    clean, _ = sanitize_fields(fields, "C", filter_none=False)
+    assert clean == {
+        "MY_MONA_score": 1,
+        "MONAX": 2,
+        "MONARCH_ID": 3,
+        "monalisa": 4,
+        "MY_MONA_d": {"MONA_n": 1},
+    }
+
+
+def test_the_rename_rule_is_mona_sdk_own_rule():
+    validation = pytest.importorskip("mona_sdk.validation")
+    fields = {"MONA_score": 1, "MONAX": 2, "MONARCH_ID": 3, "mona_x": 4, "MONA_": 5, "x": {}}
+    clean, _ = sanitize_fields(fields, "C", filter_none=False)
+    assert clean == validation.update_mona_fields_names(fields)
 
 
 def test_none_fields_are_kept_or_filtered_as_configured():

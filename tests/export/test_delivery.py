@@ -17,8 +17,6 @@ from ..mona_server import MonaTestServer, retry_after_date
 FAST_RETRIES = {"retry_backoff": 0.05, "retry_max_backoff": 0.5}
 
 
-
-
 def export_arrivals(server: MonaTestServer) -> list[float]:
     return [r.arrived for r in server.export_requests()]
 
@@ -214,3 +212,29 @@ def test_a_failing_transport_is_logged_retried_and_the_thread_survives(caplog):
     assert stats["messages_sent"] == 3  # the failed send was retried
     assert stats["retries"] == 1 and stats["dropped"] == {}
     assert "bug in a transport" in caplog.text
+
+
+def test_should_log_failed_messages_logs_what_mona_refused(mona_server, caplog, monkeypatch):
+    monkeypatch.setenv("MONA_SDK_SHOULD_LOG_FAILED_MESSAGES", "true")
+    mona.configure(**rest_options(mona_server, spool=False))
+    mona_server.respond_with(
+        400, {"failed": 1, "failure_reasons": {"1": "bad"}}, times=1
+    )  # fmt: skip
+    mona.export_batch(
+        [
+            {"message": {"good": 1}, "contextClass": "C", "contextId": "a"},
+            {"message": {"secret_sauce": 2}, "contextClass": "C", "contextId": "b"},
+        ]
+    )
+    assert mona.flush(5)
+    assert "failed to send the following to Mona" in caplog.text
+    line = next(r.getMessage() for r in caplog.records if "following" in r.getMessage())
+    assert "secret_sauce" in line
+
+
+def test_failed_messages_are_not_logged_by_default(mona_server, caplog):
+    mona.configure(**rest_options(mona_server, spool=False, max_retries=0))
+    mona_server.stop_listening()
+    mona.export_batch([{"message": {"secret_sauce": 2}, "contextClass": "C"}])
+    mona.flush(5)
+    assert "secret_sauce" not in caplog.text

@@ -89,3 +89,21 @@ def test_the_watcher_follows_the_file_and_keeps_its_state_through_a_broken_edit(
     assert states == [False, True, True, False, True, False]
     assert "is not a JSON object" in caplog.text and "keeping disable_all=True" in caplog.text
     assert caplog.text.count("disable_all is now ON") == 2
+
+
+def test_mona_client_config_file_is_the_live_switch_when_ours_is_not_set(
+    memory, tmp_path, monkeypatch
+):
+    switch = tmp_path / "mona_client_config.json"
+    switch.write_text(json.dumps({"disable_all": True}))
+    monkeypatch.setenv("MONA_CLIENT_CONFIG_FILE", str(switch))
+    mona.configure(transport=memory, config_poll_interval=0.02)
+    assert _runtime.disabled()
+    with mona.context("C", context_id="off"):
+        assert mona.export({"x": 1}) is False
+    switch.write_text(json.dumps({"disable_all": False}))  # the operator flips it back
+    assert wait_until(lambda: not _runtime.disabled())
+    with mona.context("C", context_id="on"):
+        assert mona.export({"x": 2}) is True
+    assert mona.flush(5)
+    assert memory.contexts() == {("C", "on"): {"x": 2}}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -66,3 +68,31 @@ def test_logger_name_and_level_follow_mona_sdk_variables(monkeypatch, caplog):
         assert [r.name for r in caplog.records] == ["my-mona"]
     finally:
         mona.configure(transport="memory", logger_name="mona_middleware")
+
+
+def test_mona_sdk_fallback_names_and_a_numeric_level(monkeypatch, caplog):
+    monkeypatch.setenv("MONA_LOGGER_NAME", "mona-logger-old")
+    monkeypatch.setenv("MONA_LOGGING_LEVEL", "10")  # numeric, as both seeds document
+    mona.configure(transport="memory")
+    try:
+        assert logging.getLogger("mona-logger-old").level == logging.DEBUG
+        caplog.set_level(logging.DEBUG, "mona-logger-old")
+        mona.export({"outside": True})
+        assert [r.name for r in caplog.records] == ["mona-logger-old"]
+    finally:
+        mona.configure(transport="memory", logger_name="mona_middleware")
+        logging.getLogger("mona-logger-old").setLevel(logging.NOTSET)
+
+
+def test_mona_print_logs_prints_the_package_log_to_stdout(tmp_path):
+    code = "import mona_middleware as mona; mona.configure(transport='memory'); mona.export({})"
+    env = {**os.environ, "MONA_PRINT_LOGS": "true", "MONA_SDK_LOGGING_LEVEL": "WARNING"}
+    env.pop("MONA_SDK_LOGGER_NAME", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        " - mona_middleware - WARNING - mona_middleware: export() called outside any context"
+        in (done.stdout)
+    )

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 import requests
 
@@ -64,6 +63,7 @@ def test_a_requests_session_sends_the_context_merged_with_the_calls_baggage(memo
 
 
 def test_an_httpx_client_sends_the_context_merged_with_the_calls_baggage(memory, echo):
+    httpx = pytest.importorskip("httpx")
     with propagate(httpx.Client(timeout=5)) as client:
         assert client.get(echo).json() == []
         with mona.context("GATEWAY", context_id="req-1"):
@@ -75,7 +75,9 @@ def test_an_httpx_client_sends_the_context_merged_with_the_calls_baggage(memory,
 
 
 def test_an_async_httpx_client_sends_each_tasks_own_context(memory, echo):
-    async def call(client: httpx.AsyncClient, context_id: str) -> list[str]:
+    httpx = pytest.importorskip("httpx")
+
+    async def call(client, context_id: str) -> list[str]:
         async with mona.context("GATEWAY", context_id=context_id):
             await asyncio.sleep(0)
             return (await client.get(echo)).json()

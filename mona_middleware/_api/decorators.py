@@ -131,7 +131,9 @@ class _Scope:
             if current is PASS_THROUGH:  # an excluded request: nothing is recorded
                 return None
             if current is not None and current.request is not None:
-                if self.explicit:
+                # a context continued from the caller keeps the caller's class: renamed, it
+                # would become another record than the one the caller's fields are in
+                if self.explicit and not getattr(current.request, "continued", False):
                     current.rename(self.explicit)
                 if self.fields:
                     current.export(self.fields)

@@ -66,6 +66,16 @@ def test_inside_a_request_it_names_the_request_context(memory):
     assert "duration_ms" in fields  # the request's, not a second context's
 
 
+def test_in_a_context_continued_from_the_caller_the_callers_class_stays(memory):
+    monitor = WebMonitor({"handle_sigterm": False, "accept_incoming_context": True})
+    baggage = "mona.context_class=GATEWAY,mona.context_id=req-1"
+    ctx = monitor.start("GET", "/x", lambda name: baggage if name == "baggage" else None)
+    assert nightly(5) == 10
+    monitor.finish(ctx)
+    assert mona.flush(5)
+    assert memory.contexts() == {("GATEWAY", "req-1"): {"rows": 5, "team": "ml"}}
+
+
 def test_signature_and_metadata_are_kept():
     # this module's annotations are strings: the wrapper's are evaluated in *its* globals
     assert inspect.signature(nightly) == inspect.signature(nightly.__wrapped__, eval_str=True)

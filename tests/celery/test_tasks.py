@@ -210,3 +210,25 @@ def test_exporter_options_come_from_app_conf_too(mona_capture):
     assert process.config().shutdown_timeout == 3
     assert mona_celery.options.context_class is None
     assert mona_capture.only("conf.job")["ran"] is True
+
+
+def test_a_task_that_queues_another_carries_its_own_context(mona_capture):
+    app = celery.Celery("chain", broker="memory://")
+    MonaCelery(app)
+    seen = []
+
+    @app.task(name="chain.first")
+    def first():
+        mona.export({"step": 1})
+        app.send_task("chain.second")  # published to the broker, not run here
+
+    @celery.signals.before_task_publish.connect(weak=False)
+    def look(headers=None, **kwargs):
+        seen.append(dict(headers or {}).get(HEADER))
+
+    try:
+        first.apply()
+    finally:
+        celery.signals.before_task_publish.disconnect(look)
+    ((key, fields),) = mona_capture.contexts().items()
+    assert seen == [{"class": "chain.first", "id": key[1]}] and fields["step"] == 1

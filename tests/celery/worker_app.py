@@ -28,7 +28,7 @@ def make_app(folder: str, broker_url: str | None = None) -> Celery:
     if broker_url:
         broker = {"broker_url": broker_url}
     else:
-        for name in ("queue", "processed"):
+        for name in ("queue", "processed", "control"):
             (Path(folder) / name).mkdir(parents=True, exist_ok=True)
         broker = {
             "broker_url": "filesystem://",
@@ -36,6 +36,7 @@ def make_app(folder: str, broker_url: str | None = None) -> Celery:
                 "data_folder_in": os.path.join(folder, "queue"),
                 "data_folder_out": os.path.join(folder, "queue"),
                 "processed_folder": os.path.join(folder, "processed"),
+                "control_folder": os.path.join(folder, "control"),  # not the cwd's
                 "store_processed": False,
                 "polling_interval": 0.1,
             },

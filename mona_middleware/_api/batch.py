@@ -41,8 +41,10 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
     """Queue explicit messages (each with its own class, id and timestamp), e.g. a backfill.
 
     Accepts ``MonaMessage`` objects or dicts with mona_sdk's keys (``message``,
-    ``contextClass``, ``contextId``, ``exportTimestamp``, ``action``). Returns how many
-    were queued; an unusable entry is logged with its index and reason, the rest go out.
+    ``contextClass``, ``contextId``, ``exportTimestamp``, ``action``). Any number: they
+    are queued in chunks of ``batch_size``, each waiting for room (a generator is never
+    held in memory whole). Returns how many were queued; an unusable entry is logged
+    with its index and reason, the rest go out.
     Anything but an iterable of entries (``None``, one dict) is refused as a whole: 0.
 
     >>> export_batch([MonaMessage(message={"rows": 10}, contextClass="NIGHTLY_JOB")])
@@ -56,8 +58,13 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
         refuse(f"export_batch() takes an iterable of messages, got {type(messages).__name__}")
         return 0
     batch = ExplicitBatch()
+    queued = 0
+    chunk = config.batch_size  # streamed in chunks: memory stays bounded for any size
     sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
     for index, item in enumerate(items):
+        if len(batch) >= chunk:
+            queued += len(batch) if process.enqueue_explicit(batch) else 0
+            batch = ExplicitBatch()
         try:
             message = to_explicit(item, default_action)
             if sampled and not keep(message.context_id, rate_for(config, message.context_class)):
@@ -75,9 +82,9 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
                 index,
                 exc,
             )
-    if batch and process.enqueue(batch):
-        return len(batch)
-    return 0
+    if batch and process.enqueue_explicit(batch):
+        queued += len(batch)
+    return queued
 
 
 def _batch_items(messages: Any) -> Iterator[Any] | None:

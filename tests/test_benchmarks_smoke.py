@@ -48,3 +48,18 @@ def test_smoke_round_measures_every_installed_tool_and_writes_the_report(tmp_pat
     report = (tmp_path / "RESULTS.md").read_text()
     for heading in ("## Headline", "## Targets", "## In-process cost per request"):
         assert heading in report
+
+
+@pytest.mark.timeout(170)
+def test_the_backfill_benchmark_delivers_every_context_and_every_batch_message():
+    """``python -m benchmarks.backfill``: exits 0 only when all arrived, none dropped."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.backfill", "--contexts", "3000", "--queue-size",
+         "50", "--export-batch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=160,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.count("received 3,000 of 3,000, dropped 0") == 2, done.stdout

@@ -52,8 +52,10 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
 
     Accepts ``MonaMessage`` objects, ``mona_sdk.MonaSingleMessage`` objects (or any object
     with their attributes) or dicts with mona_sdk's keys (``message``, ``contextClass``,
-    ``contextId``, ``exportTimestamp`` or ``sendTimestamp``, ``action``). Returns how many
-    were queued; an unusable entry is logged with its index and reason, the rest go out.
+    ``contextId``, ``exportTimestamp`` or ``sendTimestamp``, ``action``). Any number: they
+    are queued in chunks of ``batch_size``, each waiting for room (a generator is never
+    held in memory whole). Returns how many were queued; an unusable entry is logged
+    with its index and reason, the rest go out.
     Anything but an iterable of entries (``None``, one dict) is refused as a whole: 0.
 
     >>> export_batch([MonaMessage(message={"rows": 10}, contextClass="NIGHTLY_JOB")])
@@ -91,8 +93,12 @@ def queue_batch(
     outcome = BatchOutcome()
     batch = ExplicitBatch()
     indices: list[int] = []
+    chunk = config.batch_size  # streamed in chunks: memory stays bounded for any size
     sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
     for index, item in enumerate(items):
+        if len(batch) >= chunk:
+            _enqueue(batch, indices, outcome)
+            batch, indices = ExplicitBatch(), []
         outcome.total += 1
         try:
             message = to_explicit(item, default_action)
@@ -118,12 +124,16 @@ def queue_batch(
                 exc,
             )
     if batch:
-        if process.enqueue(batch):
-            outcome.queued = len(batch)
-        else:
-            for index in indices:
-                outcome.failures[str(index)] = "the exporter's queue is full (counted in stats())"
+        _enqueue(batch, indices, outcome)
     return outcome
+
+
+def _enqueue(batch: ExplicitBatch, indices: list[int], outcome: BatchOutcome) -> None:
+    if process.enqueue_explicit(batch):
+        outcome.queued += len(batch)
+    else:
+        for index in indices:
+            outcome.failures[str(index)] = "not queued: dropped, with its reason in stats()['dropped']"
 
 
 def _batch_items(messages: Any) -> Iterator[Any] | None:

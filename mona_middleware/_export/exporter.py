@@ -31,7 +31,7 @@ from .._util.stats import ExportStats
 from ..config import MonaConfig
 from ..transports.base import Transport
 from .delivery import Delivery
-from .items import is_explicit
+from .items import ExplicitBatch, is_explicit
 from .prepare import message_count, prepare
 from .selfmetrics import SelfMetrics
 from .spool import Spool, default_spool_dir
@@ -114,6 +114,9 @@ class BatchExporter:
         # Reentrant: a signal handler that shuts down may run while this thread holds it.
         self._room = threading.Condition(threading.RLock())
         self._waiting = 0  # producers waiting for room (read by the batcher without a lock)
+        # export_batch messages queued (changed under ``_room``): capped at queue_size too,
+        # so a call of any size streams through in chunks instead of sitting in memory.
+        self._explicit_queued = 0
         self._batch_size = self.config.batch_size
         self._wake_at = min(self._batch_size, WAKE_EVERY)
         self._batch: list[dict[str, Any]] = []  # prepared, waiting for a full POST
@@ -159,7 +162,31 @@ class BatchExporter:
             self._wake.set()
         return True
 
-    def _wait_for_room(self, item: Any) -> str | None:
+    def enqueue_explicit(self, batch: Any) -> bool:
+        """Queue one chunk of ``export_batch`` messages, waiting while ``queue_size``
+        messages of earlier chunks are still queued (a first chunk always goes in)."""
+        if self.pid != _getpid():
+            self._forked()
+        if self._state is not RUNNING and not self.start():
+            return self._drop([batch], "exporter shut down")
+        size = len(batch)
+        with self._room:
+            queued = self._explicit_queued
+            if queued and queued + size > self._max:
+                refused = self._wait_for_room(batch, lambda: self._explicit_full(size))
+                if refused is not None:
+                    return self._drop([batch], refused)
+            self._explicit_queued += size
+            self._queue.append(batch)
+        self._wake_pending = True
+        self._wake.set()
+        return True
+
+    def _explicit_full(self, size: int) -> bool:
+        queued = self._explicit_queued
+        return bool(queued) and queued + size > self._max
+
+    def _wait_for_room(self, item: Any, full: Callable[[], bool] | None = None) -> str | None:
         """Backpressure, off the hot path: None once there is room, else why not."""
         if threading.current_thread() in (self._batcher, *self._senders):
             return "queue full"  # an exporter thread (a hook exporting) cannot wait for itself
@@ -167,10 +194,14 @@ class BatchExporter:
         deadline = time.monotonic() + self.config.request_queue_wait if in_request else None
         self.stats.add("queue_waits")
         pending = self._queue
+        if full is None:
+            full = lambda: len(pending) >= self._max  # noqa: E731
         with self._room:
-            while len(pending) >= self._max:
+            while full():
                 if self._state is not RUNNING:
                     return "exporter shut down"
+                if sys.is_finalizing() or not self._batcher.is_alive():
+                    return "queue full"  # nothing will drain it any more: never hang
                 wait = _ROOM_POLL
                 if deadline is not None:
                     wait = deadline - time.monotonic()
@@ -300,6 +331,7 @@ class BatchExporter:
         batches = [job.batch for job in jobs]  # a sender that picks one up later skips it
         queued = [item for item in self._queue if not isinstance(item, _FlushMarker)]
         self._queue.clear()
+        self._explicit_queued = 0
         partial, self._batch = self._batch, []
         batches.append(partial + [m for item in queued for m in self._prepare(item)])
         lost = kept = 0
@@ -365,7 +397,12 @@ class BatchExporter:
         pending = self._queue
         while pending:
             item = pending.popleft()
-            if self._waiting and len(pending) <= self._room_at:
+            if type(item) is ExplicitBatch:
+                with self._room:
+                    self._explicit_queued -= len(item)
+                    self._waiting = 0
+                    self._room.notify_all()
+            elif self._waiting and len(pending) <= self._room_at:
                 self._let_in()
             if isinstance(item, _FlushMarker):
                 self._submit_partial()

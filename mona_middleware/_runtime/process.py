@@ -29,6 +29,7 @@ __all__ = [
     "detach",
     "disabled",
     "enqueue",
+    "enqueue_explicit",
     "exporter",
     "flush",
     "pin_transport",
@@ -133,6 +134,12 @@ def resume_spool() -> bool:
 def enqueue(item: Any) -> bool:
     current = STATE.exporter  # every closing context comes here: no extra call
     return (current or exporter()).enqueue(item)
+
+
+def enqueue_explicit(batch: Any) -> bool:
+    """One chunk of ``export_batch``; waits while earlier chunks fill the queue."""
+    current = STATE.exporter
+    return (current or exporter()).enqueue_explicit(batch)
 
 
 def _activate(new_config: MonaConfig) -> None:

@@ -77,7 +77,9 @@ class AppServer:
             try:
                 requests.get(self.url + path, timeout=1)
                 return
-            except requests.ConnectionError:
+            # Refused, or accepted by a master whose workers are still booting (a loaded
+            # machine takes more than the second): not ready yet either way.
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"server not ready within {timeout} s:\n{self.output}")

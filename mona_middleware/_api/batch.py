@@ -133,7 +133,9 @@ def _enqueue(batch: ExplicitBatch, indices: list[int], outcome: BatchOutcome) ->
         outcome.queued += len(batch)
     else:
         for index in indices:
-            outcome.failures[str(index)] = "not queued: dropped, with its reason in stats()['dropped']"
+            outcome.failures[str(index)] = (
+                "not queued: dropped, with its reason in stats()['dropped']"
+            )
 
 
 def _batch_items(messages: Any) -> Iterator[Any] | None:

@@ -15,7 +15,6 @@ import mona_middleware as mona
 from mona_middleware.compat import mona_client as client
 
 from ..mona_server import MonaTestServer
-from .test_mona_sdk import server_env
 
 # mona-client 0.2.5's README, "Quick Start and Example", verbatim but the import line.
 QUICK_START = """
@@ -62,6 +61,17 @@ my_data = [
                     relevant_monitoring_information={"score": 0.7, "MONARCH_ID": 9}),
 ]
 """
+
+
+def server_env(server: MonaTestServer) -> dict[str, str]:
+    """The Mona settings of the app, pointed at the local server (mona_sdk's variables)."""
+    return {
+        "MONA_SDK_API_KEY": server.api_key,
+        "MONA_SDK_SECRET": server.secret,
+        "MONA_SDK_AUTH_API_TOKEN_URL": server.token_url,
+        "MONA_SDK_REFRESH_TOKEN_URL": server.refresh_url,
+        "MONA_SDK_OVERRIDE_REST_API_URL": server.export_url,
+    }
 
 
 def run_snippet(code: str, server: MonaTestServer, **env: str) -> subprocess.CompletedProcess:

@@ -242,3 +242,18 @@ def test_the_big_red_button_file_of_mona_client(memory, monkeypatch, tmp_path):
     with client.new_mona_context("C", "x") as full_id:
         assert full_id == ""
     assert mona.flush(5) and memory.messages == []
+
+
+def test_a_context_opened_by_init_is_sent_at_exit(mona_server):
+    code = """
+from mona_middleware.compat import mona_client as client
+client.init("JOB", context_id="nightly-7")
+client.export({"rows": 10})
+client.init_sub_context("STEP", "load")
+client.export({"ok": True})
+"""
+    run_snippet(code, mona_server)
+    assert mona_server.contexts() == {
+        ("JOB", "nightly-7"): {"rows": 10},
+        ("STEP", "nightly-7.load"): {"ok": True},
+    }

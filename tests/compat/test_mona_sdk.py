@@ -344,3 +344,18 @@ def test_the_exception_variables_are_read_from_the_environment(mona_server, monk
     monkeypatch.setenv("MONA_SDK_RAISE_EXPORT_EXCEPTIONS", "true")
     with pytest.raises(compat.MonaExportException):
         client_for(mona_server).export(MonaSingleMessage(message=None, contextClass="C"))
+
+
+def test_an_unreachable_token_endpoint_leaves_the_client_active(caplog):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    client = Client(
+        api_key="k",
+        secret="s",
+        auth_api_token_url=nowhere + "/token",
+        override_rest_api_full_url=nowhere + "/export",
+        num_of_retries_for_authentication=0,
+        raise_authentication_exceptions=True,  # refused credentials only, not an outage
+    )
+    assert client.is_active() is True
+    assert client.export(MonaSingleMessage(message={"a": 1}, contextClass="C")) is True
+    assert "token endpoint unreachable" in caplog.text

@@ -257,3 +257,24 @@ client.export({"ok": True})
         ("JOB", "nightly-7"): {"rows": 10},
         ("STEP", "nightly-7.load"): {"ok": True},
     }
+
+
+# mona-client 0.1.11's README examples (its quick start spells the keyword ARC_class),
+# verbatim but the import line and the "..." placeholders.
+V01_QUICK_START = """
+from mona_middleware.compat import mona_client as client
+
+with client.new_mona_context(ARC_class="MY_COOL_ALGORITHM_NAME"):
+    client.export({"foo": "bar"})
+    with client.new_mona_sub_context(arc_class="MY_COOL_SUB_COMPONENT_NAME"):
+        client.export({"step": 1})
+"""
+
+
+def test_the_0_1_quick_start_and_sub_context_examples(mona_server):
+    run_snippet(V01_QUICK_START, mona_server)
+    contexts = mona_server.contexts()
+    (main,) = [key for key in contexts if key[0] == "MY_COOL_ALGORITHM_NAME"]
+    (sub,) = [key for key in contexts if key[0] == "MY_COOL_SUB_COMPONENT_NAME"]
+    assert contexts[main] == {"foo": "bar"} and contexts[sub] == {"step": 1}
+    assert sub[1].startswith(main[1] + ".")  # <main id>.<sub id>, as mona-client named it

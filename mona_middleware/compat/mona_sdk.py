@@ -269,7 +269,7 @@ class Client:
         is not active; with ``raise_export_exceptions``, ``MonaExportException`` instead.
         """
         result = self.export_batch([message], filter_none_fields=filter_none_fields)
-        return bool(result) and result["failed"] == 0 and result["sent"] == 1
+        return bool(result) and result["failed"] == 0  # sampled out on purpose: True too
 
     send_event = export
 
@@ -293,10 +293,12 @@ class Client:
         if filter_none_fields is not None:
             filter_none = bool(filter_none_fields)
         outcome = queue_batch(events, default_action, filter_none=filter_none, raise_errors=False)
-        if outcome is None:
-            return self._refused("export_batch must get an iterable of MonaSingleMessage.")
+        if outcome is None:  # logged by queue_batch
+            if self.raise_export_exceptions:
+                raise MonaExportException("export_batch must get an iterable of MonaSingleMessage.")
+            return False
         if outcome.disabled:
-            return self._refused("Mona is switched off (MONA_DISABLE_ALL or the config file)")
+            return False  # switched off on purpose (MONA_DISABLE_ALL, the config file): quiet
         total = outcome.total - outcome.sampled_out
         failed = len(outcome.failures)
         result = {

@@ -359,3 +359,17 @@ def test_an_unreachable_token_endpoint_leaves_the_client_active(caplog):
     assert client.is_active() is True
     assert client.export(MonaSingleMessage(message={"a": 1}, contextClass="C")) is True
     assert "token endpoint unreachable" in caplog.text
+
+
+def test_switched_off_or_sampled_out_exports_are_quiet(mona_server, monkeypatch, caplog):
+    client = client_for(mona_server, default_sampling_rate=0.0)
+    message = MonaSingleMessage(message={"a": 1}, contextClass="C", contextId="x")
+    assert client.export(message) is True  # left out on purpose, as mona_sdk answers
+    assert client.export_batch([message]) == {
+        "total": 0, "sent": 0, "failed": 0, "failure_reasons": {}
+    }  # fmt: skip
+    monkeypatch.setenv("MONA_DISABLE_ALL", "true")
+    off = client_for(mona_server)
+    assert off.is_active() is False and off.export(message) is False
+    assert "ERROR" not in caplog.text
+    assert mona.flush(5) and mona_server.messages() == []

@@ -301,3 +301,17 @@ def test_mona_sdk_flags_read_as_mona_sdk_reads_them(var, option):
 def test_print_logs_is_any_non_empty_value_as_in_mona_client():
     assert MonaConfig.resolve(env={"MONA_PRINT_LOGS": "yes"}).print_logs is True
     assert MonaConfig.resolve(env={}).print_logs is False
+
+
+def test_variables_that_do_not_apply_are_logged_once_with_what_to_set(monkeypatch, caplog):
+    from mona_middleware import config as config_module
+
+    monkeypatch.setattr(config_module, "_warned", set())
+    monkeypatch.setenv("MONA_HOST", "10.0.0.1")
+    monkeypatch.setenv("MONA_BLOCKING", "true")
+    mona.configure(transport="memory")
+    mona.configure(transport="memory", batch_size=7)
+    text = caplog.text
+    assert text.count("MONA_HOST is set but does not apply") == 1
+    assert "set MONA_SDK_API_KEY and MONA_SDK_SECRET" in text
+    assert text.count("MONA_BLOCKING is set but does not apply: exports never block") == 1

@@ -198,7 +198,13 @@ def reset() -> None:
     _close_from(0)
 
 
-def init(arc_class: str | None = None, context_id: str = "", export_timestamp: Any = None) -> str:
+def init(
+    arc_class: str | None = None,
+    context_id: str = "",
+    export_timestamp: Any = None,
+    *,
+    ARC_class: str | None = None,
+) -> str:
     """Open a main context (closing this thread's others); its full id.
 
     Inside a ``with new_mona_context`` it keeps that context (logged), as mona-client did.
@@ -211,7 +217,7 @@ def init(arc_class: str | None = None, context_id: str = "", export_timestamp: A
             "mona_middleware: Tried to init inside a context manager. Keeping same context."
         )
         return get_full_context_id()
-    return _open_main(arc_class, context_id, export_timestamp, protected=False)
+    return _open_main(arc_class or ARC_class, context_id, export_timestamp, protected=False)
 
 
 def _open_main(arc_class: Any, context_id: Any, export_timestamp: Any, protected: bool) -> str:
@@ -253,11 +259,16 @@ def _close_at_exit() -> None:
         process.shutdown()
 
 
-def init_sub_context(arc_class: str | None = None, sub_context_id: str = "") -> str:
+def init_sub_context(
+    arc_class: str | None = None,
+    sub_context_id: str = "",
+    *,
+    ARC_class: str | None = None,
+) -> str:
     """Open a sub-context in the current one; its own id (not the full one), or ''."""
     if _disabled():
         return ""
-    return _open_sub(arc_class, sub_context_id, protected=False)
+    return _open_sub(arc_class or ARC_class, sub_context_id, protected=False)
 
 
 def _open_sub(arc_class: Any, sub_context_id: Any, protected: bool) -> str:
@@ -310,7 +321,11 @@ def close_sub_context(sub_context_id: str = "") -> str:
 
 @contextlib.contextmanager
 def new_mona_context(
-    arc_class: str | None = None, context_id: str = "", export_timestamp: Any = None
+    arc_class: str | None = None,
+    context_id: str = "",
+    export_timestamp: Any = None,
+    *,
+    ARC_class: str | None = None,
 ) -> Iterator[str]:
     """A main context for the ``with`` block; yields its full id ('' when switched off)."""
     if _disabled():
@@ -322,7 +337,7 @@ def new_mona_context(
         )
         yield get_full_context_id()
         return
-    full_id = _open_main(arc_class, context_id, export_timestamp, protected=True)
+    full_id = _open_main(arc_class or ARC_class, context_id, export_timestamp, protected=True)
     try:
         yield full_id
     finally:
@@ -330,13 +345,18 @@ def new_mona_context(
 
 
 @contextlib.contextmanager
-def new_mona_sub_context(arc_class: str | None = None, sub_context_id: str = "") -> Iterator[str]:
+def new_mona_sub_context(
+    arc_class: str | None = None,
+    sub_context_id: str = "",
+    *,
+    ARC_class: str | None = None,
+) -> Iterator[str]:
     """A sub-context of the current context for the ``with`` block; yields its own id."""
     if _disabled():
         yield ""
         return
     depth = len(_levels.get())
-    sub_id = _open_sub(arc_class, sub_context_id, protected=True)
+    sub_id = _open_sub(arc_class or ARC_class, sub_context_id, protected=True)
     if not sub_id:
         yield ""
         return

@@ -101,10 +101,14 @@ _OPTION_OF = {
     "should_log_failed_messages": "log_failed_messages",
     "default_sampling_rate": "sampling_rate",
     "context_class_to_sampling_rate": "sampling_rates",
-    "raise_export_exceptions": "raise_export_exceptions",
-    "raise_authentication_exceptions": "raise_authentication_exceptions",
-    "raise_service_exceptions": "raise_service_exceptions",
 }
+# This client's own choices (the process's other exports keep theirs); unset, the
+# variables of the same meaning decide, as in mona_sdk.
+_RAISE_ARGUMENTS = (
+    "raise_export_exceptions",
+    "raise_authentication_exceptions",
+    "raise_service_exceptions",
+)
 
 # mona_sdk's services API: Mona's app server (configs, insights, segments), not export.
 SERVICES_METHODS = (
@@ -206,9 +210,10 @@ class Client:
         if given.get("should_use_authentication") is False and "auth_mode" not in options:
             options["auth_mode"] = "NO_AUTH"
         self._active = True
+        defaults = _env_config()
+        for name in _RAISE_ARGUMENTS:
+            setattr(self, name, bool(given.get(name, getattr(defaults, name))))
         self.config = self._configure(options)
-        self.raise_export_exceptions = bool(self.config.raise_export_exceptions)
-        self.raise_service_exceptions = bool(self.config.raise_service_exceptions)
         self.should_log_failed_messages = bool(self.config.log_failed_messages)
         self.filter_none_fields_on_export = bool(
             given.get("filter_none_fields_on_export", self.config.filter_none_fields)
@@ -221,11 +226,10 @@ class Client:
     # -- set-up
 
     def _configure(self, options: dict[str, Any]) -> MonaConfig:
-        raise_auth = options.get("raise_authentication_exceptions")
         try:
             return process.configure(**options) if options else process.config()
         except MonaConfigError as exc:
-            if raise_auth or (raise_auth is None and _env_config().raise_authentication_exceptions):
+            if self.raise_authentication_exceptions:
                 raise MonaAuthenticationException(str(exc)) from None
             logger.error("mona_middleware: the Mona client cannot work: %s", exc)
             self._active = False
@@ -247,7 +251,7 @@ class Client:
         if not known:
             self._active = False
             message = f"Mona's token endpoint {config.auth_api_token_url} refused the credentials"
-            if config.raise_authentication_exceptions:
+            if self.raise_authentication_exceptions:
                 raise MonaAuthenticationException(message)
             logger.error("mona_middleware: %s; this client exports nothing", message)
 
@@ -265,7 +269,7 @@ class Client:
         is not active; with ``raise_export_exceptions``, ``MonaExportException`` instead.
         """
         result = self.export_batch([message], filter_none_fields=filter_none_fields)
-        return bool(result) and result["failed"] == 0 and result["sent"] == 1
+        return bool(result) and result["failed"] == 0  # sampled out on purpose: True too
 
     send_event = export
 
@@ -289,10 +293,12 @@ class Client:
         if filter_none_fields is not None:
             filter_none = bool(filter_none_fields)
         outcome = queue_batch(events, default_action, filter_none=filter_none, raise_errors=False)
-        if outcome is None:
-            return self._refused("export_batch must get an iterable of MonaSingleMessage.")
+        if outcome is None:  # logged by queue_batch
+            if self.raise_export_exceptions:
+                raise MonaExportException("export_batch must get an iterable of MonaSingleMessage.")
+            return False
         if outcome.disabled:
-            return self._refused("Mona is switched off (MONA_DISABLE_ALL or the config file)")
+            return False  # switched off on purpose (MONA_DISABLE_ALL, the config file): quiet
         total = outcome.total - outcome.sampled_out
         failed = len(outcome.failures)
         result = {
@@ -398,7 +404,11 @@ def _env_config() -> MonaConfig:
 
 
 def _token_works(config: MonaConfig) -> bool:
-    """One token request with the exporter's own auth code (its retries included)."""
+    """One token request with the exporter's own auth code (its retries included).
+
+    False only when the credentials are refused: an unreachable endpoint is the
+    exporter's to retry (batches wait in the queue or the spool), not a dead client.
+    """
     import requests
 
     from ..transports.auth import AuthError, MonaTokenAuth
@@ -411,7 +421,7 @@ def _token_works(config: MonaConfig) -> bool:
         return True
     except AuthError as exc:
         logger.error("mona_middleware: Mona authentication failed: %s", exc)
-        return False
+        return exc.transient
 
 
 class AsyncClient(Client):

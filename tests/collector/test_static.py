@@ -158,3 +158,21 @@ def test_page_of_a_guarded_collector_uses_the_token_in_its_url(tmp_path: Path) -
         "SECURE", "1", "1", page.tables["classes-table"][0][3]
     ]]  # fmt: skip
     assert [row[0] for row in page.tables["contexts-table"]] == ["s-1"]
+
+
+def test_page_of_a_loopback_collector_shows_each_user_ids_contexts(tmp_path: Path) -> None:
+    with Collector() as local:
+        for user, cls in (("local", "OWN"), ("acc", "THEIRS")):
+            body = {"userId": user, "messages": [{"arcClass": cls, "contextId": "1",
+                                                  "message": {"u": user}}]}  # fmt: skip
+            headers = {"Authorization": "Bearer any-token"}
+            requests.post(
+                local.export_url, json=body, headers=headers, timeout=5
+            ).raise_for_status()
+
+        own = render(local.url + "/", tmp_path / "own")
+        theirs = render(local.url + "/#user=acc", tmp_path / "theirs")
+
+    assert [row[0] for row in own.tables["classes-table"]] == ["OWN"]
+    assert [row[0] for row in theirs.tables["classes-table"]] == ["THEIRS"]
+    assert "hidden" not in theirs.attributes["user"]  # the user id picker is shown

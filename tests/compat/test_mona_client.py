@@ -15,7 +15,6 @@ import mona_middleware as mona
 from mona_middleware.compat import mona_client as client
 
 from ..mona_server import MonaTestServer
-from .test_mona_sdk import server_env
 
 # mona-client 0.2.5's README, "Quick Start and Example", verbatim but the import line.
 QUICK_START = """
@@ -62,6 +61,17 @@ my_data = [
                     relevant_monitoring_information={"score": 0.7, "MONARCH_ID": 9}),
 ]
 """
+
+
+def server_env(server: MonaTestServer) -> dict[str, str]:
+    """The Mona settings of the app, pointed at the local server (mona_sdk's variables)."""
+    return {
+        "MONA_SDK_API_KEY": server.api_key,
+        "MONA_SDK_SECRET": server.secret,
+        "MONA_SDK_AUTH_API_TOKEN_URL": server.token_url,
+        "MONA_SDK_REFRESH_TOKEN_URL": server.refresh_url,
+        "MONA_SDK_OVERRIDE_REST_API_URL": server.export_url,
+    }
 
 
 def run_snippet(code: str, server: MonaTestServer, **env: str) -> subprocess.CompletedProcess:
@@ -232,3 +242,39 @@ def test_the_big_red_button_file_of_mona_client(memory, monkeypatch, tmp_path):
     with client.new_mona_context("C", "x") as full_id:
         assert full_id == ""
     assert mona.flush(5) and memory.messages == []
+
+
+def test_a_context_opened_by_init_is_sent_at_exit(mona_server):
+    code = """
+from mona_middleware.compat import mona_client as client
+client.init("JOB", context_id="nightly-7")
+client.export({"rows": 10})
+client.init_sub_context("STEP", "load")
+client.export({"ok": True})
+"""
+    run_snippet(code, mona_server)
+    assert mona_server.contexts() == {
+        ("JOB", "nightly-7"): {"rows": 10},
+        ("STEP", "nightly-7.load"): {"ok": True},
+    }
+
+
+# mona-client 0.1.11's README examples (its quick start spells the keyword ARC_class),
+# verbatim but the import line and the "..." placeholders.
+V01_QUICK_START = """
+from mona_middleware.compat import mona_client as client
+
+with client.new_mona_context(ARC_class="MY_COOL_ALGORITHM_NAME"):
+    client.export({"foo": "bar"})
+    with client.new_mona_sub_context(arc_class="MY_COOL_SUB_COMPONENT_NAME"):
+        client.export({"step": 1})
+"""
+
+
+def test_the_0_1_quick_start_and_sub_context_examples(mona_server):
+    run_snippet(V01_QUICK_START, mona_server)
+    contexts = mona_server.contexts()
+    (main,) = [key for key in contexts if key[0] == "MY_COOL_ALGORITHM_NAME"]
+    (sub,) = [key for key in contexts if key[0] == "MY_COOL_SUB_COMPONENT_NAME"]
+    assert contexts[main] == {"foo": "bar"} and contexts[sub] == {"step": 1}
+    assert sub[1].startswith(main[1] + ".")  # <main id>.<sub id>, as mona-client named it

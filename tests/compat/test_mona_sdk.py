@@ -21,7 +21,11 @@ from mona_middleware.compat.mona_sdk import Client, MonaSingleMessage
 from ..mona_server import MonaTestServer
 from ..servers import free_port
 
-real_sdk = pytest.importorskip("mona_sdk")
+try:
+    import mona_sdk as real_sdk
+except ImportError:  # the core test environment: only what needs it is skipped
+    real_sdk = None
+needs_sdk = pytest.mark.skipif(real_sdk is None, reason="needs the real mona_sdk (test extra)")
 
 # mona_sdk 0.0.58's README example, verbatim but for its two placeholders (filled from the
 # environment) and the import line; my_data is defined before it.
@@ -119,6 +123,7 @@ def side_by_side(code: str, old_import: str, **env: str) -> tuple[dict, dict, di
     return sdk_result, our_result, sdk_contexts, our_contexts
 
 
+@needs_sdk
 def test_the_readme_example_stores_what_mona_sdk_stores():
     code = PRELUDE + README_EXAMPLE + RESULT
     old_import = "from mona_sdk.client import Client, MonaSingleMessage"
@@ -161,6 +166,7 @@ print(json.dumps({"result": result, "single": single, "not_a_batch": not_a_batch
 """
 
 
+@needs_sdk
 def test_bad_input_stores_the_good_messages_as_mona_sdk_does():
     code = "import json\n" + BAD_INPUT
     sdk, ours, sdk_contexts, our_contexts = side_by_side(code, "from mona_sdk import Client")
@@ -184,6 +190,7 @@ def test_bad_input_stores_the_good_messages_as_mona_sdk_does():
     assert "'message' must be a dict" in reasons["1"] and "contextClass" in reasons["2"]
 
 
+@needs_sdk
 def test_filter_none_fields_per_call_and_per_client():
     code = """
 import json
@@ -251,6 +258,7 @@ def test_raise_export_exceptions_raises_mona_sdks_exception(mona_server):
         client.export_batch(42)
 
 
+@needs_sdk
 def test_the_client_takes_every_argument_of_mona_sdks_client():
     ours = list(inspect.signature(Client.__init__).parameters)
     theirs = list(inspect.signature(real_sdk.Client.__init__).parameters)
@@ -271,6 +279,7 @@ def test_sampling_config_name_and_both_sampling_methods():
         Client(sampling_config_name="cfg", context_class_to_sampling_rate={"C": 0.5})
 
 
+@needs_sdk
 def test_services_are_passed_to_the_real_mona_sdk(mona_server):
     nowhere = f"http://127.0.0.1:{free_port()}"  # no app server here: mona_sdk says so
     client = client_for(mona_server, override_app_server_full_url=nowhere)
@@ -321,3 +330,46 @@ def test_a_client_per_call_without_arguments_restarts_nothing(mona_server, monke
         Client().export(MonaSingleMessage(message={"n": n}, contextClass="C", contextId=str(n)))
     assert first is not None and process.current_exporter() is first
     assert mona.flush(5) and len(mona_server.contexts()) == 5
+
+
+def test_the_exception_variables_are_read_from_the_environment(mona_server, monkeypatch):
+    monkeypatch.setenv("MONA_SDK_RAISE_AUTHENTICATION_EXCEPTIONS", "true")
+    with pytest.raises(compat.MonaAuthenticationException):
+        client_for(mona_server, secret="wrong-secret-from-env-test")
+    monkeypatch.setenv("MONA_SDK_RAISE_AUTHENTICATION_EXCEPTIONS", "false")
+    monkeypatch.setenv("MONA_SDK_RAISE_SERVICE_EXCEPTIONS", "true")
+    monkeypatch.setitem(sys.modules, "mona_sdk", None)
+    with pytest.raises(compat.MonaServiceException):
+        client_for(mona_server).get_config()
+    monkeypatch.setenv("MONA_SDK_RAISE_EXPORT_EXCEPTIONS", "true")
+    with pytest.raises(compat.MonaExportException):
+        client_for(mona_server).export(MonaSingleMessage(message=None, contextClass="C"))
+
+
+def test_an_unreachable_token_endpoint_leaves_the_client_active(caplog):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    client = Client(
+        api_key="k",
+        secret="s",
+        auth_api_token_url=nowhere + "/token",
+        override_rest_api_full_url=nowhere + "/export",
+        num_of_retries_for_authentication=0,
+        raise_authentication_exceptions=True,  # refused credentials only, not an outage
+    )
+    assert client.is_active() is True
+    assert client.export(MonaSingleMessage(message={"a": 1}, contextClass="C")) is True
+    assert "token endpoint unreachable" in caplog.text
+
+
+def test_switched_off_or_sampled_out_exports_are_quiet(mona_server, monkeypatch, caplog):
+    client = client_for(mona_server, default_sampling_rate=0.0)
+    message = MonaSingleMessage(message={"a": 1}, contextClass="C", contextId="x")
+    assert client.export(message) is True  # left out on purpose, as mona_sdk answers
+    assert client.export_batch([message]) == {
+        "total": 0, "sent": 0, "failed": 0, "failure_reasons": {}
+    }  # fmt: skip
+    monkeypatch.setenv("MONA_DISABLE_ALL", "true")
+    off = client_for(mona_server)
+    assert off.is_active() is False and off.export(message) is False
+    assert "ERROR" not in caplog.text
+    assert mona.flush(5) and mona_server.messages() == []

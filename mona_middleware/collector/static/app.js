@@ -20,11 +20,29 @@ function api(path) {
 
 function selection() {
   const params = new URLSearchParams(location.hash.slice(1));
-  return { cls: params.get("class"), ctx: params.get("context") };
+  return { cls: params.get("class"), ctx: params.get("context"), user: params.get("user") };
 }
 
-function select(cls, ctx) {
+// A loopback collector keeps each user id's contexts apart: the page shows one user id
+// at a time (#user=<id>; the collector's own when none).
+function forUser(path) {
+  const { user } = selection();
+  if (!user) return path;
+  return path + (path.includes("?") ? "&" : "?") + "user=" + encodeURIComponent(user);
+}
+
+function renderUsers(users, current) {
+  const picker = document.getElementById("user");
+  picker.hidden = !users || users.length < 2;
+  if (picker.hidden) return;
+  picker.replaceChildren(...users.map((id) => el("option", { value: id, textContent: id })));
+  picker.value = current || users[0];
+}
+
+function select(cls, ctx, user) {
   const params = new URLSearchParams();
+  const chosen = user === undefined ? selection().user : user;
+  if (chosen) params.set("user", chosen);
   if (cls) params.set("class", cls);
   if (ctx) params.set("context", ctx);
   location.hash = params.toString();
@@ -133,8 +151,10 @@ async function refresh() {
   }
   busy = true;
   try {
-    const [health, { classes }] = await Promise.all([api("/api/health"), api("/api/classes")]);
-    let { cls, ctx } = selection();
+    const [health, { classes }] = await Promise.all(
+      [api(forUser("/api/health")), api(forUser("/api/classes"))]);
+    let { cls, ctx, user } = selection();
+    renderUsers(health.users, user);
     if (!cls || !(cls in classes)) cls = mostRecent(classes);
     renderClasses(classes, cls);
     show("contexts-section", !!cls);
@@ -142,13 +162,14 @@ async function refresh() {
     if (cls) {
       const q = encodeURIComponent(cls);
       const [{ contexts }, summary] = await Promise.all([
-        api("/api/contexts?limit=50&class=" + q), api("/api/summary?class=" + q)]);
+        api(forUser("/api/contexts?limit=50&class=" + q)),
+        api(forUser("/api/summary?class=" + q))]);
       renderContexts(cls, contexts, ctx);
       renderSummary(summary);
     }
     const detail = cls && ctx
-      ? await api("/api/contexts/" + encodeURIComponent(cls) + "/" + encodeURIComponent(ctx))
-        .catch(() => null)
+      ? await api(forUser("/api/contexts/" + encodeURIComponent(cls) + "/" +
+        encodeURIComponent(ctx))).catch(() => null)
       : null;
     if (detail) renderDetail(detail);
     show("detail-section", !!detail);
@@ -169,5 +190,7 @@ async function refresh() {
 }
 
 window.addEventListener("hashchange", refresh);
+document.getElementById("user").addEventListener("change", (event) =>
+  select(null, null, event.target.value));
 refresh();
 setInterval(refresh, REFRESH_MS);

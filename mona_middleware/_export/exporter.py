@@ -329,8 +329,15 @@ class BatchExporter:
             jobs = [job for job in self._inflight.values() if _resolve(job)]
             self._inflight.clear()
         batches = [job.batch for job in jobs]  # a sender that picks one up later skips it
-        queued = [item for item in self._queue if not isinstance(item, _FlushMarker)]
-        self._queue.clear()
+        queued = []
+        pending = self._queue
+        while True:  # popleft, not iteration: a thread that outlived its join may append
+            try:
+                item = pending.popleft()
+            except IndexError:
+                break
+            if not isinstance(item, _FlushMarker):
+                queued.append(item)
         self._explicit_queued = 0
         partial, self._batch = self._batch, []
         batches.append(partial + [m for item in queued for m in self._prepare(item)])

@@ -373,3 +373,14 @@ def test_switched_off_or_sampled_out_exports_are_quiet(mona_server, monkeypatch,
     assert off.is_active() is False and off.export(message) is False
     assert "ERROR" not in caplog.text
     assert mona.flush(5) and mona_server.messages() == []
+
+
+def test_a_bad_timestamp_is_logged_and_the_message_still_sent(mona_server, caplog):
+    client = client_for(mona_server)
+    message = MonaSingleMessage(
+        message={"a": 1}, contextClass="C", contextId="t", exportTimestamp="yesterday"
+    )
+    assert client.export(message) is True
+    assert client.flush(5)["sent"] == 1
+    assert mona_server.contexts() == {("C", "t"): {"a": 1}}
+    assert "invalid exportTimestamp 'yesterday' for context class 'C'" in caplog.text

@@ -77,7 +77,7 @@ class AppServer:
             try:
                 requests.get(self.url + path, timeout=1)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting
                 time.sleep(0.05)
         self.kill()
         raise TimeoutError(f"server not ready within {timeout} s:\n{self.output}")

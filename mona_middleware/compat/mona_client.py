@@ -168,9 +168,15 @@ def set_global_init_message(message: Mapping[str, Any]) -> None:
 
 
 def get_full_context_id() -> str:
-    """The full id of the innermost open context (``main.sub...``), '' outside any."""
+    """The full id of the innermost open context (``main.sub...``), '' outside any.
+
+    Inside one of this package's own contexts (a request a middleware records), its id.
+    """
     levels = _levels.get()
-    return levels[-1].ctx.context_id if levels else ""
+    if levels:
+        return levels[-1].ctx.context_id
+    ctx = current_context()
+    return "" if ctx is None else ctx.context_id
 
 
 def _disabled() -> bool:

@@ -278,3 +278,12 @@ def test_the_0_1_quick_start_and_sub_context_examples(mona_server):
     (sub,) = [key for key in contexts if key[0] == "MY_COOL_SUB_COMPONENT_NAME"]
     assert contexts[main] == {"foo": "bar"} and contexts[sub] == {"step": 1}
     assert sub[1].startswith(main[1] + ".")  # <main id>.<sub id>, as mona-client named it
+
+
+def test_inside_one_of_our_own_contexts_the_old_calls_use_it(fresh):
+    with mona.context("REQUEST", context_id="req-1"):
+        assert client.get_full_context_id() == "req-1"
+        assert client.export({"legacy_field": 1})
+    assert client.get_full_context_id() == ""
+    assert mona.flush(5)
+    assert fresh.contexts() == {("REQUEST", "req-1"): {"legacy_field": 1}}

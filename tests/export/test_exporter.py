@@ -266,7 +266,8 @@ def test_memory_stays_bounded_after_100k_exports_to_a_dead_backend(tmp_path):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     print("RSS MB before/after 100k exports to a dead backend:", figures)
     assert figures["after"] - figures["before"] < 80
-    assert figures["queued"] <= 10_000
+    # queue_size contexts, plus the one batch (batch_size) the exporter's thread holds
+    assert figures["queued"] <= 10_000 + 500
     # every one of the 100,001 messages is accounted for: on disk, or counted as dropped
     assert figures["sent"] + figures["spooled"] + sum(figures["dropped"].values()) == 100_001
 

@@ -22,6 +22,7 @@ Typical use::
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import copy
 import email.utils
@@ -826,6 +827,15 @@ class MonaTestServer:
         """Accepted wire messages in arrival order, as sent (copies)."""
         with self._lock:
             return [copy.deepcopy(item.message) for item in self._accepted]
+
+    def context_counts(self) -> collections.Counter[tuple[str, str | None]]:
+        """How many accepted messages each ``(class, id)`` got: exactly-once checks over
+        a million messages, without copying them."""
+        with self._lock:
+            return collections.Counter(
+                (item.message.get("arcClass"), item.message.get("contextId"))
+                for item in self._accepted
+            )
 
     def contexts(
         self, default_action: str | None = None

@@ -191,6 +191,100 @@ BACKFILL = """
 """
 
 
+# A child's high-water mark: ru_maxrss survives exec, so it would report its parent's.
+PEAK_RSS = """
+    def peak_rss_mb():
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) // 1024
+"""
+
+
+@pytest.mark.timeout(900)
+def test_a_million_contexts_in_a_tight_loop_are_each_delivered_once(mona_server):
+    """The issue's figure: 1,000,000 contexts outside requests, default queue, nothing
+    dropped, each context at the server exactly once, memory bounded all along."""
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MILLION)],
+        env=mona_env(mona_server),
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    print("a million contexts:", {k: v for k, v in report.items() if k != "stats"})
+    stats = report["stats"]
+    assert stats["dropped"] == {} and stats["messages_sent"] == 1_000_000
+    assert report["peak_rss_mb"] < 300  # bounded by the queue, not by the loop's length
+    counts = mona_server.context_counts()
+    assert len(counts) == 1_000_000 and set(counts.values()) == {1}
+    assert ("MILLION", "row-999999") in counts
+
+
+MILLION = (
+    PEAK_RSS
+    + """
+    import json, time
+    import mona_middleware as mona
+
+
+    started = time.perf_counter()
+    for row in range(1_000_000):
+        with mona.context("MILLION", context_id=f"row-{row}"):
+            mona.export({"row": row, "score": row % 7 / 7, "model": "v3"})
+    looped = time.perf_counter() - started
+    assert mona.flush(600)
+    print(json.dumps({
+        "stats": mona.stats(),
+        "loop_s": round(looped, 1),
+        "with_flush_s": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+"""
+)
+
+
+@pytest.mark.timeout(600)
+def test_export_batch_of_half_a_million_messages_is_delivered_in_full(mona_server):
+    """One call, a generator of 500,000 entries: streamed in chunks, each waiting for
+    room, so memory stays bounded and every message arrives once."""
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(HALF_MILLION_BATCH)],
+        env=mona_env(mona_server),
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    assert report["queued"] == 500_000
+    assert report["stats"]["dropped"] == {} and report["stats"]["messages_sent"] == 500_000
+    assert report["peak_rss_mb"] < 300
+    counts = mona_server.context_counts()
+    assert len(counts) == 500_000 and set(counts.values()) == {1}
+
+
+HALF_MILLION_BATCH = (
+    PEAK_RSS
+    + """
+    import json
+    import mona_middleware as mona
+
+
+    queued = mona.export_batch(
+        {"message": {"n": n}, "contextClass": "BATCH", "contextId": f"b-{n}"}
+        for n in range(500_000)
+    )
+    assert mona.flush(400)
+    print(json.dumps({
+        "queued": queued,
+        "stats": mona.stats(),
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+"""
+)
+
+
 def test_batches_go_out_by_interval_without_flush(memory):
     export_contexts(3)
     assert memory.wait_for_messages(3, timeout=5)  # flush_interval is 50 ms

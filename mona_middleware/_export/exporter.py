@@ -124,6 +124,9 @@ class BatchExporter:
         self._wake = threading.Event()
         self._wake_pending = False
         self._state = NEW
+        # First used while the interpreter exits (an atexit hook): no thread, no later
+        # flush; each enqueue sends on the caller's thread (see start).
+        self._inline = False
         self._lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue(maxsize=self.config.sender_threads * 2)
         self._answered = threading.Condition()
@@ -149,8 +152,11 @@ class BatchExporter:
         """
         if self.pid != _getpid():
             self._forked()
-        if self._state is not RUNNING and not self.start():
-            return self._drop([item], "exporter shut down")
+        if self._state is not RUNNING:
+            if not self.start():
+                return self._drop([item], "exporter shut down")
+            if self._inline:
+                return self._enqueue_inline(item)
         pending = self._queue
         if len(pending) >= self._max:
             refused = self._wait_for_room(item)
@@ -167,8 +173,11 @@ class BatchExporter:
         messages of earlier chunks are still queued (a first chunk always goes in)."""
         if self.pid != _getpid():
             self._forked()
-        if self._state is not RUNNING and not self.start():
-            return self._drop([batch], "exporter shut down")
+        if self._state is not RUNNING:
+            if not self.start():
+                return self._drop([batch], "exporter shut down")
+            if self._inline:
+                return self._enqueue_inline(batch)
         size = len(batch)
         with self._room:
             queued = self._explicit_queued
@@ -247,6 +256,15 @@ class BatchExporter:
                 return True
             if self._state is STOPPED or sys.is_finalizing():
                 return False  # starting a thread while the interpreter exits would hang
+            if self._inline:
+                return True
+            main = threading.main_thread()
+            if threading.current_thread() is main and not main.is_alive():
+                # The main thread runs the atexit hooks (threading marks it stopped when
+                # it was loaded before exit): a hook registered now never runs, and
+                # Python 3.12+ starts no thread. Send on this thread instead.
+                self._inline = True
+                return True
             self._batcher = threading.Thread(
                 target=self._run_batcher, name="mona-batcher", daemon=True
             )
@@ -254,7 +272,12 @@ class BatchExporter:
                 threading.Thread(target=self._run_sender, name=f"mona-sender-{n}", daemon=True)
                 for n in range(self.config.sender_threads)
             ]
-            for thread in (self._batcher, *self._senders):
+            try:
+                self._batcher.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                self._inline = True
+                return True
+            for thread in self._senders:
                 thread.start()
             self._state = RUNNING
             logger.debug(
@@ -295,7 +318,10 @@ class BatchExporter:
         if state is STOPPED:
             self._stopped.set()
             return True
-        flushed = state is NEW or self._stop_threads(timeout, deadline)
+        if state is NEW:
+            flushed = not self._inline or self._send_inline(deadline)
+        else:
+            flushed = self._stop_threads(timeout, deadline)
         leftover = self._abandon()
         try:
             self.transport.close()
@@ -321,6 +347,30 @@ class BatchExporter:
         for thread in self._senders:
             thread.join(max(deadline - time.monotonic(), 0))
         return flushed
+
+    def _enqueue_inline(self, item: Any) -> bool:
+        with self._lock:  # hooks of several threads may export at exit
+            self._queue.append(item)
+            self._send_inline(time.monotonic() + self.config.shutdown_timeout)
+        return True
+
+    def _send_inline(self, deadline: float) -> bool:
+        """Prepare and send what is queued on this thread (no thread could start), one
+        attempt per batch before ``deadline``; ``_abandon`` spools or counts the rest."""
+        pending, size = self._queue, self._batch_size
+        while (pending or self._batch) and time.monotonic() < deadline:
+            while pending and len(self._batch) < size:
+                item = pending.popleft()
+                if not isinstance(item, _FlushMarker):
+                    self._batch.extend(self._prepare(item))
+            batch, self._batch = self._batch[:size], self._batch[size:]
+            if batch:
+                result, retries, gave_up = self.delivery.attempt(batch, retry=False)
+                if gave_up:
+                    self.delivery.give_up(result, batch, None, retries)
+                else:
+                    self.delivery.settle(result, None, retries, batch)
+        return not pending and not self._batch
 
     def _abandon(self) -> int:
         """Spool (or count) what is still queued or in flight when shutdown's time is up."""

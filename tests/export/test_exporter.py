@@ -285,6 +285,37 @@ HALF_MILLION_BATCH = (
 )
 
 
+def test_a_first_context_in_an_atexit_hook_is_delivered(mona_server):
+    """An atexit hook's first export: a hook registered then never runs (and Python
+    3.12+ starts no thread), so each context is sent on the exiting thread."""
+    child = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FIRST_USE_AT_EXIT)],
+        env=mona_env(mona_server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "dropped" not in child.stderr, child.stderr
+    assert mona_server.contexts() == {
+        ("AT_EXIT", f"e{n}"): {"n": n, "late": True} for n in range(3)
+    }
+
+
+FIRST_USE_AT_EXIT = """
+    import atexit
+    import threading  # as logging, requests and every server load it (see start())
+    import mona_middleware as mona
+
+    def last_words():
+        for n in range(3):
+            with mona.context("AT_EXIT", context_id=f"e{n}"):
+                mona.export({"n": n, "late": True})
+
+    atexit.register(last_words)  # registered first: runs after the exporter's own hook
+"""
+
+
 def test_batches_go_out_by_interval_without_flush(memory):
     export_contexts(3)
     assert memory.wait_for_messages(3, timeout=5)  # flush_interval is 50 ms

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import FRAMEWORKS
-from .labels import LABELS, OTHERS, TARGET_ALLIN_US
+from .labels import LABELS, OTHERS
 from .markdown import DASH
 from .summary import summarize_inprocess
 
@@ -38,13 +38,6 @@ def chart(results: dict[str, Any], path: Path) -> bool:
                 va="bottom",
                 fontsize=8,
             )
-    axes.axhline(TARGET_ALLIN_US, color="grey", linestyle="--", linewidth=1)
-    axes.annotate(
-        f"target {TARGET_ALLIN_US:.0f} µs",
-        (-0.45, TARGET_ALLIN_US * 1.08),
-        fontsize=8,
-        color="grey",
-    )
     axes.set_yscale("log")
     axes.set_ylim(bottom=5)
     axes.set_xticks(range(len(frameworks)), frameworks)

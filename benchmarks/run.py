@@ -26,6 +26,7 @@ from typing import Any
 if __package__ in (None, ""):  # ``python benchmarks/run.py``: import the package instead
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from benchmarks.backfill import run_rounds as run_backfill
 from benchmarks.common import FRAMEWORKS, TOOLS, child_env, log, rotated, run_child
 from benchmarks.environment import busy_cpu_seconds, describe, own_cpu_seconds
 from benchmarks.servers import SERVERS, have_wrk
@@ -55,15 +56,16 @@ class Plan:
     hotpath_requests: int
     hotpath_rounds: int
     hotpath_frameworks: tuple[str, ...]
+    backfill_contexts: int
 
 
 PLANS = {
     "full": Plan("full", 5, 5000, 1000, 500, 5.0, 2.0, 8, TOOLS, ("flask", "starlette"),
-                 100_000, 100_000, 4000, 5, FRAMEWORKS),
+                 100_000, 100_000, 4000, 5, FRAMEWORKS, 50_000),
     "quick": Plan("quick", 3, 2000, 400, 200, 3.0, 1.0, 8, TOOLS, ("flask", "starlette"),
-                  50_000, 100_000, 2000, 3, FRAMEWORKS),
+                  50_000, 100_000, 2000, 3, FRAMEWORKS, 20_000),
     "smoke": Plan("smoke", 1, 200, 30, 20, 1.0, 0.0, 4, ("bare", "ours"), ("flask",),
-                  2000, 2000, 100, 1, ("flask",)),
+                  2000, 2000, 100, 1, ("flask",), 2000),
 }  # fmt: skip
 
 
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to leave out: inprocess,servers,exporter,memory,profile",
+        help="comma-separated parts to leave out: "
+        "inprocess,servers,exporter,memory,backfill,profile",
     )
     args = parser.parse_args(argv)
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
@@ -117,6 +120,8 @@ def run(plan: Plan, skip: set[str]) -> dict[str, Any]:
         "exporter": [],
         "memory": [],
         "hotpath": [],
+        "hotpath_live": [],  # the same layers with the exporter running as users run it
+        "backfill": [],
         "others_cpu": [],  # per round: CPU seconds other processes used, and the round's wall
     }
     with SinkProcess() as sink:
@@ -139,6 +144,11 @@ def run(plan: Plan, skip: set[str]) -> dict[str, Any]:
                     args = ("--exports", plan.memory_exports, "--spool", spool)
                     row = _child(sink, "benchmarks.memory", *args)
                     results["memory"].append({**row, "round": round_index})
+            if "backfill" not in skip:
+                results["backfill"] += run_backfill(
+                    sink, plan.backfill_contexts, 10_000, 1, ("bare", "ours"),
+                    ("realistic", "trivial"), first_round=round_index,
+                )  # fmt: skip
             results["others_cpu"].append(watch.result())
             log(f"  other processes used {results['others_cpu'][-1]['cpu_s']:.1f} s CPU")
         if "profile" not in skip:
@@ -147,6 +157,9 @@ def run(plan: Plan, skip: set[str]) -> dict[str, Any]:
                 args = ("--framework", framework, "--requests", plan.hotpath_requests)
                 row = _child(sink, "benchmarks.hotpath", *args, "--rounds", plan.hotpath_rounds)
                 results["hotpath"].append(row)
+                log(f"hot path: {framework}, the exporter live")
+                args = (*args, "--rounds", plan.hotpath_rounds, "--live")
+                results["hotpath_live"].append(_child(sink, "benchmarks.hotpath", *args))
     return results
 
 

@@ -269,3 +269,94 @@ def section_profile(hotpath: list[Row]) -> str:
             ),
         ]
     return "\n".join(parts)
+
+
+def section_backfill(backfill: dict[str, Row]) -> str:
+    """``benchmarks.backfill`` in every round: the loop of the jobs issue, with and without us."""
+    rows = [
+        [
+            body,
+            f(b["bare_us"], 2),
+            f(b["bare_per_s"], 0),
+            f(b["ours_loop_per_s"], 0),
+            f(b["ours_per_s"], 0),
+            f"{f(b['ratio'], 2)}{TIMES}",
+            f(b["added_us"], 1),
+            f"{f(b['bare_cpu_us'], 1)} / {f(b['ours_cpu_us'], 1)}",
+            f(b["waits"], 0),
+            str(b["delivered"]),
+        ]
+        for body, b in backfill.items()
+    ]
+    first = next(iter(backfill.values()))
+    return "\n".join(
+        [
+            f"One context of 3 `export()` calls per row, {first['contexts']:,} rows per round, "
+            "outside any request (so a full queue makes the loop wait, never drop), to the "
+            "local Mona server; each variant in a fresh process, median of "
+            f"{first['rounds']} rounds, the ratio paired by round. *realistic*: per row, "
+            "the loop reads the row from an SQLite table (`SELECT` over a cursor), decodes "
+            "its 8 features from a JSON column, scores them with a small logistic model and "
+            "derives a label and a mean: the target is measured on this body. *trivial*: "
+            "the row is a dict the loop makes itself (almost no work per row), which shows "
+            "our fixed cost per context. *with us* includes the final `flush()`: every "
+            "context delivered.",
+            "",
+            table(
+                [
+                    "loop body",
+                    "body µs per row",
+                    "bare rows/s",
+                    "with us, loop rows/s",
+                    "with us, all-in rows/s",
+                    "ratio",
+                    "added µs per row",
+                    "CPU µs per row bare / with us (all threads)",
+                    "queue waits",
+                    "all delivered",
+                ],
+                rows,
+            ),
+        ]
+    )
+
+
+def section_split(split: dict[str, Row]) -> str:
+    """The same app (3 exports) with the exporter held back, then live, in one run."""
+    rows = [
+        [
+            fw,
+            f(s["held_request_us"]),
+            f(s["held_exporter_cpu_us"]),
+            f(s["held_added_cpu_us"]),
+            f(s["live_request_us"]),
+            f(s["live_flush_cpu_us"]),
+            f(s["live_added_cpu_us"]),
+            f(s["cpu_ratio"], 3),
+        ]
+        for fw, s in split.items()
+    ]
+    return "\n".join(
+        [
+            "*Held back*: the exporter sleeps through the loop (`benchmarks.hotpath`), so the "
+            "request thread's cost and the exporter's own work (the flush afterwards) are "
+            "apart. *Live*: the default options, the exporter's threads taking turns with "
+            "the GIL while requests run. Added = the variant minus bare, µs per request; "
+            "*CPU* counts every thread of the process over the loop and the flush after it; "
+            "the ratio is total CPU per request live ÷ held back.",
+            "",
+            table(
+                [
+                    "framework",
+                    "held: request added",
+                    "held: exporter CPU",
+                    "held: CPU added",
+                    "live: request added",
+                    "live: flush CPU",
+                    "live: CPU added",
+                    "CPU live ÷ held",
+                ],
+                rows,
+            ),
+        ]
+    )

@@ -154,3 +154,86 @@ def memory_summary(rows: list[Row], spool: bool) -> Row | None:
         "export_s": median_of(group, "export_seconds"),
         "shutdown_s": median_of(group, "shutdown_seconds"),
     }
+
+
+def backfill_summary(rows: list[Row]) -> dict[str, Row]:
+    """Per loop body: contexts/s bare and with us (all-in: the final flush included), the
+    ratio paired by round, CPU per context, and whether every context arrived."""
+    out: dict[str, Row] = {}
+    for body in sorted({r["body"] for r in rows}):
+        group = [r for r in rows if r["body"] == body]
+        bare = {r["round"]: r for r in group if r["variant"] == "bare"}
+        ours = [r for r in group if r["variant"] == "ours"]
+        ratios = [
+            r["all_in_contexts_per_s"] / bare[r["round"]]["contexts_per_s"]
+            for r in ours
+            if r["round"] in bare
+        ]
+        added_us = [
+            (r["all_in_s"] - bare[r["round"]]["loop_s"]) / r["contexts"] * 1e6
+            for r in ours
+            if r["round"] in bare
+        ]
+        out[body] = {
+            "rounds": len(ours),
+            "contexts": group[0]["contexts"],
+            "bare_per_s": median_of(bare.values(), "contexts_per_s"),
+            "bare_us": median([r["loop_s"] / r["contexts"] * 1e6 for r in bare.values()]),
+            "ours_loop_per_s": median_of(ours, "contexts_per_s"),
+            "ours_per_s": median_of(ours, "all_in_contexts_per_s"),
+            "ratio": median(ratios),
+            "added_us": median(added_us),
+            "bare_cpu_us": median(
+                [r["cpu_s"] / r["contexts"] * 1e6 for r in bare.values() if r.get("cpu_s")]
+            ),
+            "ours_cpu_us": median(
+                [r["cpu_s"] / r["contexts"] * 1e6 for r in ours if r.get("cpu_s")]
+            ),
+            "peak_mb": median_of(ours, "peak_mb"),
+            "waits": median_of(ours, "queue_waits"),
+            "delivered": all(r["received"] == r["contexts"] and not r["dropped"] for r in ours),
+        }
+    return out
+
+
+def live_split(held: list[Row], live: list[Row]) -> dict[str, Row]:
+    """Per framework: the full variant (3 exports) held back and live, same machine, one run.
+
+    *total CPU* is every thread's CPU per request over the loop and the flush after it.
+    """
+    out: dict[str, Row] = {}
+    live_by = {h["framework"]: h["layers"] for h in live}
+    for h in held:
+        framework = h["framework"]
+        if framework not in live_by:
+            continue
+        names = list(h["layers"])
+        bare_held, full_held = h["layers"][names[0]], h["layers"][names[-1]]
+        live_layers = live_by[framework]
+        live_names = list(live_layers)
+        bare_live, full_live = live_layers[live_names[0]], live_layers[live_names[-1]]
+        out[framework] = {
+            "variant": names[-1],
+            "held_request_us": full_held["request_us"] - bare_held["request_us"],
+            "held_exporter_cpu_us": full_held["background_cpu_us"],
+            "held_total_cpu_us": full_held.get("total_cpu_us"),
+            "held_added_cpu_us": _minus(
+                full_held.get("total_cpu_us"), bare_held.get("total_cpu_us")
+            ),
+            "live_request_us": full_live["request_us"] - bare_live["request_us"],
+            "live_flush_cpu_us": full_live["background_cpu_us"],
+            "live_total_cpu_us": full_live.get("total_cpu_us"),
+            "live_added_cpu_us": _minus(
+                full_live.get("total_cpu_us"), bare_live.get("total_cpu_us")
+            ),
+            "cpu_ratio": (
+                full_live["total_cpu_us"] / full_held["total_cpu_us"]
+                if full_live.get("total_cpu_us") and full_held.get("total_cpu_us")
+                else None
+            ),
+        }
+    return out
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b

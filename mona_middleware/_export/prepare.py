@@ -18,29 +18,52 @@ from .coalesce import coalesce
 from .convert import normalize_timestamp, sanitize_fields
 from .items import ClosedContext, ExplicitMessage, is_explicit
 
-__all__ = ["message_count", "prepare"]
+__all__ = ["context_messages", "message_count", "prepare"]
 
 
 def prepare(item: Any, config: MonaConfig, stats: ExportStats) -> list[dict[str, Any]]:
     """Wire messages for one queued item."""
     if is_explicit(item):
         return [m for m in (_explicit_message(e, config, stats) for e in item) if m is not None]
-    return _context_messages(item, config, stats)
+    return context_messages(item, config, stats)
 
 
-def _context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats) -> list[dict]:
+def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats) -> list[dict]:
+    """Wire messages for one closed context (the exporter calls this directly)."""
     context_class = ctx.context_class
     default_ts = (
         round(ctx.opened_at, 3)
         if ctx.export_timestamp is None
         else normalize_timestamp(ctx.export_timestamp, context_class)
     )
+    taken = ctx.take_ops()
+    if len(taken) == 1 and type(taken[0]) is dict:
+        # Nearly every context: plain exports, merged into one dict as they came. The
+        # general path below gives the same message, with more calls and lists.
+        clean, dropped = sanitize_fields(
+            taken[0], context_class, filter_none=config.filter_none_fields
+        )
+        if dropped:
+            stats.add("fields_dropped", dropped)
+        own = ctx.take_own()
+        if own:
+            clean.update(own)  # a fresh dict from sanitize_fields: ours to change
+        if not clean:
+            if dropped:
+                stats.drop("no valid fields", 1)
+            return []
+        if config.global_fields and not ctx.late:
+            clean = {**_global_fields(config, context_class, stats), **clean}
+        messages = [wire_message(context_class, ctx.context_id, clean, default_ts, OVERWRITE)]
+        if ctx.before_send is not None:
+            messages = _before_send(ctx.before_send, messages, stats)
+        return messages
     # Each export is cleaned before they are folded together: a value that is dropped
     # (None with filter_none_fields, NaN, an object JSON cannot carry) must leave what
     # an earlier export set for that key, as it would if each export were sent alone.
     ops = []
     emptied = False  # an export lost every field it had to conversion errors
-    for op in ctx.take_ops():
+    for op in taken:
         fields = op if type(op) is dict else op[1]
         clean, dropped = _clean(fields, context_class, config, stats)
         if clean:

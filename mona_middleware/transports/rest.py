@@ -171,7 +171,13 @@ class MonaRestTransport(Transport):
         if settings is None:
             with requests.Session() as probe:
                 found = probe.merge_environment_settings(url, {}, None, None, None)
-            settings = known[url] = {key: found[key] for key in ("proxies", "verify", "cert")}
+            settings = {key: found[key] for key in ("proxies", "verify", "cert")}
+            if not url.lower().startswith("https:") and isinstance(settings["verify"], str):
+                # Plain HTTP verifies nothing, but requests stats a CA bundle path on every
+                # POST (os.path.isdir), a system call that gives the GIL away: the sender
+                # then waits a switch interval (5 ms) to get it back from a busy app.
+                settings["verify"] = True
+            known[url] = settings
         return settings
 
 

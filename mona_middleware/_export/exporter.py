@@ -88,6 +88,10 @@ class BatchExporter:
     True
     """
 
+    # Whether this process may start threads now; the runtime replaces it where the
+    # host forbids (a uWSGI master that forks without hooks). Asked only by start().
+    threads_allowed: Callable[[], bool] = staticmethod(lambda: True)
+
     def __init__(
         self,
         config: MonaConfig,
@@ -259,10 +263,13 @@ class BatchExporter:
             if self._inline:
                 return True
             main = threading.main_thread()
-            if threading.current_thread() is main and not main.is_alive():
-                # The main thread runs the atexit hooks (threading marks it stopped when
-                # it was loaded before exit): a hook registered now never runs, and
-                # Python 3.12+ starts no thread. Send on this thread instead.
+            if not self.threads_allowed() or (
+                threading.current_thread() is main and not main.is_alive()
+            ):
+                # The host says no threads now (a uWSGI master about to fork without
+                # hooks), or the main thread runs the atexit hooks (threading marks it
+                # stopped when it was loaded before exit): a hook registered now never
+                # runs, and Python 3.12+ starts no thread. Send on this thread instead.
                 self._inline = True
                 return True
             self._batcher = threading.Thread(

@@ -93,7 +93,10 @@ def _new_exporter(cfg: MonaConfig) -> BatchExporter:
             transport.path,
             transport.path,
         )
-    return BatchExporter(cfg, transport, switched_off)
+    exporter = BatchExporter(cfg, transport, switched_off)
+    if uwsgi_host.running_module() is not None:
+        exporter.threads_allowed = uwsgi_host.threads_allowed
+    return exporter
 
 
 def configure(**options: Any) -> MonaConfig:

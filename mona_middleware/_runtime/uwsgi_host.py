@@ -20,7 +20,7 @@ from typing import Any
 
 from .._util.log import logger
 
-__all__ = ["advice", "check_warnings", "install_atexit", "running_module"]
+__all__ = ["advice", "check_warnings", "install_atexit", "running_module", "threads_allowed"]
 
 # Either of the two is enough for the fork: workers run Python's at-fork hooks.
 FORK_OPTIONS = ("py-call-osafterfork", "lazy-apps")
@@ -66,6 +66,25 @@ def advice(options: Mapping[Any, Any], has_threads: bool | None = None) -> list[
             "(workers renew the exporter the moment they are forked)"
         )
     return missing
+
+
+def threads_allowed() -> bool:
+    """False in a uWSGI master that will fork its workers without Python's at-fork hooks.
+
+    A thread of ours waiting for the GIL at the fork leaves the GIL's condition variable
+    mid-use in the worker, whose first GIL hand-over then hangs in glibc (only
+    PyOS_AfterFork_Child repairs it). So the master sends on its own thread instead
+    (it normally exports little: an import-time context), and each worker starts the
+    exporter's threads afresh.
+    """
+    module = running_module()
+    if module is None:
+        return True
+    worker_id = getattr(module, "worker_id", None)
+    if not callable(worker_id) or worker_id() != 0:
+        return True  # a worker, or lazy-apps: the app loads after the fork
+    options = getattr(module, "opt", {}) or {}
+    return any(_set(options, name) for name in FORK_OPTIONS)
 
 
 def _has_threads(module: Any) -> bool | None:

@@ -101,5 +101,7 @@ def test_uwsgi_with_default_flags_delivers_every_request_context(mona_server, tm
     assert ids == [f"r{n}" for n in range(6)], server.output[-3000:]  # each exactly once
     classes = [message["arcClass"] for message in messages]
     assert classes.count("REQ") == 7  # and the warm-up request's
-    assert classes.count("MASTER") <= 1  # never re-sent by a worker from the master's queue
+    # the master sends on its own thread (no exporter threads before the fork); never
+    # re-sent by a worker from the master's queue
+    assert classes.count("MASTER") <= 1
     assert "running under uWSGI without" in server.output  # the log names the flags

@@ -28,7 +28,8 @@ def run(mona_server, method: str, scenario: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "tests.runtime.children_app", method, scenario],
         cwd=str(ROOT),
-        env=mona_env(mona_server),
+        # A loaded CI machine must not cut a child's exit flush short (it would spool).
+        env=mona_env(mona_server, MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT="30"),
         capture_output=True,
         text=True,
         timeout=120,

@@ -88,21 +88,23 @@ class MonaASGIMiddleware:
                 return
             await self.app(scope, receive, send)  # others: untouched
             return
-        ctx = self.monitor.start(scope.get("method", "GET"), scope.get("path", ""), _header(scope))
+        monitor = self.monitor
+        path = scope.get("path", "")
+        ctx = monitor.start(
+            scope.get("method", "GET"), path, _header(scope) if monitor.reads_headers else None
+        )
         if ctx is None:  # excluded or off: run without any context the server's task leaked
             with passing_through():
                 await self.app(scope, receive, send)
             return
-        await self._monitored(ctx, scope, receive, send)
-
-    async def _monitored(
-        self, ctx: MonaContext, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        monitor, state = self.monitor, ctx.request
-        arrived = (scope.get("path", ""), scope.get("root_path", ""))  # routers rewrite them
+        # The request's own coroutine, not a second one: one frame less per request.
+        state = ctx.request
+        arrived = (path, scope.get("root_path", ""))  # routers rewrite them
         sent_at: float | None = None
-        monitor.call_hook(monitor.options.request_hook, ctx, scope)
-        response_hook = monitor.options.response_hook
+        options = monitor.options
+        if options.request_hook is not None:
+            monitor.call_hook(options.request_hook, ctx, scope)
+        response_hook = options.response_hook
 
         async def send_recording(message: Message) -> None:
             nonlocal sent_at
@@ -113,7 +115,11 @@ class MonaASGIMiddleware:
                     headers = message.get("headers")
                     monitor.call_hook(response_hook, ctx, scope, state.status, headers)
             await send(message)
-            if sent_at is None and _is_last(kind, message):
+            if sent_at is None and (
+                not message.get("more_body", False)
+                if kind in _LAST_BODY
+                else kind == "http.response.pathsend"
+            ):
                 sent_at = time.perf_counter()
 
         try:
@@ -253,12 +259,6 @@ def _exception_group_types() -> tuple[type, ...]:
         return (builtin,)
     backport = sys.modules.get("exceptiongroup")  # Python 3.10: anyio's backport, once loaded
     return (backport.BaseExceptionGroup,) if backport is not None else ()
-
-
-def _is_last(kind: str, message: Message) -> bool:
-    if kind in _LAST_BODY:
-        return not message.get("more_body", False)
-    return kind == "http.response.pathsend"
 
 
 def _header(scope: Scope) -> Callable[[str], str | None]:

@@ -46,15 +46,16 @@ class MonaWSGIMiddleware:
         ctx = monitor.start(
             environ.get("REQUEST_METHOD", "GET"),
             environ.get("PATH_INFO", ""),
-            lambda name: _header(environ, name),
+            (lambda name: _header(environ, name)) if monitor.reads_headers else None,
         )
         if ctx is None:  # excluded or off: run without any context a server thread kept
             with passing_through():
                 return self.app(environ, start_response)
         state = ctx.request
-        monitor.call_hook(monitor.options.request_hook, ctx, environ)
-
-        response_hook = monitor.options.response_hook
+        options = monitor.options
+        if options.request_hook is not None:
+            monitor.call_hook(options.request_hook, ctx, environ)
+        response_hook = options.response_hook
 
         def record_status(status: str, headers: list, exc_info: Any = None) -> Any:
             try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
@@ -72,9 +73,10 @@ class MonaWSGIMiddleware:
             self._route(state, environ)
             monitor.finish(ctx)
             raise
-        self._route(state, environ)
         if state.finished:  # the framework closed it already (MonaFlask, a whole body)
             return body
+        if state.route is None:
+            self._route(state, environ)
         if type(body) is list or type(body) is tuple:  # built whole: nothing left to stream
             monitor.finish(ctx)
             return body

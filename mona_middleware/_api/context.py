@@ -16,6 +16,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from .._runtime import process
+from .._util import forks
 from .._util.log import limited
 from .._util.protocol import check_action
 from ..errors import MonaExportError
@@ -40,6 +41,14 @@ current_var: ContextVar[MonaContext | None] = ContextVar("mona_context", default
 # Taken by ops other than a plain export (ADD, NEW, a key again) and by take_ops(): rare
 # on the request's side, once per context on the exporter's. See MonaContext.export.
 _TAKE_LOCK = threading.Lock()
+
+
+@forks.after_fork_in_child
+def _renew_take_lock() -> None:
+    """A fork while the exporter's thread was inside take_ops() copies the lock held:
+    the child's first take_ops() (or ADD export) would wait for it forever."""
+    global _TAKE_LOCK
+    _TAKE_LOCK = threading.Lock()
 
 
 class MonaContext:

@@ -139,14 +139,19 @@ def _numpy(value: Any, depth: int) -> Any:
 
 
 def sanitize_fields(
-    fields: Mapping[str, Any], context_class: str, *, filter_none: bool
+    fields: Mapping[str, Any], context_class: str, *, filter_none: bool, owned: bool = False
 ) -> tuple[dict[str, Any], int]:
     """Return (JSON-ready fields, number of fields dropped), logging each dropped field.
+
+    ``owned``: ``fields`` is a dict nobody else holds, so when it is JSON-ready as it is
+    it comes back itself rather than copied.
 
     Top-level keys starting with ``MONA_`` are reserved by Mona; they are renamed
     ``MY_MONA_...`` exactly as mona_sdk 0.0.58's ``update_mona_fields_names`` does (so
     ``MONARCH_ID`` stays ``MONARCH_ID``), instead of being lost.
     """
+    if _plain(fields, filter_none):
+        return (fields if owned else dict(fields)), 0
     clean: dict[str, Any] = {}
     dropped = 0
     for key, value in fields.items():
@@ -189,6 +194,33 @@ def sanitize_fields(
                 type(exc).__name__,
             )
     return clean, dropped
+
+
+def _plain(fields: Mapping[str, Any], filter_none: bool) -> bool:
+    """Nearly every export: string keys without Mona's prefix, JSON scalars as values.
+
+    The keys are checked in one C call (``join`` refuses a non-string key), then only
+    the values are looked at, so the common dict is copied once instead of key by key.
+    """
+    if type(fields) is not dict:
+        return False
+    try:
+        if "MONA_" in "\x00".join(fields):
+            return False  # conservative: the per-key loop renames only a prefix
+    except TypeError:
+        return False  # a key that is not a string
+    plain, low, high = _PLAIN, _INT_LOW, _INT_HIGH
+    for value in fields.values():
+        kind = type(value)
+        if kind is float:
+            if value - value:  # NaN for NaN and the infinities, else 0.0
+                return False
+        elif kind is int:
+            if not low <= value <= high:
+                return False
+        elif kind not in plain or (value is None and filter_none):
+            return False
+    return True
 
 
 def normalize_timestamp(value: Any, context_class: str) -> float | int | str:

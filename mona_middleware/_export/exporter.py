@@ -32,7 +32,7 @@ from ..config import MonaConfig
 from ..transports.base import Transport
 from .delivery import Delivery
 from .items import ExplicitBatch, is_explicit
-from .prepare import message_count, prepare
+from .prepare import context_messages, message_count, prepare
 from .selfmetrics import SelfMetrics
 from .spool import Spool, default_spool_dir
 
@@ -125,6 +125,7 @@ class BatchExporter:
         self._wake_at = min(self._batch_size, WAKE_EVERY)
         self._batch: list[dict[str, Any]] = []  # prepared, waiting for a full POST
         self._batch_due = 0.0  # when it goes anyway (flush_interval after its first)
+        self._turn_contexts = 0  # contexts prepared in this turn, counted at its end
         self._wake = threading.Event()
         self._wake_pending = False
         self._state = NEW
@@ -457,22 +458,39 @@ class BatchExporter:
             self._jobs.put_nowait(job)
 
     def _drain(self) -> None:
+        try:  # contexts are counted once per turn: no stats lock per context
+            self._drain_queue()
+        finally:
+            contexts = self._turn_contexts
+            self._turn_contexts = 0
+            if contexts:
+                self.stats.add("contexts", contexts)
+
+    def _drain_queue(self) -> None:
         size = self._batch_size
         pending = self._queue
+        config, stats = self.config, self.stats
         while pending:
             item = pending.popleft()
-            if type(item) is ExplicitBatch:
+            kind = type(item)
+            if kind is ExplicitBatch:
                 with self._room:
                     self._explicit_queued -= len(item)
                     self._waiting = 0
                     self._room.notify_all()
-            elif self._waiting and len(pending) <= self._room_at:
-                self._let_in()
-            if isinstance(item, _FlushMarker):
+                messages = self._prepare(item)
+            elif kind is _FlushMarker:
                 self._submit_partial()
                 self._arm(item)
                 continue
-            messages = self._prepare(item)
+            else:
+                if self._waiting and len(pending) <= self._room_at:
+                    self._let_in()
+                self._turn_contexts += 1
+                try:  # a closed context: prepare()'s dispatch, skipped
+                    messages = context_messages(item, config, stats)
+                except Exception:
+                    messages = self._prepare_failed(item)
             if not messages:
                 continue
             if not self._batch:
@@ -492,15 +510,19 @@ class BatchExporter:
             self._submit(batch)
 
     def _prepare(self, item: Any) -> list[dict[str, Any]]:
+        """Messages for an item outside the batcher's turn (inline sends, shutdown)."""
         try:
             messages = prepare(item, self.config, self.stats)
         except Exception:
-            self.stats.drop("internal error preparing messages", message_count([item]))
-            logger.exception("mona_middleware: could not prepare messages")
-            return []
+            return self._prepare_failed(item)
         if not is_explicit(item):
             self.stats.add("contexts")
         return messages
+
+    def _prepare_failed(self, item: Any) -> list[dict[str, Any]]:
+        self.stats.drop("internal error preparing messages", message_count([item]))
+        logger.exception("mona_middleware: could not prepare messages")
+        return []
 
     def _submit(self, batch: list[dict[str, Any]]) -> None:
         # The backend is down and every sender is busy retrying: straight to disk (resent

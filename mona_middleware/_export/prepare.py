@@ -32,7 +32,7 @@ def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats)
     """Wire messages for one closed context (the exporter calls this directly)."""
     context_class = ctx.context_class
     default_ts = (
-        round(ctx.opened_at, 3)
+        int(ctx.opened_at * 1000 + 0.5) / 1000  # to the ms; round(x, 3) goes through a string
         if ctx.export_timestamp is None
         else normalize_timestamp(ctx.export_timestamp, context_class)
     )
@@ -40,8 +40,8 @@ def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats)
     if len(taken) == 1 and type(taken[0]) is dict:
         # Nearly every context: plain exports, merged into one dict as they came. The
         # general path below gives the same message, with more calls and lists.
-        clean, dropped = sanitize_fields(
-            taken[0], context_class, filter_none=config.filter_none_fields
+        clean, dropped = sanitize_fields(  # take_ops() copied it: ours to keep
+            taken[0], context_class, filter_none=config.filter_none_fields, owned=True
         )
         if dropped:
             stats.add("fields_dropped", dropped)

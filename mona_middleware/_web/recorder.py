@@ -39,6 +39,11 @@ DEFAULT_REDACT = re.compile(
 REDACTED = "[REDACTED]"
 
 
+def _ms(seconds: float) -> float:
+    """Milliseconds to the microsecond: ``round(x, 3)`` formats and parses a string."""
+    return int(seconds * 1_000_000 + 0.5) / 1000
+
+
 class RequestState:
     """The request's facts, filled in by the adapter while it runs (``ctx.request``)."""
 
@@ -111,6 +116,14 @@ class WebMonitor:
             for name in sorted(self.options.capture_headers)
         )
         self.flush_after = self.options.flush_after_request
+        options = self.options
+        # Decided once. Without these options no header is read: adapters may pass no
+        # header lookup, and start() takes its short path (the context and its state).
+        self.reads_headers = bool(
+            options.accept_incoming_context or options.context_id_header or options.capture_headers
+        )
+        self._gated = not options.enabled or bool(options.excluded_urls)
+        self._all_named = all(self._names)  # no field renamed away: finish()'s short path
         process.resume_spool()
         if self.options.handle_sigterm:
             signals.flush_on_sigterm()
@@ -122,7 +135,7 @@ class WebMonitor:
         self,
         method: str,
         path: str,
-        header: Callable[[str], str | None],
+        header: Callable[[str], str | None] | None,
         *,
         websocket: bool = False,
     ) -> MonaContext | None:
@@ -132,13 +145,24 @@ class WebMonitor:
         None when the ``websockets`` option is off.
         """
         options = self.options
-        if not options.enabled or (options.excluded_urls and self.excluded(path)):
+        if self._gated and (not options.enabled or self.excluded(path)):
             return None
         if websocket and not options.websockets:
             return None
         config = process.config()
         if config.disable_all or process.disabled():
             return None  # the kill switch: pass through at near-zero cost
+        if not self.reads_headers and not websocket and TRACE_MODULE not in _MODULES:
+            try:  # the common request: a new context and its state, nothing else to read
+                ctx = MonaContext(options.context_class)
+                if config.sampling_rate < 1 or config.sampling_rates:
+                    sample(ctx, config)
+                ctx.before_send = options.before_send
+                ctx.request = RequestState(method)
+                return ctx.open()
+            except Exception as exc:
+                _OPEN.caught(exc)
+                return None
         ctx = None
         try:  # a guarded site (see Guard): try is free on this path, a with is not
             context_class, context_id, continued = options.context_class, None, False
@@ -217,6 +241,26 @@ class WebMonitor:
             return
         try:  # a guarded site (see Guard)
             method, route, status, duration, exception, trace = self._names
+            if (
+                self._all_named
+                and type(state) is RequestState
+                and state.status is not None
+                and state.exception is None
+                and not state.continued
+                and state.trace_id is None
+                and TRACE_MODULE not in _MODULES
+            ):  # the common request, answered without an error: the same fields, built at once
+                took = _ms((state.ended or time.perf_counter()) - state.started)
+                path = state.route
+                ctx.record(
+                    {method: state.method, status: state.status, duration: took}
+                    if path is None
+                    else {method: state.method, route: path, status: state.status, duration: took}
+                )
+                ctx.close()
+                if self.flush_after and flush:
+                    self.flush_now()
+                return
             fields: dict[str, Any] = {}
             if type(state) is ConnectionState:
                 method = status = None  # a connection has no status; its method is GET
@@ -237,7 +281,7 @@ class WebMonitor:
                     fields[status] = code
             if duration:
                 ended = state.ended or time.perf_counter()
-                fields[duration] = round((ended - state.started) * 1000, 3)
+                fields[duration] = _ms(ended - state.started)
             if exception and error is not None:
                 fields[exception] = type(error).__name__
             if trace and (state.trace_id is not None or TRACE_MODULE in _MODULES):

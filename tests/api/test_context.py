@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -177,3 +180,48 @@ def test_in_request_tells_the_exporter_which_contexts_a_web_request_is_waiting_o
     assert MonaContext("AFTER").in_request is False
     with passing_through():
         assert MonaContext("EXCLUDED_REQUEST_WORK").in_request is True
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_exporter_held_the_take_lock_can_still_take_and_add():
+    """The batcher takes a lock in take_ops(); a fork at that instant copies it held."""
+    from mona_middleware._api import context as context_module
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with context_module._TAKE_LOCK:  # as the batcher's thread inside take_ops()
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: nobody here will ever release the parent's lock
+            try:
+                ctx = context_module.MonaContext("FORKED")
+                ctx.export({"n": 1}, action="ADD")  # takes the lock
+                ops = ctx.take_ops()  # takes it again
+                os._exit(0 if len(ops) == 1 else 1)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(2)
+        deadline = time.monotonic() + 10
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child deadlocked on the inherited take lock")
+            time.sleep(0.01)
+    finally:
+        release.set()
+        holder.join(5)
+    assert os.waitstatus_to_exitcode(status) == 0

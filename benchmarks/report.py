@@ -32,6 +32,7 @@ from .sections import (
     section_backfill,
     section_exporter,
     section_inprocess,
+    section_instructions,
     section_memory,
     section_profile,
     section_servers,
@@ -171,6 +172,7 @@ def _target_row(
 def section_targets(
     inproc: dict, servers: dict, exporter: list[Row], hotpath: list[Row],
     backfill: dict[str, Row] | None = None, split: dict[str, Row] | None = None,
+    instructions: list[Row] | None = None,
 ) -> str:  # fmt: skip
     """Every target of the issue as measured ÷ target (≤ 1 is met for an upper bound,
     ≥ 1 for a lower bound), from this run."""
@@ -293,6 +295,34 @@ def section_targets(
                 f"{f(ex['connections_during_run'], 0)} new during the run",
             )
         )
+    for row in instructions or []:
+        fw, counts = row["framework"], row["tools"]
+        bare, ours, otel = counts.get("bare"), counts.get("ours"), counts.get("otel")
+        if bare and ours:
+            added = (ours - bare) / bare
+            rows.append(
+                _target_row(
+                    f"the same, counted in instructions (valgrind) ≤ "
+                    f"{TARGET_ADDED_RATIO[fw]:.2f}, {fw}",
+                    added,
+                    TARGET_ADDED_RATIO[fw],
+                    False,
+                    f"{added:.2f} (+{ours - bare:,.0f} on {bare:,.0f} per request)",
+                    "no load can move it; see *Instructions per request* below",
+                )
+            )
+        if bare and ours and otel and ours > bare:
+            factor = (otel - bare) / (ours - bare)
+            rows.append(
+                _target_row(
+                    f"≥ {TARGET_OTEL_FACTOR:.0f}{TIMES} cheaper than OpenTelemetry, "
+                    f"in instructions, {fw}",
+                    factor,
+                    TARGET_OTEL_FACTOR,
+                    True,
+                    f"{factor:.1f}{TIMES} (+{otel - bare:,.0f} vs +{ours - bare:,.0f})",
+                )
+            )
     realistic = (backfill or {}).get("realistic")
     if realistic:
         rows.append(
@@ -372,7 +402,9 @@ def render(results: Row) -> str:
         "",
         "## Targets",
         "",
-        section_targets(inproc, servers, exporter, hotpath, backfill, split),
+        section_targets(
+            inproc, servers, exporter, hotpath, backfill, split, results.get("instructions")
+        ),
         "",
         "## Setup of each tool",
         "",
@@ -399,6 +431,10 @@ def render(results: Row) -> str:
         "## The exporter held back and live",
         "",
         section_split(split) if split else "Not run.",
+        "",
+        "## Instructions per request",
+        "",
+        section_instructions(results.get("instructions") or []),
         "",
         "## Where our time goes",
         "",

@@ -29,6 +29,8 @@ if __package__ in (None, ""):  # ``python benchmarks/run.py``: import the packag
 from benchmarks.backfill import run_rounds as run_backfill
 from benchmarks.common import FRAMEWORKS, TOOLS, child_env, log, rotated, run_child
 from benchmarks.environment import busy_cpu_seconds, describe, own_cpu_seconds
+from benchmarks.instructions import have_valgrind
+from benchmarks.instructions import measure as measure_instructions
 from benchmarks.servers import SERVERS, have_wrk
 from benchmarks.servers import measure as measure_server
 from benchmarks.sinks import SinkClient, SinkProcess
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         default="",
         help="comma-separated parts to leave out: "
-        "inprocess,servers,exporter,memory,backfill,profile",
+        "inprocess,servers,exporter,memory,backfill,instructions,profile",
     )
     args = parser.parse_args(argv)
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
@@ -122,6 +124,7 @@ def run(plan: Plan, skip: set[str]) -> dict[str, Any]:
         "hotpath": [],
         "hotpath_live": [],  # the same layers with the exporter running as users run it
         "backfill": [],
+        "instructions": [],  # per framework: valgrind's instruction counts per request
         "others_cpu": [],  # per round: CPU seconds other processes used, and the round's wall
     }
     with SinkProcess() as sink:
@@ -151,6 +154,10 @@ def run(plan: Plan, skip: set[str]) -> dict[str, Any]:
                 )  # fmt: skip
             results["others_cpu"].append(watch.result())
             log(f"  other processes used {results['others_cpu'][-1]['cpu_s']:.1f} s CPU")
+        if "instructions" not in skip and plan.mode != "smoke" and have_valgrind():
+            # Deterministic: once, not per round (valgrind runs each child ~50x slower).
+            wanted = [tool for tool in ("bare", "ours", "otel") if tool in tools]
+            results["instructions"] = measure_instructions(sink.endpoints, list(FRAMEWORKS), wanted)
         if "profile" not in skip:
             for framework in plan.hotpath_frameworks:
                 log(f"hot path: {framework}")

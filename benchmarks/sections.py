@@ -360,3 +360,57 @@ def section_split(split: dict[str, Row]) -> str:
             ),
         ]
     )
+
+
+def section_instructions(rows: list[Row]) -> str:
+    """Instructions per request (valgrind), per tool, and ours split by who pays."""
+    if not rows:
+        return "Not run (needs valgrind: `apt-get install valgrind`)."
+    lines = [
+        "CPU instructions per request, every thread of the process, counted by valgrind's "
+        "callgrind (`python -m benchmarks.instructions`): the difference between a run of "
+        "600 and one of 200 requests after the same warm-up, divided by 400, with the "
+        "garbage collector off during those requests. Unlike µs it does not move with "
+        "the machine's load; it counts work, not waiting, and leaves out what the "
+        "collector costs.",
+        "",
+    ]
+    tools = [t for t in TOOLS if any(t in row["tools"] for row in rows)]
+    header = ["framework", *(LABELS.get(t, t) for t in tools)]
+    body = []
+    for row in rows:
+        bare = row["tools"].get("bare")
+        cells = [row["framework"]]
+        for tool in tools:
+            count = row["tools"].get(tool)
+            if count is None:
+                cells.append(DASH)
+            elif tool == "bare" or not bare:
+                cells.append(f"{count:,.0f}")
+            else:
+                cells.append(f"{count:,.0f} (+{count - bare:,.0f}, {count / bare:.2f}{TIMES})")
+        body.append(cells)
+    lines.append(table(header, body))
+    split_rows = []
+    for row in rows:
+        bare, ours = row["tools"].get("bare"), row["tools"].get("ours")
+        split = row.get("split") or {}
+        if not (bare and ours and "request" in split and "prepare" in split):
+            continue
+        request = split["request"] - bare
+        prepare = split["prepare"] - split["request"]
+        rest = ours - split["prepare"]
+        split_rows.append(
+            [row["framework"], f"+{ours - bare:,.0f}", f"+{request:,.0f}", f"+{prepare:,.0f}",
+             f"{rest:+,.0f}"]
+        )  # fmt: skip
+    if split_rows:
+        lines += [
+            "",
+            "Ours, split by who pays: the request's own thread (contexts dropped in batches "
+            "instead of queued), `prepare()` of each closed context, and the rest (batching, "
+            "JSON, the POSTs, the threads' turns):",
+            "",
+            table(["framework", "added", "request thread", "prepare", "the rest"], split_rows),
+        ]
+    return "\n".join(lines)

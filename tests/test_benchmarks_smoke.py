@@ -63,3 +63,26 @@ def test_the_backfill_benchmark_delivers_every_context_and_every_batch_message()
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.count("received 3,000 of 3,000, dropped 0") == 2, done.stdout
+
+
+def test_the_instruction_counts_render_as_targets_and_a_split():
+    """valgrind is too slow for the suite: the report's arithmetic on known counts."""
+    from benchmarks.markdown import TIMES
+    from benchmarks.report import section_targets
+    from benchmarks.sections import section_instructions
+
+    rows = [
+        {
+            "framework": "flask",
+            "tools": {"bare": 400_000.0, "ours": 500_000.0, "otel": 1_400_000.0},
+            "split": {"request": 450_000.0, "prepare": 480_000.0},
+        }
+    ]
+    section = section_instructions(rows)
+    assert f"500,000 (+100,000, 1.25{TIMES})" in section
+    # added +100k = request thread +50k, prepare +30k, the rest +20k
+    assert "| flask | +100,000 | +50,000 | +30,000 | +20,000 |" in section
+    targets = section_targets({}, {}, [], [], instructions=rows)
+    assert "0.25 (+100,000 on 400,000 per request)" in targets
+    assert f"10.0{TIMES} (+1,000,000 vs +100,000)" in targets
+    assert section_instructions([]).startswith("Not run")

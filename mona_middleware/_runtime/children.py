@@ -42,16 +42,21 @@ class _Holder:
 
 _HOLDER = _Holder()
 _flush: Callable[[], object] | None = None
+_drain: Callable[[], object] | None = None
 _armed_pid: int | None = None
 
 
-def install(flush: Callable[[], object]) -> None:
+def install(flush: Callable[[], object], drain: Callable[[], object] | None = None) -> None:
     """Make every ``multiprocessing`` child of this process (and this process, if it is
-    one) call ``flush`` before it exits; once per process, later calls do nothing."""
-    global _flush
+    one) call ``flush`` before it exits; once per process, later calls do nothing.
+
+    ``drain`` (a flush that takes no lock the interrupted code may hold) runs in the
+    SIGTERM handler itself, before the exit starts.
+    """
+    global _flush, _drain
     if _flush is not None:
         return
-    _flush = flush
+    _flush, _drain = flush, drain
     import multiprocessing  # here, not at import: only a process that exports pays for it
     from multiprocessing import util
 
@@ -77,7 +82,26 @@ def _arm() -> None:
         return
     _armed_pid = os.getpid()
     util.Finalize(None, _flush_before_exit, exitpriority=EXIT_PRIORITY)
-    signals.flush_on_sigterm()
+    if signals.flush_on_sigterm() and signals.exits_on_sigterm(signal.getsignal(signal.SIGTERM)):
+        signal.signal(signal.SIGTERM, _drain_then_exit)
+
+
+def _drain_then_exit(signum: int, frame: object) -> None:
+    """SIGTERM in a child: deliver first, then exit through the finalizers.
+
+    Raising at once is not enough: the SIGTERM of ``Pool.terminate()`` may land while
+    the worker is already leaving (its last task done, a sentinel received), inside
+    multiprocessing's exit path but before the flush finalizer; a ``SystemExit`` raised
+    there skips the remaining finalizers, and what the worker holds is lost.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the delivery gets its time whole
+    try:
+        if _drain is not None:
+            _drain()
+    except Exception:
+        logger.exception("mona_middleware: the flush on SIGTERM failed")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # delivered: a second SIGTERM kills
+    raise SystemExit(signals.EXIT_CODE_SIGTERM)
 
 
 def _flush_before_exit() -> None:

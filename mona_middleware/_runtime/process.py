@@ -245,6 +245,13 @@ def _atexit() -> None:
         current.shutdown(current.config.shutdown_timeout)
 
 
+def _drain() -> None:
+    """Deliver what this process holds without shutting down (takes no exporter lock)."""
+    current = STATE.exporter
+    if current is not None and current.pid == os.getpid():
+        current.flush(current.config.shutdown_timeout)
+
+
 @forks.after_fork_in_child
 def _renew() -> None:
     STATE.lock = threading.RLock()
@@ -261,5 +268,5 @@ def _install_hooks() -> None:
         return
     STATE.hooks_installed = True
     atexit.register(_atexit)
-    children.install(_atexit)  # multiprocessing children leave with os._exit: no atexit
+    children.install(_atexit, _drain)  # multiprocessing children leave with os._exit
     uwsgi_host.install_atexit(_atexit)  # uWSGI workers may leave without running atexit

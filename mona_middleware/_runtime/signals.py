@@ -14,7 +14,7 @@ from typing import Any
 
 from .._util.log import logger
 
-__all__ = ["EXIT_CODE_SIGTERM", "flush_on_sigterm"]
+__all__ = ["EXIT_CODE_SIGTERM", "exits_on_sigterm", "flush_on_sigterm"]
 
 EXIT_CODE_SIGTERM = 128 + signal.SIGTERM
 _installed = False
@@ -40,6 +40,11 @@ def flush_on_sigterm() -> bool:
     _installed = True
     logger.debug("mona_middleware: SIGTERM will exit through atexit, which flushes")
     return True
+
+
+def exits_on_sigterm(handler: Any) -> bool:
+    """Whether ``handler`` is the one ``flush_on_sigterm`` installs (nobody else's)."""
+    return handler is _exit_on_sigterm
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -131,3 +131,18 @@ def python_script(script: str | Path, env: dict[str, str], *args: str) -> AppSer
     """``python script.py`` with the port passed as ``PORT``."""
     port = free_port()
     return AppServer([sys.executable, str(script), *args], port, {**env, "PORT": str(port)})
+
+
+def wait_for_child(pid: int, timeout: float) -> int:
+    """The wait status of a forked child; kill it and fail the test if it hangs."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child did not finish in {timeout}s: deadlocked")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import threading
-import time
 
 import pytest
 
 import mona_middleware as mona
+
+from ..servers import wait_for_child
 
 
 def test_context_records_class_id_and_fields(memory):
@@ -211,16 +211,7 @@ def test_a_child_forked_while_the_exporter_held_the_take_lock_can_still_take_and
                 traceback.print_exc()
             finally:
                 os._exit(2)
-        deadline = time.monotonic() + 10
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                pytest.fail("the forked child deadlocked on the inherited take lock")
-            time.sleep(0.01)
+        status = wait_for_child(pid, timeout=10)  # fails the test if it deadlocked
     finally:
         release.set()
         holder.join(5)

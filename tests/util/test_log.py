@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 import mona_middleware as mona
 from mona_middleware._util import log as _log
+
+from ..servers import wait_for_child
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -43,18 +43,6 @@ def test_the_rate_limited_log_works_in_a_child_forked_while_a_thread_held_its_lo
         release.set()
         holder.join(5)
     assert os.waitstatus_to_exitcode(status) == 0
-
-
-def wait_for_child(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"the forked child did not finish in {timeout}s: deadlocked")
 
 
 def test_logger_name_and_level_follow_mona_sdk_variables(monkeypatch, caplog):

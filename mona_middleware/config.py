@@ -273,9 +273,18 @@ class MonaConfig:
     sender_threads: int = option(
         2, "MONA_MIDDLEWARE_SENDER_THREADS", number(int, 1, 32), doc="threads that POST"
     )
+    # Long on purpose: a POST that times out is retried, and a backend that stored it
+    # meanwhile then stores it twice unless it honours the batch's Idempotency-Key.
     http_timeout: float = option(
-        10.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", number(float, 0.01, 600), shown_default="10 s",
-        doc="per POST",
+        30.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", number(float, 0.01, 600), shown_default="30 s",
+        doc="per POST; longer than Mona takes on a bad day, so a slow answer is not sent again "
+        "(see Reliability)",
+    )  # fmt: skip
+    max_message_bytes: int = option(
+        1024 * 1024, "MONA_MIDDLEWARE_MAX_MESSAGE_BYTES", number(int, 1024, 2**31),
+        shown_default="1 MB",
+        doc="a message larger than this, JSON-encoded, loses its largest fields (each logged by "
+        "name, counted in `fields_dropped`) until it fits",
     )  # fmt: skip
     shutdown_timeout: float = option(
         5.0, "MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT", number(float, 0, 600), shown_default="5 s",

@@ -26,6 +26,7 @@ from .._export.spool import Spool, parse_line
 from .._util.stats import ExportStats
 from ..config import MonaConfig
 from ..errors import MonaConfigError
+from ..transports.base import WireBatch
 from ..transports.rest import MonaRestTransport
 from .terminal import ProgressBar
 
@@ -86,10 +87,10 @@ class Replayer:
         self.progress = ProgressBar(total, "messages", done=done, log_tenths=True)
 
     def _send(self, batch: list[dict[str, Any]]) -> bool:
-        result, retries, gave_up = self.delivery.attempt(batch)
-        if gave_up:
+        # What the backend did not take stays for the next run: not counted, not spooled.
+        outcome = self.delivery.deliver(WireBatch(batch), account_if=lambda o: not o.unsent)
+        if outcome.unsent:
             return False
-        self.delivery.settle(result, None, retries)
         self.progress.advance(len(batch))
         return True
 

@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -193,9 +194,19 @@ def shown_default(value: Any) -> str:
 def closest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate ``name`` most likely misspells, if any is close: the one spell-check
     behind every "did you mean" (Django's system check, keyword options, ``app.config``
-    keys, environment variables, command-line options)."""
-    found = difflib.get_close_matches(str(name), sorted(candidates), n=1)
-    return found[0] if found else None
+    keys, environment variables, command-line options).
+
+    Words both share at the start are left out of the comparison, so that
+    ``MONA_MIDDLEWARE_`` alone never makes two variables look alike.
+    """
+    best, best_ratio = None, 0.6
+    for candidate in sorted(candidates):
+        shared = os.path.commonprefix([name, candidate])
+        cut = shared.rfind("_") + 1
+        ratio = difflib.SequenceMatcher(None, name[cut:], candidate[cut:]).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = candidate, ratio
+    return best
 
 
 def unknown_options(unknown: Iterable[str], known: Collection[str], what: str = "option") -> str:

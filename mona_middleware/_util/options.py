@@ -16,7 +16,6 @@ import dataclasses
 import difflib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -201,8 +200,11 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     """
     best, best_ratio = None, 0.6
     for candidate in sorted(candidates):
-        shared = os.path.commonprefix([name, candidate])
-        cut = shared.rfind("_") + 1
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(name, candidate, strict=False)) if a != b),
+            min(len(name), len(candidate)),
+        )
+        cut = name.rfind("_", 0, shared) + 1
         ratio = difflib.SequenceMatcher(None, name[cut:], candidate[cut:]).ratio()
         if ratio > best_ratio:
             best, best_ratio = candidate, ratio

@@ -151,7 +151,7 @@ def starlette_app() -> Any:
 
 def fastapi_app() -> Any:
     """FastAPI: ``@mona.monitor`` gives ``/predict`` a class of its own."""
-    from fastapi import FastAPI, Request
+    from fastapi import Body, FastAPI
     from fastapi.responses import PlainTextResponse, StreamingResponse
 
     from mona_middleware.asgi import MonaASGIMiddleware
@@ -159,11 +159,12 @@ def fastapi_app() -> Any:
     app = FastAPI(title="mona demo")
     app.add_middleware(MonaASGIMiddleware, context_class=CONTEXT_CLASS, excluded_urls=EXCLUDED_URLS)
 
+    # Annotations are strings here (``from __future__ import annotations``) that FastAPI
+    # resolves in the module: builtins only, the body as a plain dict.
     @app.post("/predict")
     @mona.monitor("PREDICTIONS", fields={"model_family": "ranker"})
-    async def predict(request: Request) -> dict:
-        body = await request.body()
-        return _prediction(json.loads(body) if body else {})
+    async def predict(payload: dict = Body(default_factory=dict)) -> dict:  # noqa: B008
+        return _prediction(payload)
 
     @app.get("/items/{item_id}")
     def item(item_id: int) -> dict:

@@ -121,8 +121,7 @@ def test_the_collector_command_line_takes_a_bad_port_without_a_traceback() -> No
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (
-        "mona-middleware collector: error: argument --port: 99999 is not a port number"
-        " (0 to 65535)"
+        "mona-middleware collector: error: argument --port: 99999 is not a port number (0 to 65535)"
     )
 
 

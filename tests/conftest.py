@@ -69,9 +69,10 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-# Modules whose tests start real servers, workers or interpreters, or wait out a real
-# outage: marked `processes`, so `pytest -m "not processes"` is a quick run while editing
-# (the README's Development section gives both durations). A module of ours marks itself.
+# Modules (or single tests) that start real servers, workers or interpreters, or wait out
+# a real outage: marked `processes`, so `pytest -m "not processes"` is a quick run while
+# editing (the README's Development section gives both durations). Newer modules mark
+# themselves (pytestmark).
 PROCESS_MODULES = frozenset(
     {
         "tests/asgi/test_servers.py",
@@ -88,11 +89,13 @@ PROCESS_MODULES = frozenset(
         "tests/test_benchmarks_smoke.py",
         "tests/test_optional_frameworks.py",
         "tests/test_propagation_e2e.py",
+        # one test of a module: every module imported first, each in its own interpreter
+        "tests/test_package.py::test_every_module_imports_first_in_a_fresh_interpreter_in_any_order",
     }
 )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.nodeid.split("::")[0] in PROCESS_MODULES:
+        if item.nodeid.split("::")[0] in PROCESS_MODULES or item.nodeid in PROCESS_MODULES:
             item.add_marker(pytest.mark.processes)

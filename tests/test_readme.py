@@ -615,6 +615,17 @@ def test_each_python_block_runs(block: Block, tmp_path: Path) -> None:
         harness.expect(contexts, result)
 
 
+def test_the_quick_subset_leaves_out_modules_that_exist():
+    """The README's `-m "not processes"`: tests/conftest.py names real modules."""
+    from .conftest import PROCESS_MODULES
+
+    for entry in PROCESS_MODULES:
+        module, _, test = entry.partition("::")
+        assert (ROOT / module).is_file(), entry
+        assert not test or f"def {test}(" in (ROOT / module).read_text(encoding="utf-8"), entry
+    assert '-m "not processes"' in README.read_text(encoding="utf-8")
+
+
 # -- the Quick start's "see it locally", and the runnable examples it lists ----------------
 
 

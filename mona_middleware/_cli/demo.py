@@ -239,10 +239,10 @@ def _start_collector(port: int, db: str) -> Any:
 def _require(example: Example, framework: str) -> None:
     missing = [name for name in example.modules if importlib.util.find_spec(name) is None]
     if missing:
-        extras = "" if example.modules[1:] == () else " " + " ".join(example.modules[1:])
         raise DemoError(
-            f"the {framework} demo needs {', '.join(missing)}:"
-            f" pip install 'mona_middleware[{example.extra}]'{extras}"
+            f"the {framework} demo needs {', '.join(missing)}: pip install {' '.join(missing)}"
+            f" (or install mona_middleware with its [{example.extra}] extra, as its README's"
+            " Install section says)"
         )
 
 

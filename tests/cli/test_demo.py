@@ -229,3 +229,16 @@ def test_what_happened_names_the_deliberate_errors() -> None:
         " exception_type for a 500).",
     ]
     assert demo.what_happened(Counter({200: 5}), 5, 5).count("\n") == 0
+
+
+def test_a_missing_framework_says_what_to_install() -> None:
+    example = demo.Example(("no_such_framework_here",), "flask", demo.COMMON_ROUTES)
+
+    with pytest.raises(demo.DemoError) as raised:
+        demo._require(example, "flask")
+
+    assert str(raised.value) == (
+        "the flask demo needs no_such_framework_here: pip install no_such_framework_here"
+        " (or install mona_middleware with its [flask] extra, as its README's Install"
+        " section says)"
+    )

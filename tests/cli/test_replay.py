@@ -14,6 +14,14 @@ from ..servers import mona_env
 CHILD_TIMEOUT = 60
 
 
+
+
+
+
+
+
+
+
 CLAIM_AND_CRASH = """
     import os, sys
     from mona_middleware._util.stats import ExportStats

@@ -8,12 +8,11 @@ thread may run (interpreter exit, a uWSGI master), a turn at a time on the calle
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 from .._util.log import logger
-from .._util.signalsafe import Wakeup
+from .._util.signalsafe import OwnedLock, Wakeup
 from .._util.stats import ExportStats
 from ..config import MonaConfig
 from ..transports.base import WireBatch
@@ -50,7 +49,7 @@ class Batcher:
         self.metrics = metrics
         self.wake_at = min(config.batch_size, WAKE_EVERY)
         self.finishing = False  # shutdown: submit what is left and stop once empty
-        self._driving = threading.Lock()  # one thread at a time drives turns (``drive``)
+        self._driving = OwnedLock()  # one thread at a time drives turns (``drive``)
         self._batch: list[dict[str, Any]] = []  # prepared, waiting for a full POST
         self._due = 0.0  # when it goes anyway (flush_interval after its first message)
         self._next_probe = 0.0
@@ -89,7 +88,7 @@ class Batcher:
         """Turns on the caller's thread until the queue is empty (no batching thread may
         run). One thread at a time: another already driving takes what this one queued,
         and so does the code a signal handler interrupted."""
-        while self._driving.acquire(blocking=False):
+        while self._driving.acquire(0):
             try:
                 self.finishing = True
                 self.turn()
@@ -99,6 +98,10 @@ class Batcher:
                 self._driving.release()
             if not self.admission.queue:
                 return
+
+    def drives_here(self) -> bool:
+        """Whether this thread is in ``drive`` (a signal handler interrupted it)."""
+        return self._driving.owned_here()
 
     def turn(self) -> None:
         """Prepare everything queued; submit full batches, and a partial one when due."""

@@ -217,6 +217,8 @@ class BatchExporter:
         """
         timeout = self.config.shutdown_timeout if timeout is None else max(timeout, 0)
         deadline = time.monotonic() + timeout
+        if self.batcher.drives_here():  # a handler interrupted this thread's own send:
+            return False  # it goes on when the handler returns; shutting down under it would not
         if not self._lifecycle.acquire(timeout):  # another thread's shutdown did not end
             return self._closed.is_set()  # in time, or a handler interrupted this thread's
         try:

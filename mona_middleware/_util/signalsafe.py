@@ -95,3 +95,6 @@ class OwnedLock:
     def release(self) -> None:
         self._owner = None
         self._lock.release()
+
+    def owned_here(self) -> bool:
+        return self._owner == threading.get_ident()

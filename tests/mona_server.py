@@ -292,15 +292,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         """Read the body, record the request, route it; turn handler bugs into 500s."""
+        mona = self.server.mona
+        mona._handling_changed(+1)
         try:
             self._route()
         except OSError:
             self.close_connection = True  # the peer or stop() closed the socket
         except Exception:
-            self.server.mona._record_error(traceback.format_exc())
+            mona._record_error(traceback.format_exc())
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self._send_json(500, {"errors": ["MonaTestServer handler error"]})
+        finally:
+            mona._handling_changed(-1)
 
     def _route(self) -> None:
         raw = self._read_body()
@@ -623,6 +627,7 @@ class MonaTestServer:
         self._next_connection_id = 0  # never reset, so ids stay unique across clear()
         self._requests: list[RecordedRequest] = []
         self._export_count = 0
+        self._handling = 0  # requests being handled right now (a hang, a slow answer...)
         self._accepted: list[_Accepted] = []
         self._errors: list[str] = []
         self._token_requests = 0
@@ -1052,6 +1057,12 @@ class MonaTestServer:
         with self._changed:
             return self._changed.wait_for(arrived, timeout)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no request is being handled (a hang or a slow answer that will
+        still store its batch has finished); False on timeout. Ledgers read after it."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._handling == 0, timeout)
+
     def clear(self) -> None:
         """Forget recordings, counters and stored keys (with the batches they stood for);
         tokens, faults and listening stay as they are."""
@@ -1144,6 +1155,11 @@ class MonaTestServer:
                 self._token_requests += 1
             else:
                 self._refresh_requests += 1
+
+    def _handling_changed(self, delta: int) -> None:
+        with self._changed:
+            self._handling += delta
+            self._changed.notify_all()
 
     def _record_error(self, text: str) -> None:
         with self._lock:

@@ -997,3 +997,16 @@ def test_fault_steps_are_checked() -> None:
         FaultStep("refuse", seconds=0)
     with pytest.raises(ValueError, match="at least one step"):
         FaultRotation(MonaTestServer(), [], 1.0)
+
+
+def test_wait_idle_waits_for_a_slow_answer_to_finish(mona: MonaTestServer) -> None:
+    assert mona.wait_idle(0.01) is True
+    headers = bearer(mona)
+    mona.slow(0.5, times=1)
+    sender = threading.Thread(target=export, args=(mona, batch(mona, message()), headers))
+    sender.start()
+    assert mona.wait_for_requests(1, timeout=TIMEOUT)
+    assert mona.wait_idle(0.05) is False  # stored, still answering
+    assert mona.wait_idle(TIMEOUT) is True
+    sender.join(TIMEOUT)
+    assert mona.export_requests()[0].status == 200

@@ -473,8 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
         if key == "":
             self._send_json(400, {"topLevelError": "Idempotency-Key must not be empty"})
             return
+        fingerprint = self._fingerprint() if key is not None else ""
         if key is not None:
-            claim = mona._claim_key(self._record, key, self._fingerprint())
+            claim = mona._claim_key(self._record, key, fingerprint)
             if isinstance(claim, _Answer):
                 headers = {REPLAYED_HEADER: "true"}
                 self._send(claim.status, claim.body, "application/json", headers)
@@ -486,7 +487,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and mode == "hang" and mona._released.wait(fault.seconds):
                 self._drop()  # stop(): no answer, nothing stored, the key is free again
                 return
-            status, body = self._store(key)
+            status, body = self._store(key, fingerprint)
         finally:
             if key is not None:
                 mona._release_key(key)  # a no-op once stored: _store finished it
@@ -536,7 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
             raw = self._record.body if self._record is not None else b""
         return hashlib.sha256(raw).hexdigest()
 
-    def _store(self, key: str | None) -> tuple[int, bytes]:
+    def _store(self, key: str | None, fingerprint: str) -> tuple[int, bytes]:
         """Validate the batch and keep its valid messages (with the key's answer, if any)."""
         mona = self.server.mona
         batch = self._json_body()
@@ -556,9 +557,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {"failed": len(reasons), "failure_reasons": reasons} if reasons else {}
         body = json.dumps(payload).encode("utf-8")
         default_action = batch.get("defaultAction") if problem is None else None
-        answer = None
-        if key is not None:
-            answer = _Answer(status, body, self._fingerprint())
+        answer = None if key is None else _Answer(status, body, fingerprint)
         mona._accept(accepted, default_action, key, answer, self._record)
         return status, body
 

@@ -112,6 +112,17 @@ def _is_timestamp(value: Any) -> bool:
     return isinstance(value, str) and _is_iso8601(value)
 
 
+def _unquoted(key: str | None) -> str | None:
+    """An ``Idempotency-Key`` value: the draft sends an sf-string (``"k"``); a bare
+    token is taken too, as the same key."""
+    if key is None:
+        return None
+    key = key.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    return key
+
+
 def _message_error(message: Any) -> str | None:
     """Why one wire message would be rejected by Mona, or None when it is valid."""
     if not isinstance(message, dict):
@@ -331,6 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
                 json=parsed,
                 arrived=time.monotonic(),
                 connection_id=self.connection_id,
+                idempotency_key=_unquoted(self.headers.get(IDEMPOTENCY_HEADER)),
             )
         )
         if target.path not in KNOWN_PATHS:
@@ -507,18 +519,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _idempotency_key(self) -> str | None:
-        """The export's key when this server honours keys: unquoted (the draft sends an
-        sf-string, ``"k"``; a bare token is taken too), None without the header."""
-        raw = self.headers.get(IDEMPOTENCY_HEADER)
-        if raw is None:
+        """The export's key when this server honours keys, None without the header."""
+        if not self.server.mona.honour_idempotency:
             return None
-        key = raw.strip()
-        if len(key) >= 2 and key[0] == key[-1] == '"':
-            key = key[1:-1]
-        mona = self.server.mona
-        if self._record is not None:
-            mona._note_key(self._record, key)
-        return key if mona.honour_idempotency else None
+        return _unquoted(self.headers.get(IDEMPOTENCY_HEADER))
 
     def _fingerprint(self) -> str:
         """The batch a key stands for; ``sendTimestamp`` may change between attempts."""
@@ -1122,10 +1126,6 @@ class MonaTestServer:
                 if record is not None:
                     record.replayed = False
             self._changed.notify_all()
-
-    def _note_key(self, record: RecordedRequest, key: str) -> None:
-        with self._lock:
-            record.idempotency_key = key
 
     def _claim_key(self, record: RecordedRequest | None, key: str, fingerprint: str) -> Any:
         """The stored answer to replay, or "claimed" (this request stores the batch),

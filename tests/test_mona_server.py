@@ -859,6 +859,7 @@ def test_faults_in_front_and_401_leave_the_key_unused(mona: MonaTestServer) -> N
     mona.respond_with(503, times=1)
     refused = export(mona, body, {"Idempotency-Key": "k1", "Authorization": "Bearer nope"})
     assert refused.status_code == 503 and "Idempotent-Replayed" not in refused.headers
+    assert mona.export_requests()[0].idempotency_key == "k1"  # recorded all the same
     unauthorised = export(mona, body, {"Idempotency-Key": "k1", "Authorization": "Bearer no"})
     assert unauthorised.status_code == 401
     first = export(mona, body, keyed(mona, "k1"))

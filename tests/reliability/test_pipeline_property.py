@@ -146,7 +146,7 @@ class Program:
         pid = os.fork()
         if pid == 0:
             forked(ids, self.stats)
-        status = wait_for_child(pid, timeout=30)
+        status = wait_for_child(pid, timeout=15)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
         self.closed.extend(ids)
 

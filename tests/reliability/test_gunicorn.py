@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("gunicorn")  # not in tox's framework-free core env
+
 from ..mona_server import MonaTestServer
 from ..servers import gunicorn
 from .ledger import (

@@ -26,8 +26,7 @@ from typing import Any
 from ..mona_server import FaultStep, MonaTestServer
 from ..servers import ROOT, mona_env
 
-# One message per context in every app here: the ledger counts messages as contexts.
-STATS_DIR = "RELIABILITY_STATS_DIR"
+STATS_DIR = "RELIABILITY_STATS_DIR"  # where each process writes its final stats
 
 
 def exporter_env(server: MonaTestServer, spool: Path, stats: Path, **extra: str) -> dict[str, str]:
@@ -66,7 +65,8 @@ def rotating_faults(slower_than_timeout: float = 1.25) -> list[FaultStep]:
 
 @dataclass(repr=False)
 class Ledger:
-    """Both books of one run, and what they must agree on."""
+    """Both books of one run, and what they must agree on. Every app here makes one
+    message per context, so messages and contexts are counted alike."""
 
     answered: set[str]  # ids whose context the app surely closed (it answered)
     stored: collections.Counter[str]  # messages stored per id at the server (our ids only)

@@ -17,6 +17,11 @@ Typical use::
         ...  # run the exporter against mona.export_url / mona.token_url
         assert mona.wait_for_messages(3, timeout=2)
         assert mona.contexts() == {...}
+
+Idempotency keys (the IETF httpapi ``Idempotency-Key`` draft): an export carrying the
+header is stored once per key; a retry with the same key gets the first answer again
+(``Idempotent-Replayed: true``) and stores nothing, and a retry while the first is still
+being processed gets 409. ``honour_idempotency=False`` makes a backend that ignores keys.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import contextlib
 import copy
 import email.utils
 import gzip
+import hashlib
+import itertools
 import json
 import math
 import secrets
@@ -53,7 +60,7 @@ except ModuleNotFoundError:  # a source checkout run with the bare ``pytest`` sc
     from mona_middleware._util.protocol import ACTIONS
     from mona_middleware.aggregate import aggregate
 
-__all__ = ["MonaTestServer", "RecordedRequest", "retry_after_date"]
+__all__ = ["FaultRotation", "FaultStep", "MonaTestServer", "RecordedRequest", "retry_after_date"]
 
 TOKEN_PATH = "/identity/resources/auth/v1/api-token"
 REFRESH_PATH = TOKEN_PATH + "/token/refresh"
@@ -62,7 +69,9 @@ NOAUTH_EXPORT_PATH = "/monaExport"
 EXPORT_PATHS = frozenset((EXPORT_PATH, NOAUTH_EXPORT_PATH))
 KNOWN_PATHS = frozenset((TOKEN_PATH, REFRESH_PATH, *EXPORT_PATHS))
 
-MODES = ("accept", "respond", "hang", "top_level_error")
+MODES = ("accept", "respond", "hang", "slow", "drop", "top_level_error")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 # Seconds the serve loop may sleep before noticing a shutdown request: small, so that
 # stop() and stop_listening() return quickly.
@@ -103,6 +112,17 @@ def _is_timestamp(value: Any) -> bool:
     return isinstance(value, str) and _is_iso8601(value)
 
 
+def _unquoted(key: str | None) -> str | None:
+    """An ``Idempotency-Key`` value: the draft sends an sf-string (``"k"``); a bare
+    token is taken too, as the same key."""
+    if key is None:
+        return None
+    key = key.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    return key
+
+
 def _message_error(message: Any) -> str | None:
     """Why one wire message would be rejected by Mona, or None when it is valid."""
     if not isinstance(message, dict):
@@ -132,7 +152,12 @@ class RecordedRequest:
     ``body`` is the raw wire bytes (still gzip-compressed if it was sent so); ``json``
     is the parsed, decompressed body or None when it did not parse. ``status`` is the
     status the server chose to answer, None while the request is in flight or when it
-    was dropped without an answer (a hang released by stop()).
+    was dropped without an answer (a hang released by stop(), a ``drop`` fault).
+
+    ``idempotency_key`` is the export's ``Idempotency-Key`` (unquoted), None without
+    one. ``replayed`` is True when the answer was the stored one for that key (nothing
+    stored), False when this request stored the key's batch, None otherwise (no key, a
+    server that ignores keys, a fault or 401 answered first, a 409 or 422).
     """
 
     method: str
@@ -144,6 +169,8 @@ class RecordedRequest:
     arrived: float
     connection_id: int
     status: int | None = None
+    idempotency_key: str | None = None
+    replayed: bool | None = None
 
     def header(self, name: str) -> str | None:
         """Case-insensitive header lookup (``headers`` keeps the wire spelling)."""
@@ -167,6 +194,24 @@ class _Fault:
     seconds: float = 0.0
     message: str = ""
     skip: int = 0  # exports answered normally before the fault starts
+    store: bool = False  # ``drop``: store the batch before dropping the connection
+    used: int = 0  # exports that met this fault
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What a key's first request was answered, replayed to every retry with that key."""
+
+    status: int
+    body: bytes
+    fingerprint: str
+
+
+# A key another request is still processing (the draft's 409), or used for another batch.
+_KEY_REFUSALS: dict[str, tuple[int, dict[str, str]]] = {
+    "conflict": (409, {"topLevelError": "a request with this Idempotency-Key is in progress"}),
+    "mismatch": (422, {"topLevelError": "this Idempotency-Key was used for another batch"}),
+}
 
 
 @dataclass
@@ -258,15 +303,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         """Read the body, record the request, route it; turn handler bugs into 500s."""
+        mona = self.server.mona
+        mona._handling_changed(+1)
         try:
             self._route()
         except OSError:
             self.close_connection = True  # the peer or stop() closed the socket
         except Exception:
-            self.server.mona._record_error(traceback.format_exc())
+            mona._record_error(traceback.format_exc())
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self._send_json(500, {"errors": ["MonaTestServer handler error"]})
+        finally:
+            mona._handling_changed(-1)
 
     def _route(self) -> None:
         raw = self._read_body()
@@ -293,6 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
                 json=parsed,
                 arrived=time.monotonic(),
                 connection_id=self.connection_id,
+                idempotency_key=_unquoted(self.headers.get(IDEMPOTENCY_HEADER)),
             )
         )
         if target.path not in KNOWN_PATHS:
@@ -412,17 +462,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _export(self, *, requires_auth: bool) -> None:
         mona = self.server.mona
         fault = mona._take_fault()
-        if fault is not None:
-            if fault.mode == "hang":
-                if mona._released.wait(fault.seconds):
-                    self.close_connection = True  # stop(): drop without an answer
-                    return
-            elif fault.mode == "respond":
-                self._send(fault.status, fault.body, fault.content_type, fault.headers)
-                return
-            else:  # top_level_error
-                self._send_json(400, {"topLevelError": fault.message})
-                return
+        mode = "accept" if fault is None else fault.mode
+        # These faults stand in front of the backend (a proxy, a load balancer that is
+        # overloaded): the batch never reaches it, so its key is neither stored nor used.
+        if fault is not None and mode == "respond":
+            self._send(fault.status, fault.body, fault.content_type, fault.headers)
+            return
+        if fault is not None and mode == "top_level_error":
+            self._send_json(400, {"topLevelError": fault.message})
+            return
+        if fault is not None and mode == "drop" and not fault.store:
+            self._drop()
+            return
 
         if requires_auth:
             error = mona._auth_error(self.headers.get("Authorization"))
@@ -430,28 +481,89 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(401, {"errors": [error]})
                 return
 
-        if self._decode_error is not None:
-            self._send_json(400, {"topLevelError": self._decode_error})
+        key = self._idempotency_key()
+        if key == "":
+            self._send_json(400, {"topLevelError": "Idempotency-Key must not be empty"})
             return
-        batch = self._json_body()
-        batch_error = self._batch_error(batch)
-        if batch_error is not None:
-            self._send_json(400, {"topLevelError": batch_error})
+        fingerprint = self._fingerprint() if key is not None else ""
+        if key is not None:
+            claim = mona._claim_key(self._record, key, fingerprint)
+            if isinstance(claim, _Answer):
+                headers = {REPLAYED_HEADER: "true"}
+                self._send(claim.status, claim.body, "application/json", headers)
+                return
+            if claim != "claimed":
+                self._send_json(*_KEY_REFUSALS[claim])
+                return
+        try:
+            if fault is not None and mode == "hang" and mona._released.wait(fault.seconds):
+                self._drop()  # stop(): no answer, nothing stored, the key is free again
+                return
+            status, body = self._store(key, fingerprint)
+        finally:
+            if key is not None:
+                mona._release_key(key)  # a no-op once stored: _store finished it
+        if fault is not None and mode == "slow" and mona._released.wait(fault.seconds):
+            self._drop()  # stop() during the delay: stored, but never answered
             return
+        if mode == "drop":
+            self._drop()  # stored, then the connection is lost before the answer
+            return
+        headers = {REPLAYED_HEADER: "false"} if key is not None else None
+        self._send(status, body, "application/json", headers)
 
+    def _drop(self) -> None:
+        """Close the connection without an answer (the client sees it reset)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _idempotency_key(self) -> str | None:
+        """The export's key when this server honours keys, None without the header."""
+        if not self.server.mona.honour_idempotency:
+            return None
+        return _unquoted(self.headers.get(IDEMPOTENCY_HEADER))
+
+    def _fingerprint(self) -> str:
+        """The batch a key stands for; ``sendTimestamp`` may change between attempts."""
+        batch = self._json_body()
+        if self._json_ok and isinstance(batch, dict):
+            batch = dict(batch)
+            if isinstance(batch.get("messages"), list):
+                batch["messages"] = [
+                    {k: v for k, v in m.items() if k != "sendTimestamp"}
+                    if isinstance(m, dict)
+                    else m
+                    for m in batch["messages"]
+                ]
+            raw = json.dumps(batch, sort_keys=True, separators=(",", ":")).encode()
+        else:
+            raw = self._record.body if self._record is not None else b""
+        return hashlib.sha256(raw).hexdigest()
+
+    def _store(self, key: str | None, fingerprint: str) -> tuple[int, bytes]:
+        """Validate the batch and keep its valid messages (with the key's answer, if any)."""
+        mona = self.server.mona
+        batch = self._json_body()
+        problem = self._decode_error or self._batch_error(batch)
         reasons: dict[str, str] = {}
         accepted: list[dict[str, Any]] = []
-        for index, message in enumerate(batch["messages"]):
-            reason = _message_error(message)
-            if reason is None:
-                accepted.append(message)
-            else:
-                reasons[str(index)] = reason
-        mona._accept(accepted, batch.get("defaultAction"))
-        if reasons:
-            self._send_json(400, {"failed": len(reasons), "failure_reasons": reasons})
+        if problem is not None:
+            status, payload = 400, {"topLevelError": problem}
         else:
-            self._send_json(200, {})
+            for index, message in enumerate(batch["messages"]):
+                reason = _message_error(message)
+                if reason is None:
+                    accepted.append(message)
+                else:
+                    reasons[str(index)] = reason
+            status = 400 if reasons else 200
+            payload = {"failed": len(reasons), "failure_reasons": reasons} if reasons else {}
+        body = json.dumps(payload).encode("utf-8")
+        default_action = batch.get("defaultAction") if problem is None else None
+        answer = None if key is None else _Answer(status, body, fingerprint)
+        mona._accept(accepted, default_action, key, answer, self._record)
+        return status, body
 
     def _batch_error(self, batch: Any) -> str | None:
         """Why the whole batch is rejected (a ``topLevelError``), or None."""
@@ -478,6 +590,10 @@ class MonaTestServer:
     Every public method is safe to call from the test thread while handler threads
     serve requests: all state sits behind one lock, and waiting uses a Condition on
     that lock, so tests never poll with sleeps.
+
+    ``honour_idempotency`` (also settable while running): store each
+    ``Idempotency-Key``'s batch once, as the real backend is asked to; False makes a
+    backend that ignores the header (each retry is stored again).
     """
 
     def __init__(
@@ -490,6 +606,7 @@ class MonaTestServer:
         user_id: str = "test-user",
         manual_token: str | None = None,
         expires_in: int = 14400,
+        honour_idempotency: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -512,6 +629,8 @@ class MonaTestServer:
         self._connections = 0
         self._next_connection_id = 0  # never reset, so ids stay unique across clear()
         self._requests: list[RecordedRequest] = []
+        self._export_count = 0
+        self._handling = 0  # requests being handled right now (a hang, a slow answer...)
         self._accepted: list[_Accepted] = []
         self._errors: list[str] = []
         self._token_requests = 0
@@ -519,6 +638,9 @@ class MonaTestServer:
         self._access_tokens: dict[str, float] = {}  # token -> exp (Unix seconds)
         self._refresh_tokens: set[str] = set()  # valid (issued, not used, not revoked)
         self._fault: _Fault | None = None
+        self._honour_idempotency = honour_idempotency
+        self._answers: dict[str, _Answer] = {}  # a key's stored batch: its first answer
+        self._in_progress: set[str] = set()  # keys whose first request is not answered
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -716,12 +838,17 @@ class MonaTestServer:
         if mode == "accept":
             if params:
                 raise TypeError(f"accept takes no parameters, got {sorted(params)}")
-            with self._lock:
+            with self._changed:
                 self._fault = None
+                self._changed.notify_all()
         elif mode == "respond":
             self.respond_with(**params)
         elif mode == "hang":
             self.hang(**params)
+        elif mode == "slow":
+            self.slow(**params)
+        elif mode == "drop":
+            self.drop_connection(**params)
         elif mode == "top_level_error":
             self.top_level_error(**params)
         else:
@@ -762,6 +889,21 @@ class MonaTestServer:
         """
         self._install(_Fault("hang", times, seconds=seconds))
 
+    def slow(self, seconds: float, times: int | None = None) -> None:
+        """Store the next ``times`` exports (all if None) at once, then answer ``seconds``
+        later: slower than a client's timeout, the batch is stored all the same.
+
+        ``hang`` is the other order (wait, then store), during which the export's
+        ``Idempotency-Key`` is in progress: a retry with it meanwhile gets 409.
+        """
+        self._install(_Fault("slow", times, seconds=seconds))
+
+    def drop_connection(self, times: int | None = None, *, store: bool = False) -> None:
+        """Read the next ``times`` exports (all if None), then close the connection
+        without an answer; with ``store`` the batch is stored first (the ambiguous
+        failure: the client cannot tell whether it landed)."""
+        self._install(_Fault("drop", times, store=store))
+
     def top_level_error(
         self, message: str = "injected top-level error", times: int | None = None
     ) -> None:
@@ -771,8 +913,9 @@ class MonaTestServer:
     def _install(self, fault: _Fault) -> None:
         if fault.remaining is not None and fault.remaining < 1:
             raise ValueError("times must be a positive integer or None")
-        with self._lock:
+        with self._changed:
             self._fault = fault
+            self._changed.notify_all()
 
     def _take_fault(self) -> _Fault | None:
         """Consume one use of the current fault; back to accept once used up."""
@@ -783,11 +926,42 @@ class MonaTestServer:
             if fault.skip > 0:
                 fault.skip -= 1
                 return None
+            fault.used += 1
             if fault.remaining is not None:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._fault = None
+                    self._changed.notify_all()  # wait_for_fault_used()
             return fault
+
+    def wait_for_fault_used(self, timeout: float) -> bool:
+        """Block until the current fault's ``times`` are used up (or it was replaced);
+        False on timeout. True at once when no fault is set."""
+        with self._changed:
+            fault = self._fault
+            if fault is None:
+                return True
+            return self._changed.wait_for(lambda: self._fault is not fault, timeout)
+
+    def rotate(self, steps: list[FaultStep], duration: float) -> FaultRotation:
+        """Run ``steps`` in turns, over and over, for at most ``duration`` seconds."""
+        return FaultRotation(self, steps, duration).start()
+
+    # -- idempotency ----------------------------------------------------------------
+
+    @property
+    def honour_idempotency(self) -> bool:
+        with self._lock:
+            return self._honour_idempotency
+
+    @honour_idempotency.setter
+    def honour_idempotency(self, value: bool) -> None:
+        with self._lock:
+            self._honour_idempotency = bool(value)
+
+    def replays(self) -> list[RecordedRequest]:
+        """Exports answered from a stored key (their batch was stored by an earlier one)."""
+        return [r for r in self.export_requests() if r.replayed]
 
     # -- recording ------------------------------------------------------------------
 
@@ -819,6 +993,12 @@ class MonaTestServer:
         with self._lock:
             return list(self._errors)
 
+    @property
+    def export_count(self) -> int:
+        """How many export POSTs arrived (``len(export_requests())`` without the copy)."""
+        with self._lock:
+            return self._export_count
+
     def export_requests(self) -> list[RecordedRequest]:
         """POSTs to /export and /monaExport, whatever their outcome."""
         return [r for r in self.requests if r.method == "POST" and r.path in EXPORT_PATHS]
@@ -835,6 +1015,16 @@ class MonaTestServer:
             return collections.Counter(
                 (item.message.get("arcClass"), item.message.get("contextId"))
                 for item in self._accepted
+            )
+
+    def field_counts(self, name: str) -> collections.Counter[Any]:
+        """How many accepted messages carry each value of the field ``name`` (for ids a
+        test chose but the context id is not, e.g. a Celery task's ``task_id``)."""
+        with self._lock:
+            return collections.Counter(
+                item.message["message"].get(name)
+                for item in self._accepted
+                if name in item.message["message"]
             )
 
     def contexts(
@@ -870,11 +1060,20 @@ class MonaTestServer:
         with self._changed:
             return self._changed.wait_for(arrived, timeout)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no request is being handled (a hang or a slow answer that will
+        still store its batch has finished); False on timeout. Ledgers read after it."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._handling == 0, timeout)
+
     def clear(self) -> None:
-        """Forget recordings and counters; tokens, faults and listening stay as they are."""
+        """Forget recordings, counters and stored keys (with the batches they stood for);
+        tokens, faults and listening stay as they are."""
         with self._lock:
             self._requests.clear()
+            self._export_count = 0
             self._accepted.clear()
+            self._answers.clear()
             self._errors.clear()
             self._connections = 0
             self._token_requests = 0
@@ -901,6 +1100,8 @@ class MonaTestServer:
     def _record_request(self, record: RecordedRequest) -> RecordedRequest:
         with self._changed:
             self._requests.append(record)
+            if record.method == "POST" and record.path in EXPORT_PATHS:
+                self._export_count += 1
             self._changed.notify_all()
         return record
 
@@ -908,10 +1109,44 @@ class MonaTestServer:
         with self._lock:
             record.status = status
 
-    def _accept(self, messages: list[dict[str, Any]], default_action: str | None) -> None:
+    def _accept(
+        self,
+        messages: list[dict[str, Any]],
+        default_action: str | None,
+        key: str | None = None,
+        answer: _Answer | None = None,
+        record: RecordedRequest | None = None,
+    ) -> None:
+        """Store a batch's valid messages and, in the same step, its key's answer."""
         with self._changed:
             self._accepted.extend(_Accepted(m, default_action) for m in messages)
+            if key is not None and answer is not None:
+                self._answers[key] = answer
+                self._in_progress.discard(key)
+                if record is not None:
+                    record.replayed = False
             self._changed.notify_all()
+
+    def _claim_key(self, record: RecordedRequest | None, key: str, fingerprint: str) -> Any:
+        """The stored answer to replay, or "claimed" (this request stores the batch),
+        "conflict" (another request is storing it) or "mismatch" (another batch's key)."""
+        with self._lock:
+            answer = self._answers.get(key)
+            if answer is not None:
+                if answer.fingerprint != fingerprint:
+                    return "mismatch"
+                if record is not None:
+                    record.replayed = True
+                return answer
+            if key in self._in_progress:
+                return "conflict"
+            self._in_progress.add(key)
+            return "claimed"
+
+    def _release_key(self, key: str) -> None:
+        """The request that claimed ``key`` ended without storing: a retry may store it."""
+        with self._lock:
+            self._in_progress.discard(key)
 
     def _count(self, endpoint: str) -> None:
         with self._lock:
@@ -920,6 +1155,134 @@ class MonaTestServer:
             else:
                 self._refresh_requests += 1
 
+    def _handling_changed(self, delta: int) -> None:
+        with self._changed:
+            self._handling += delta
+            self._changed.notify_all()
+
     def _record_error(self, text: str) -> None:
         with self._lock:
             self._errors.append(text)
+
+
+@dataclass(frozen=True)
+class FaultStep:
+    """One turn of a ``FaultRotation``.
+
+    ``mode`` is one of ``MODES`` (``params`` go to ``set_mode`` with ``times``), or
+    ``"refuse"``: the listening socket is closed (connections refused, pooled ones
+    dropped) for ``seconds``, then reopened on the same port. A fault's turn ends once
+    ``times`` exports used it up, or after ``seconds`` at most.
+    """
+
+    mode: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    times: int | None = 1
+    seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in (*MODES, "refuse"):
+            raise ValueError(f"unknown mode {self.mode!r}; expected 'refuse' or one of {MODES}")
+        if not (self.seconds > 0 and math.isfinite(self.seconds)):
+            raise ValueError(f"seconds must be a positive finite number, got {self.seconds!r}")
+
+    @property
+    def label(self) -> str:
+        status = self.params.get("status")
+        return f"{self.mode} {status}" if status is not None else self.mode
+
+
+class FaultRotation:
+    """A server failing in turns (``MonaTestServer.rotate``), on a thread of its own.
+
+    Bounded twice: each turn by its step's ``seconds``, the whole rotation by
+    ``duration``. However it ends (its time is up, ``stop()``, an error), the server
+    is left accepting and listening. ``turns`` says what ran: ``(label, exports that
+    met the turn's fault)`` (for a refused turn, exports that arrived all the same), so
+    a test can tell which faults its client really met.
+    """
+
+    def __init__(self, server: MonaTestServer, steps: list[FaultStep], duration: float) -> None:
+        if not steps:
+            raise ValueError("a rotation needs at least one step")
+        self.server = server
+        self.steps = list(steps)
+        self.duration = duration
+        self.turns: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="FaultRotation", daemon=True)
+
+    def start(self) -> FaultRotation:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float) -> bool:
+        """Until the rotation ends by itself (its duration is up); False on timeout."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the current turn now; the server accepts and listens again on return."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("the fault rotation did not stop in time")
+
+    def met(self) -> dict[str, int]:
+        """Exports that met each kind of turn, summed over the turns."""
+        met: dict[str, int] = collections.Counter()
+        for label, exports in self.turns:
+            met[label] += exports
+        return dict(met)
+
+    def __enter__(self) -> FaultRotation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        server = self.server
+        deadline = time.monotonic() + self.duration
+        try:
+            for step in itertools.cycle(self.steps):
+                left = deadline - time.monotonic()
+                if self._stop.is_set() or left <= 0:
+                    return
+                self.turns.append((step.label, self._turn(step, min(step.seconds, left))))
+        except Exception:
+            server._record_error(traceback.format_exc())
+        finally:
+            server.set_mode("accept")
+            if not server.listening:
+                server.start_listening()
+
+    def _turn(self, step: FaultStep, seconds: float) -> int:
+        """Run one turn; the exports that met its fault (that arrived, for the others)."""
+        server = self.server
+        before = server.export_count
+        if step.mode in ("refuse", "accept"):
+            if step.mode == "refuse":
+                server.stop_listening()
+            else:
+                server.set_mode("accept")
+            self._stop.wait(seconds)
+            if not server.listening:
+                server.start_listening()
+            return server.export_count - before
+        server.set_mode(step.mode, **step.params, times=step.times)
+        with server._lock:
+            fault = server._fault
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0 or server.wait_for_fault_used(min(left, _POLL_INTERVAL)):
+                break
+        server.set_mode("accept")
+        with server._lock:
+            return fault.used if fault is not None else 0

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from .mona_server import MonaTestServer, retry_after_date
+from .mona_server import FaultRotation, FaultStep, MonaTestServer, retry_after_date
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -628,6 +628,10 @@ def test_set_mode_names_every_behaviour(mona: MonaTestServer) -> None:
     assert mona.mode == "respond"
     mona.set_mode("hang", seconds=0.01, times=1)
     assert mona.mode == "hang"
+    mona.set_mode("slow", seconds=0.01, times=1)
+    assert mona.mode == "slow"
+    mona.set_mode("drop", store=True, times=1)
+    assert mona.mode == "drop"
     mona.set_mode("top_level_error", message="nope", times=1)
     assert mona.mode == "top_level_error"
     mona.set_mode("accept")
@@ -689,3 +693,321 @@ def test_stop_is_prompt_with_idle_keep_alive_and_restart_keeps_port() -> None:
     with server:
         assert server.port == port
         assert get_tokens(server)["accessToken"]
+
+
+def test_slow_stores_at_once_and_answers_after_the_client_gave_up(mona: MonaTestServer) -> None:
+    headers = bearer(mona)
+    mona.slow(2.0, times=1)
+    with pytest.raises(requests.Timeout):
+        requests.post(
+            mona.export_url, json=batch(mona, message("late")), headers=headers, timeout=0.3
+        )
+    assert [m["contextId"] for m in mona.messages()] == ["late"]  # stored all the same
+    assert mona.mode == "accept"
+    assert export(mona, batch(mona, message("next")), headers).status_code == 200
+
+
+def test_drop_connection_after_reading_the_body_with_and_without_storing(
+    mona: MonaTestServer,
+) -> None:
+    headers = bearer(mona)
+    mona.drop_connection(times=1)
+    with pytest.raises(requests.ConnectionError):
+        export(mona, batch(mona, message("lost")), headers)
+    mona.drop_connection(times=1, store=True)
+    with pytest.raises(requests.ConnectionError):
+        export(mona, batch(mona, message("landed")), headers)
+    assert [m["contextId"] for m in mona.messages()] == ["landed"]
+    assert [r.status for r in mona.export_requests()] == [None, None]  # never answered
+    assert export(mona, batch(mona, message("after")), headers).status_code == 200
+
+
+def test_wait_for_fault_used_wakes_when_the_last_use_is_taken(mona: MonaTestServer) -> None:
+    assert mona.wait_for_fault_used(0.01) is True  # no fault set
+    headers = bearer(mona)
+    mona.respond_with(503, times=2)
+    assert mona.wait_for_fault_used(0.05) is False
+    export(mona, batch(mona, message()), headers)
+    assert mona.wait_for_fault_used(0.05) is False
+    sender = threading.Thread(target=export, args=(mona, batch(mona, message()), headers))
+    sender.start()
+    assert mona.wait_for_fault_used(TIMEOUT) is True
+    sender.join(TIMEOUT)
+    assert mona.mode == "accept"
+
+
+def test_field_counts_count_accepted_messages_by_a_field(mona: MonaTestServer) -> None:
+    headers = bearer(mona)
+    body = batch(mona, message("a", task_id="t1"), message("b", task_id="t1"), message("c"))
+    export(mona, body, headers)
+    assert mona.field_counts("task_id") == {"t1": 2}
+    assert mona.field_counts("missing") == {}
+
+
+# -- idempotency keys -------------------------------------------------------------------
+
+
+def keyed(server: MonaTestServer, key: str) -> dict[str, str]:
+    return {**bearer(server), "Idempotency-Key": key}
+
+
+def test_a_key_stores_its_batch_once_and_replays_the_first_answer(mona: MonaTestServer) -> None:
+    headers = keyed(mona, '"batch-1"')  # the draft's sf-string form
+    body = batch(mona, message("a"), message("b"))
+    first = export(mona, body, headers)
+    again = export(mona, body, {**headers, "Idempotency-Key": "batch-1"})  # bare: same key
+    assert (first.status_code, first.json()) == (200, {})
+    assert first.headers["Idempotent-Replayed"] == "false"  # this server honours keys
+    assert (again.status_code, again.content) == (200, first.content)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert mona.context_counts() == {("PREDICTIONS", "a"): 1, ("PREDICTIONS", "b"): 1}
+    records = mona.export_requests()
+    assert [(r.idempotency_key, r.replayed) for r in records] == [
+        ("batch-1", False),
+        ("batch-1", True),
+    ]
+    assert mona.replays() == [records[1]]
+    other = export(mona, body, keyed(mona, "batch-2"))  # another key: stored again
+    assert other.headers["Idempotent-Replayed"] == "false"
+    assert set(mona.context_counts().values()) == {2}
+
+
+def test_a_replay_repeats_a_partial_failure_and_stores_nothing(mona: MonaTestServer) -> None:
+    headers = keyed(mona, "partial")
+    body = batch(mona, message("good"), {"arcClass": "", "message": {}})
+    first = export(mona, body, headers)
+    again = export(mona, body, headers)
+    assert first.status_code == again.status_code == 400
+    assert first.json()["failed"] == 1 and set(first.json()["failure_reasons"]) == {"1"}
+    assert again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [m["contextId"] for m in mona.messages()] == ["good"]
+
+
+def test_a_retry_while_the_first_is_still_processed_gets_409(mona: MonaTestServer) -> None:
+    headers = keyed(mona, "busy")
+    body = batch(mona, message("once"))
+    mona.hang(1.0, times=1)  # wait, then store: the key is in progress meanwhile
+    outcome: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: outcome.update(r=export(mona, body, headers)))
+    first.start()
+    assert mona.wait_for_requests(1, timeout=TIMEOUT)
+    conflict = export(mona, body, headers)
+    assert conflict.status_code == 409
+    assert "in progress" in conflict.json()["topLevelError"]
+    first.join(TIMEOUT)
+    assert outcome["r"].status_code == 200
+    replay = export(mona, body, headers)
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (200, "true")
+    assert mona.context_counts() == {("PREDICTIONS", "once"): 1}
+    assert [(r.status, r.replayed) for r in mona.export_requests()] == [
+        (200, False),
+        (409, None),
+        (200, True),
+    ]
+
+
+def test_a_key_reused_for_another_batch_gets_422(mona: MonaTestServer) -> None:
+    headers = keyed(mona, "reused")
+    assert export(mona, batch(mona, message("a")), headers).status_code == 200
+    refused = export(mona, batch(mona, message("b")), headers)
+    assert refused.status_code == 422
+    assert "another batch" in refused.json()["topLevelError"]
+    assert [m["contextId"] for m in mona.messages()] == ["a"]
+    # sendTimestamp may change between attempts of one batch: not another batch
+    stamped = message("a")
+    stamped["sendTimestamp"] = 1763800001
+    assert export(mona, batch(mona, stamped), headers).headers["Idempotent-Replayed"] == "true"
+
+
+def test_an_empty_key_is_400(mona: MonaTestServer) -> None:
+    response = export(mona, batch(mona, message()), keyed(mona, '""'))
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["topLevelError"]
+    assert mona.messages() == []
+
+
+def test_a_backend_that_ignores_keys_stores_every_retry() -> None:
+    with MonaTestServer(honour_idempotency=False) as server:
+        headers = keyed(server, "k")
+        body = batch(server, message("twice"))
+        answers = [export(server, body, headers) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert all("Idempotent-Replayed" not in a.headers for a in answers)
+        assert server.context_counts() == {("PREDICTIONS", "twice"): 2}
+        records = server.export_requests()
+        assert [(r.idempotency_key, r.replayed) for r in records] == [("k", None), ("k", None)]
+        server.honour_idempotency = True  # switchable while running
+        assert server.honour_idempotency is True
+        assert export(server, body, headers).headers["Idempotent-Replayed"] == "false"
+        assert export(server, body, headers).headers["Idempotent-Replayed"] == "true"
+        assert server.context_counts() == {("PREDICTIONS", "twice"): 3}
+        assert server.errors == []
+
+
+def test_without_a_key_nothing_changes(mona: MonaTestServer) -> None:
+    headers = bearer(mona)
+    body = batch(mona, message("plain"))
+    answers = [export(mona, body, headers) for _ in range(2)]
+    assert all("Idempotent-Replayed" not in a.headers for a in answers)
+    assert mona.context_counts() == {("PREDICTIONS", "plain"): 2}
+    assert [(r.idempotency_key, r.replayed) for r in mona.export_requests()] == [(None, None)] * 2
+
+
+def test_faults_in_front_and_401_leave_the_key_unused(mona: MonaTestServer) -> None:
+    body = batch(mona, message("k"))
+    mona.respond_with(503, times=1)
+    refused = export(mona, body, {"Idempotency-Key": "k1", "Authorization": "Bearer nope"})
+    assert refused.status_code == 503 and "Idempotent-Replayed" not in refused.headers
+    assert mona.export_requests()[0].idempotency_key == "k1"  # recorded all the same
+    unauthorised = export(mona, body, {"Idempotency-Key": "k1", "Authorization": "Bearer no"})
+    assert unauthorised.status_code == 401
+    first = export(mona, body, keyed(mona, "k1"))
+    assert (first.status_code, first.headers["Idempotent-Replayed"]) == (200, "false")
+    assert mona.context_counts() == {("PREDICTIONS", "k"): 1}
+
+
+def test_a_timed_out_slow_answer_then_the_retry_is_a_replay(mona: MonaTestServer) -> None:
+    """The duplicate the exporter makes against a slow Mona, and how a key prevents it."""
+    headers = keyed(mona, "slow-1")
+    body = batch(mona, message("slow"))
+    mona.slow(2.0, times=1)
+    with pytest.raises(requests.Timeout):
+        requests.post(mona.export_url, json=body, headers=headers, timeout=0.3)
+    retry = export(mona, body, headers)
+    assert (retry.status_code, retry.headers["Idempotent-Replayed"]) == (200, "true")
+    assert mona.context_counts() == {("PREDICTIONS", "slow"): 1}
+
+
+def test_a_connection_lost_after_storing_then_the_retry_is_a_replay(mona: MonaTestServer) -> None:
+    headers = keyed(mona, "drop-1")
+    body = batch(mona, message("dropped"))
+    mona.drop_connection(times=1, store=True)
+    with pytest.raises(requests.ConnectionError):
+        export(mona, body, headers)
+    assert export(mona, body, headers).headers["Idempotent-Replayed"] == "true"
+    mona.drop_connection(times=1)  # dropped before storing: the key stays unused
+    fresh = batch(mona, message("fresh"))
+    with pytest.raises(requests.ConnectionError):
+        export(mona, fresh, keyed(mona, "drop-2"))
+    assert export(mona, fresh, keyed(mona, "drop-2")).headers["Idempotent-Replayed"] == "false"
+    assert mona.context_counts() == {("PREDICTIONS", "dropped"): 1, ("PREDICTIONS", "fresh"): 1}
+
+
+def test_a_hang_released_by_an_outage_frees_its_key(mona: MonaTestServer) -> None:
+    headers = keyed(mona, "outage")
+    body = batch(mona, message("x"))
+    mona.hang(30, times=1)
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            export(mona, body, headers)
+        except requests.RequestException as error:
+            failed.append(error)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert mona.wait_for_requests(1, timeout=TIMEOUT)
+    mona.stop_listening()
+    sender.join(TIMEOUT)
+    assert len(failed) == 1 and mona.messages() == []
+    mona.start_listening()
+    stored = export(mona, body, headers)
+    assert (stored.status_code, stored.headers["Idempotent-Replayed"]) == (200, "false")
+    assert mona.context_counts() == {("PREDICTIONS", "x"): 1}
+
+
+def test_clear_forgets_stored_keys(mona: MonaTestServer) -> None:
+    headers = keyed(mona, "c")
+    export(mona, batch(mona, message()), headers)
+    mona.clear()
+    assert export(mona, batch(mona, message()), headers).headers["Idempotent-Replayed"] == "false"
+
+
+# -- rotating faults ----------------------------------------------------------------------
+
+
+def keep_exporting(server: MonaTestServer, stop: threading.Event) -> list[int | None]:
+    """POST batches until ``stop``; the statuses (None: no answer, refused or dropped)."""
+    headers = bearer(server)
+    statuses: list[int | None] = []
+    while not stop.is_set():
+        try:
+            statuses.append(export(server, batch(server, message()), headers).status_code)
+        except requests.RequestException:
+            statuses.append(None)
+            time.sleep(0.02)  # refused: do not spin
+    return statuses
+
+
+def test_a_rotation_runs_its_steps_in_turns_and_ends_accepting(mona: MonaTestServer) -> None:
+    steps = [
+        FaultStep("respond", {"status": 503}, times=2, seconds=TIMEOUT),
+        FaultStep("respond", {"status": 429, "headers": {"Retry-After": "1"}}, seconds=TIMEOUT),
+        FaultStep("refuse", seconds=0.3),
+        FaultStep("slow", {"seconds": 0.05}, times=2, seconds=TIMEOUT),
+        FaultStep("drop", {"store": True}, times=1, seconds=TIMEOUT),
+    ]
+    stop = threading.Event()
+    results: list[list[int | None]] = []
+    client = threading.Thread(target=lambda: results.append(keep_exporting(mona, stop)))
+    client.start()
+    try:
+        with mona.rotate(steps, duration=30) as rotation:
+            deadline = time.monotonic() + TIMEOUT
+            while len(rotation.turns) < len(steps) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert rotation.running
+    finally:
+        stop.set()
+        client.join(TIMEOUT)
+    assert [label for label, _ in rotation.turns[: len(steps)]] == [
+        "respond 503",
+        "respond 429",
+        "refuse",
+        "slow",
+        "drop",
+    ]
+    met = dict(rotation.turns[: len(steps)])
+    # each fault turn ended once its exports had met it (well before its TIMEOUT)
+    assert (met["respond 503"], met["respond 429"], met["slow"], met["drop"]) == (2, 1, 2, 1)
+    assert rotation.met()["respond 503"] >= 2
+    # what the server chose to answer (a refused turn may cut the answer before it arrives)
+    assert {503, 429, 200} <= {r.status for r in mona.export_requests()}
+    assert None in results[0]  # refused, or dropped
+    assert not rotation.running and mona.listening and mona.mode == "accept"
+    assert export(mona, batch(mona, message()), bearer(mona)).status_code == 200
+
+
+def test_a_rotation_is_bounded_by_its_duration(mona: MonaTestServer) -> None:
+    rotation = mona.rotate([FaultStep("respond", {"status": 503}, times=5, seconds=60)], 0.2)
+    assert rotation.wait(TIMEOUT)  # no traffic used the fault up: the duration ended it
+    assert [label for label, _ in rotation.turns] == ["respond 503"]
+    assert mona.mode == "accept" and mona.listening
+    refusing = mona.rotate([FaultStep("refuse", seconds=60)], 0.2)
+    assert refusing.wait(TIMEOUT)
+    assert mona.listening
+    rotation.stop()  # stopping an ended rotation is harmless
+
+
+def test_fault_steps_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown mode"):
+        FaultStep("explode")
+    with pytest.raises(ValueError, match="seconds"):
+        FaultStep("refuse", seconds=0)
+    with pytest.raises(ValueError, match="at least one step"):
+        FaultRotation(MonaTestServer(), [], 1.0)
+
+
+def test_wait_idle_waits_for_a_slow_answer_to_finish(mona: MonaTestServer) -> None:
+    assert mona.wait_idle(0.01) is True
+    headers = bearer(mona)
+    mona.slow(0.5, times=1)
+    sender = threading.Thread(target=export, args=(mona, batch(mona, message()), headers))
+    sender.start()
+    assert mona.wait_for_requests(1, timeout=TIMEOUT)
+    assert mona.wait_idle(0.05) is False  # stored, still answering
+    assert mona.wait_idle(TIMEOUT) is True
+    sender.join(TIMEOUT)
+    assert mona.export_requests()[0].status == 200

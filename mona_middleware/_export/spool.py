@@ -131,7 +131,11 @@ class Spool:
         if self._usable is None:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                probe = self.directory / f".probe-{os.getpid()}-{process_token()}"
+                # Its own name per thread: two first uses at once must not remove each
+                # other's probe (the loser would run without a spool for good).
+                probe = self.directory / (
+                    f".probe-{os.getpid()}-{process_token()}-{threading.get_ident()}"
+                )
                 probe.write_bytes(b"")
                 probe.unlink()
                 self._usable = True

@@ -35,6 +35,11 @@ def running_module() -> Any | None:
     module = sys.modules.get("uwsgi")
     if module is not None:
         return module
+    # Never try the import outside uWSGI: a fork while another thread is inside it would
+    # leave the child waiting for that import's lock for ever. uWSGI registers its
+    # module as a built-in before the interpreter starts.
+    if "uwsgi" not in sys.builtin_module_names:
+        return None
     try:
         import uwsgi  # type: ignore[import-not-found]
     except ImportError:

@@ -165,9 +165,10 @@ class _Touched:
 def _create_private(path: str) -> None:
     """Create the database file 0600 (it holds the generated secret and whatever apps
     sent), and tighten an existing one of ours that is readable by others."""
-    if path == ":memory:" or path.startswith("file:"):
+    if path == ":memory:" or path.startswith("file:") or os.name != "posix":
         return
-    with contextlib.suppress(FileExistsError):
+    # Any other failure (no such folder, no permission) is SQLite's to report next.
+    with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     with contextlib.suppress(OSError):
         info = os.stat(path)

@@ -17,6 +17,7 @@ let again = false;
 let timer = null;
 let interval = REFRESH_MS;
 let drawnOverview = null;
+let scrollToDetail = false;
 
 // -- the API and the page's state (in the URL's #hash, so a view can be shared) ---------
 
@@ -462,7 +463,10 @@ function drawContexts(cls, page, current) {
   document.getElementById("newer").disabled = page.offset === 0;
   document.getElementById("older").disabled = !page.truncated;
   fillTable("contexts-table", page.contexts.map((ctx) =>
-    clickableRow(ctx.id === current.ctx, () => go({ ctx: ctx.id, hoffset: 0 }),
+    clickableRow(ctx.id === current.ctx, () => {
+      scrollToDetail = true;
+      go({ ctx: ctx.id, hoffset: 0 });
+    },
       el("td", { className: "context-id" }, ctx.id),
       el("td", { className: "num" }, count(ctx.messages)),
       el("td", {}, when(ctx.last_seen)),
@@ -607,6 +611,11 @@ async function draw() {
   const shown = detail.status === "fulfilled" && detail.value;
   if (shown) drawDetail(detail.value);
   show("detail-section", !!shown);
+  if (shown && scrollToDetail) {
+    // A context just picked in the list: bring its fields into view.
+    document.getElementById("detail-section").scrollIntoView({ block: "start" });
+  }
+  scrollToDetail = false;
   if (page.status === "rejected") throw page.reason;
 }
 

@@ -272,6 +272,9 @@ class Store:
         with self._changed:
             self._db.execute("ATTACH DATABASE ? AS old", (path,))
             try:
+                columns = {row[1] for row in self._db.execute("PRAGMA old.table_info(messages)")}
+                if not columns or "user_id" in columns:
+                    raise sqlite3.DatabaseError(f"{path} is not a per-user-id file of version 1")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     offset = self._last_seq()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from mona_middleware.collector import Collector
+from mona_middleware.collector import Collector, Store
 
 
 def _export(collector: Collector, token: str, messages: list[dict]) -> requests.Response:
@@ -101,6 +101,8 @@ def _v1_file(path: Path, contexts: dict[str, int], credentials: bool = False) ->
 def test_files_of_an_earlier_version_are_converted_and_nothing_is_lost(tmp_path: Path) -> None:
     _v1_file(tmp_path / "c.sqlite3", {"own-1": 1, "own-2": 2}, credentials=True)
     _v1_file(tmp_path / "c.acme.sqlite3", {"acme-1": 10})
+    Store(str(tmp_path / "c.backup.sqlite3")).close()  # a copy of today's: not imported
+    (tmp_path / "c.empty.sqlite3").touch()  # left by a full descriptor table
 
     with Collector(db=str(tmp_path / "c.sqlite3")) as collector:
         assert collector.api_key == "dev-old"  # credentials kept
@@ -121,5 +123,6 @@ def test_files_of_an_earlier_version_are_converted_and_nothing_is_lost(tmp_path:
         assert overview["timeline"]["start"] <= 1_600_000_001  # the messages' own times
     assert not (tmp_path / "c.acme.sqlite3").exists()
     assert (tmp_path / "c.acme.sqlite3.imported").is_file()
+    assert (tmp_path / "c.backup.sqlite3").is_file() and (tmp_path / "c.empty.sqlite3").is_file()
     with Collector(db=str(tmp_path / "c.sqlite3")) as reopened:  # imported once, not twice
         assert reopened.store.message_count() == 4

@@ -359,3 +359,51 @@ def test_store_writes_each_touched_context_once_per_batch() -> None:
     assert first == second == 8000 + 1 + 1
     assert store.context("HOT", "one")["fields"]["v"] == [*range(8000), *range(8000)]
     store.close()
+
+
+INJECTIONS = ["'; DROP TABLE contexts; --", '" OR 1=1 --', "x') OR ('1'='1", "%' --", "\\"]
+
+
+def test_names_that_look_like_sql_are_data(start_collector) -> None:
+    running = start_collector("--db", ":memory:")
+    for text in INJECTIONS:
+        message = {"arcClass": text, "contextId": text, "message": {text: text, "n": 1}}
+        assert running.post("/export", {"userId": text, "messages": [message]}).ok
+
+    for text in INJECTIONS:
+        listed = running.get("/api/contexts", user=text, **{"class": text}).json()
+        assert [(row["class"], row["id"]) for row in listed["contexts"]] == [(text, text)]
+        detail = requests.get(
+            f"{running.url}/api/contexts/{requests.utils.quote(text, safe='')}/"
+            f"{requests.utils.quote(text, safe='')}",
+            params={"user": text},
+            timeout=10,
+        )
+        assert detail.json()["fields"] == {text: text, "n": 1}
+        overview = running.get("/api/overview", user=text, split=text, **{"class": text})
+        assert overview.json()["contexts"] == 1
+    health = running.get("/api/health").json()
+    assert health["contexts"] == len(INJECTIONS) and len(health["users"]) == len(INJECTIONS)
+
+
+def test_slow_clients_do_not_block_others(start_collector) -> None:
+    running = start_collector("--db", ":memory:")
+    slow = []
+    for n in range(20):
+        sock = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+        if n % 2:  # half a request line
+            sock.sendall(b"GET /api/heal")
+        else:  # a body announced and never sent
+            sock.sendall(
+                b"POST /monaExport HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
+        slow.append(sock)
+    try:
+        answers = [running.get("/api/health").status_code for _ in range(5)]
+        stored = running.post("/monaExport", {"userId": "local", "messages": [MESSAGE]})
+    finally:
+        for sock in slow:
+            sock.close()
+
+    assert answers == [200] * 5 and stored.status_code == 200

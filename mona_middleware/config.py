@@ -20,6 +20,7 @@ from typing import Any
 
 from ._util.log import logger
 from ._util.options import (
+    Problem,
     Spec,
     boolean,
     callable_value,
@@ -31,8 +32,10 @@ from ._util.options import (
     number,
     option,
     resolve,
+    shown_value,
     specs,
     text,
+    unknown_options,
     url,
 )
 from .errors import MonaConfigError
@@ -72,8 +75,8 @@ def _sdk_bool(default: bool) -> Callable[[Any], bool]:
         if value in _SDK_BOOLEANS:
             return _SDK_BOOLEANS[value]
         raise ValueError(
-            "mona_sdk reads only true/false (True/true/False/false) and would keep its"
-            f" default ({str(default).lower()})"
+            "is not true or false as mona_sdk reads it (only True, true, False or false;"
+            f" mona_sdk would keep its default, {str(default).lower()})"
         )
 
     return parse
@@ -98,10 +101,10 @@ def _auth_mode_env(value: str) -> str:
     if value in AUTH_MODES:
         return value
     if value == "OIDC":
-        raise ValueError("mona_middleware does not support OIDC; use MONA, NO_AUTH or MANUAL_TOKEN")
+        raise ValueError("is not supported by mona_middleware: use MONA, NO_AUTH or MANUAL_TOKEN")
     raise ValueError(
-        "mona_sdk accepts only MONA, OIDC, MANUAL_TOKEN or NO_AUTH, in exactly that case,"
-        " and cannot create its client with any other (unless a token is set or"
+        "is not MONA, NO_AUTH or MANUAL_TOKEN (mona_sdk takes exactly these, in capitals,"
+        " and cannot create its client with any other unless a token is set or"
         " MONA_SDK_SHOULD_USE_AUTHENTICATION=false)"
     )
 
@@ -126,27 +129,41 @@ def _fields(value: Any) -> Mapping[str, Any]:
     if isinstance(value, Mapping):
         parsed = dict(value)
     elif str(value).strip().startswith("{"):
-        parsed = json.loads(value)
+        parsed = _json(value)
         if not isinstance(parsed, dict):
-            raise ValueError("must be a JSON object")
+            raise ValueError("is not a JSON object")
     else:
         parsed = {}
         for pair in filter(None, (p.strip() for p in str(value).split(","))):
             key, sep, val = pair.partition(":")
             if not sep or not key.strip():
-                raise ValueError(f"expected 'key: value' pairs, got {pair!r}")
+                raise ValueError(f"is not JSON or 'key: value' pairs ({pair!r} has no key)")
             parsed[key.strip()] = val.strip()
     if not all(isinstance(key, str) for key in parsed):
-        raise ValueError("field names must be strings")
+        raise ValueError("has field names that are not strings")
     return MappingProxyType(parsed)
 
 
 def _rates(value: Any) -> Mapping[str, float]:
     """Per-class sampling rates: a dict or mona_sdk's JSON object ``{"class": rate}``."""
-    parsed = json.loads(value) if isinstance(value, str) else dict(value)
+    parsed = _json(value) if isinstance(value, str) else dict(value)
     if not isinstance(parsed, dict):
-        raise ValueError("must be a JSON object of context class -> rate")
-    return MappingProxyType({str(k): number(float, 0, 1)(v) for k, v in parsed.items()})
+        raise ValueError('is not a JSON object of context class -> rate ({"CLASS": 0.5})')
+    rates = {}
+    for name, rate in parsed.items():
+        try:
+            rates[str(name)] = number(float, 0, 1)(rate)
+        except ValueError:
+            raise ValueError(f"has a rate for {name!r} that is not a number from 0 to 1") from None
+    return MappingProxyType(rates)
+
+
+def _json(value: Any) -> Any:
+    """JSON text, with a reason in words when it is not."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
 
 
 def _sdk_flag(default: bool, env: str, doc: str) -> Any:
@@ -273,9 +290,18 @@ class MonaConfig:
     sender_threads: int = option(
         2, "MONA_MIDDLEWARE_SENDER_THREADS", number(int, 1, 32), doc="threads that POST"
     )
+    # Long on purpose: a POST that times out is retried, and a backend that stored it
+    # meanwhile then stores it twice unless it honours the batch's Idempotency-Key.
     http_timeout: float = option(
-        10.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", number(float, 0.01, 600), shown_default="10 s",
-        doc="per POST",
+        30.0, "MONA_MIDDLEWARE_HTTP_TIMEOUT", number(float, 0.01, 600), shown_default="30 s",
+        doc="per POST; longer than Mona takes on a bad day, so a slow answer is not sent again "
+        "(see Reliability)",
+    )  # fmt: skip
+    max_message_bytes: int = option(
+        1024 * 1024, "MONA_MIDDLEWARE_MAX_MESSAGE_BYTES", number(int, 1024, 2**31),
+        shown_default="1 MB",
+        doc="a message larger than this, JSON-encoded, loses its largest fields (each logged by "
+        "name, counted in `fields_dropped`) until it fits",
     )  # fmt: skip
     shutdown_timeout: float = option(
         5.0, "MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT", number(float, 0, 600), shown_default="5 s",
@@ -347,31 +373,55 @@ class MonaConfig:
     ) -> MonaConfig:
         """Resolve options over ``env`` over defaults.
 
-        With ``strict`` an invalid value raises ``MonaConfigError`` naming it; without
-        (the lazy, implicit configuration) it is logged and its default used instead,
-        so a typo in one variable cannot stop the rest of the data.
+        With ``strict`` an invalid value raises ``MonaConfigError`` naming every one;
+        without (the lazy, implicit configuration) each is logged and its default used
+        instead, so a typo in one variable cannot stop the rest of the data. An unknown
+        option name always raises: it is a typo in code.
+        """
+        config, problems = cls.examine(options, env)
+        errors = [problem for problem in problems if not problem.note]
+        if strict and errors:
+            raise MonaConfigError("; ".join(problem.error() for problem in errors))
+        for problem in problems:
+            if problem.note:
+                logger.warning("mona_middleware: %s", problem)
+            elif not strict:
+                logger.error("mona_middleware: %s", problem)
+        return config
+
+    @classmethod
+    def examine(
+        cls, options: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> tuple[MonaConfig, list[Problem]]:
+        """The configuration the lazy path runs with, and every problem met on the way.
+
+        The one place values are judged: ``resolve()`` raises or logs these problems and
+        ``mona-middleware check`` prints them, so both reach the same verdict. A problem
+        with ``instead`` was replaced (by the default shown); a ``fatal`` one keeps the
+        data from Mona.
         """
         options = dict(options or {})
         env = with_fallbacks(os.environ if env is None else env)
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+            raise MonaConfigError(unknown_options(unknown, OPTIONS))
         layers = [("option", options)]
+        problems: list[Problem] = []
         values: dict[str, Any] = {}
         for name, spec in OPTIONS.items():
             if name == "auth_mode":
                 continue  # its default depends on the others, as in mona_sdk
             if name in options or env_value(spec, env) is not None:
-                values[name] = resolve(spec, layers, env, strict)
-        values["auth_mode"] = _resolve_auth_mode(values, options, env, strict)
+                values[name] = resolve(spec, layers, env, False, problems=problems)
+        values["auth_mode"] = _resolve_auth_mode(values, options, env, problems)
         config = cls(**values)
         problem = config.credentials_problem()
         if problem and (config.transport == "rest" or config.has_credentials()):
-            if strict:
-                raise MonaConfigError(problem)
-            logger.error("mona_middleware: %s; exporting to the file %s", problem, config.file_path)
+            path = os.path.abspath(os.path.expanduser(config.file_path))
+            instead = f"the local file {path} instead of Mona"
+            problems.append(Problem(problem, "", instead, fatal=True))
             config = dataclasses.replace(config, transport="file")
-        return config
+        return config, problems
 
     def has_credentials(self) -> bool:
         """True when the user configured any way of reaching Mona at all."""
@@ -422,12 +472,14 @@ class MonaConfig:
         return shown
 
 
-def _resolve_auth_mode(values: Mapping, options: Mapping, env: Mapping, strict: bool) -> str:
+def _resolve_auth_mode(
+    values: Mapping, options: Mapping, env: Mapping, problems: list[Problem]
+) -> str:
     """``auth_mode``/``AUTH_MODE`` when given, else the mode mona_sdk would pick.
 
     mona_sdk uses no authentication when ``MONA_SDK_SHOULD_USE_AUTHENTICATION`` is false,
     else a manual token whenever one is set, else ``AUTH_MODE``. An explicit mode wins
-    here, but a disagreement with mona_sdk is logged: the same environment would then
+    here, but a disagreement with mona_sdk is noted: the same environment would then
     authenticate differently there.
     """
     raw = env.get(_USE_AUTHENTICATION, "")
@@ -436,20 +488,16 @@ def _resolve_auth_mode(values: Mapping, options: Mapping, env: Mapping, strict: 
         try:
             use_authentication = _sdk_bool(True)(raw)
         except ValueError as exc:
-            message = f"invalid environment variable {_USE_AUTHENTICATION}={raw!r}: {exc}"
-            use_authentication = invalid(message, True, strict)
+            subject = f"{_USE_AUTHENTICATION}={shown_value(raw)}"
+            use_authentication = invalid(Problem(subject, str(exc), "true"), True, False, problems)
     token = values.get("access_token")
     default = _sdk_auth_choice(use_authentication, token, "MONA")
-    mode = resolve(OPTIONS["auth_mode"], [("option", options)], env, strict, default)
+    mode = resolve(OPTIONS["auth_mode"], [("option", options)], env, False, default, problems)
     sdk_mode = _sdk_auth_choice(use_authentication, token, mode)
     if sdk_mode != mode:
         why = "an access token is set" if use_authentication else f"{_USE_AUTHENTICATION}=false"
-        logger.warning(
-            "mona_middleware: using the auth mode %s as configured; mona_sdk would use %s (%s)",
-            mode,
-            sdk_mode,
-            why,
-        )
+        reason = f"is used as configured, where mona_sdk would use {sdk_mode} ({why})"
+        problems.append(Problem(f"the auth mode {mode}", reason))
     return mode
 
 

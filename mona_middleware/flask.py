@@ -20,8 +20,10 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
 
 from ._api.context import current_context
 from ._api.tracing import current_trace_id
-from ._web.options import options_from_prefixed
+from ._util.options import unknown_options
+from ._web.options import ALL_OPTIONS, options_from_prefixed
 from ._web.recorder import WebMonitor
+from .errors import MonaConfigError
 from .wsgi import MonaWSGIMiddleware
 
 __all__ = ["MonaFlask"]
@@ -42,7 +44,7 @@ class MonaFlask:
             self.init_app(app)
 
     def init_app(self, app: flask.Flask) -> None:
-        options = {**options_from_prefixed(app.config), **self._options}
+        options = {**config_options(app.config), **self._options}
         middleware = MonaWSGIMiddleware(app.wsgi_app, **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         monitor = app.extensions["mona"] = middleware.monitor
@@ -54,6 +56,22 @@ class MonaFlask:
     def monitor(app: flask.Flask) -> WebMonitor:
         """The ``WebMonitor`` serving ``app`` (state lives on the app, not on this object)."""
         return app.extensions["mona"]
+
+
+def config_options(config: Any) -> dict[str, Any]:
+    """The options in ``app.config`` (``MONA_<OPTION>``).
+
+    Any other ``MONA_`` key is a typo that would otherwise be ignored without a word
+    (``MONA_CONTEXT_CLAS``, and the class quietly stays ``HTTP_REQUEST``): it raises
+    ``MonaConfigError`` naming the closest key, as an unknown keyword option does.
+
+    """
+    keys = {"MONA_" + name.upper() for name in ALL_OPTIONS}
+    unknown = [key for key in config if isinstance(key, str) and key.startswith("MONA_")]
+    unknown = [key for key in unknown if key not in keys]
+    if unknown:
+        raise MonaConfigError(unknown_options(unknown, keys, "app.config key"))
+    return options_from_prefixed(config)
 
 
 def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:

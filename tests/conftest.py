@@ -67,3 +67,35 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Everything logged at DEBUG, by us and by requests/urllib3."""
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+# Modules (or single tests) that start real servers, workers or interpreters, or wait out
+# a real outage: marked `processes`, so `pytest -m "not processes"` is a quick run while
+# editing (the README's Development section gives both durations). Newer modules mark
+# themselves (pytestmark).
+PROCESS_MODULES = frozenset(
+    {
+        "tests/asgi/test_servers.py",
+        "tests/celery/test_workers.py",
+        "tests/cli/test_demo.py",
+        "tests/collector/test_main.py",
+        "tests/collector/test_static.py",
+        "tests/django/test_servers.py",
+        "tests/export/test_delivery.py",
+        "tests/flask/test_servers.py",
+        "tests/runtime/test_children.py",
+        "tests/runtime/test_signals.py",
+        "tests/runtime/test_uwsgi_host.py",
+        "tests/test_benchmarks_smoke.py",
+        "tests/test_optional_frameworks.py",
+        "tests/test_propagation_e2e.py",
+        # one test of a module: every module imported first, each in its own interpreter
+        "tests/test_package.py::test_every_module_imports_first_in_a_fresh_interpreter_in_any_order",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("::")[0] in PROCESS_MODULES or item.nodeid in PROCESS_MODULES:
+            item.add_marker(pytest.mark.processes)

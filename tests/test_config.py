@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import mona_middleware as mona
+from mona_middleware._util.options import closest, shown_value
+from mona_middleware._web.options import ALL_OPTIONS
 from mona_middleware.config import DEFAULT_TOKEN_URL, MonaConfig
 
 from .mona_server import MonaTestServer
@@ -93,7 +97,8 @@ def test_invalid_values_raise_at_once_naming_the_variable(env, named):
 def test_invalid_options_name_the_option():
     with pytest.raises(mona.MonaConfigError, match="option sender_threads"):
         mona.configure(sender_threads=0)
-    with pytest.raises(mona.MonaConfigError, match=r"unknown .* batchsize"):
+    unknown = r"unknown mona_middleware option: 'batchsize' \(did you mean 'batch_size'\?\)"
+    with pytest.raises(mona.MonaConfigError, match=unknown):
         mona.configure(batchsize=10)
 
 
@@ -211,9 +216,11 @@ def test_sdk_booleans_mean_what_they_mean_to_mona_sdk(var, value, monkeypatch, c
     if value in SDK_SPELLINGS:
         assert getattr(MonaConfig.resolve(), option) == sdk_value
         return
-    assert f"{var}={value!r}" in caplog.text
+    shown = f"{var}={shown_value(value)}"
     default = str(sdk_default).lower()
-    expected = f"{var}={value!r}: mona_sdk reads only true/false .* default \\({default}\\)"
+    assert f"{shown} is not true or false as mona_sdk reads it" in caplog.text
+    assert f"mona_sdk would keep its default, {default}); using {default}" in caplog.text
+    expected = re.escape(shown) + " is not true or false as mona_sdk reads it"
     with pytest.raises(mona.MonaConfigError, match=expected):
         MonaConfig.resolve()
 
@@ -234,7 +241,7 @@ def test_auth_mode_and_disable_all_variables_are_read_exactly(caplog):
     user = {"MONA_SDK_USER_ID": "u"}
     assert MonaConfig.resolve(env={**user, "AUTH_MODE": "NO_AUTH"}).auth_mode == "NO_AUTH"
     for bad in ("no_auth", " NO_AUTH", "OIDC"):
-        with pytest.raises(mona.MonaConfigError, match=f"AUTH_MODE={bad!r}"):
+        with pytest.raises(mona.MonaConfigError, match=re.escape(f"AUTH_MODE={shown_value(bad)}")):
             MonaConfig.resolve(env={**user, "AUTH_MODE": bad})
     lazy = MonaConfig.resolve(env={**TOKEN, "AUTH_MODE": "mona"}, strict=False)
     assert lazy.auth_mode == "MANUAL_TOKEN"  # mona_sdk's choice: the token wins
@@ -315,3 +322,87 @@ def test_variables_that_do_not_apply_are_logged_once_with_what_to_set(monkeypatc
     assert text.count("MONA_HOST is set but does not apply") == 1
     assert "set MONA_SDK_API_KEY and MONA_SDK_SECRET" in text
     assert text.count("MONA_BLOCKING is set but does not apply: exports never block") == 1
+
+
+# -- one spell-check for every way of giving an option ------------------------------------
+
+
+def _wsgi_app(environ, start_response):
+    start_response("200 OK", [])
+    return [b""]
+
+
+async def _asgi_app(scope, receive, send):  # pragma: no cover - never called
+    pass
+
+
+def _build(kind: str, **options):
+    if kind == "configure":
+        return mona.configure(**options)
+    if kind == "wsgi":
+        from mona_middleware.wsgi import MonaWSGIMiddleware
+
+        return MonaWSGIMiddleware(_wsgi_app, handle_sigterm=False, **options)
+    if kind == "asgi":
+        from mona_middleware.asgi import MonaASGIMiddleware
+
+        return MonaASGIMiddleware(_asgi_app, **options)
+    if kind == "flask":
+        flask = pytest.importorskip("flask")
+        from mona_middleware.flask import MonaFlask
+
+        return MonaFlask(flask.Flask("typo"), handle_sigterm=False, **options)
+    celery = pytest.importorskip("celery")
+    from mona_middleware.celery import MonaCelery
+
+    return MonaCelery(celery.Celery("typo"), **options)
+
+
+@pytest.mark.parametrize(
+    ("kind", "typo", "meant"),
+    [
+        ("configure", "batchsize", "batch_size"),
+        ("wsgi", "context_clas", "context_class"),
+        ("asgi", "excluded_url", "excluded_urls"),
+        ("flask", "context_clas", "context_class"),
+        ("celery", "continue_contxt", "continue_context"),
+    ],
+)
+def test_an_unknown_keyword_option_says_which_was_meant(kind, typo, meant):
+    expected = f"unknown mona_middleware option: '{typo}' (did you mean '{meant}'?)"
+    with pytest.raises(mona.MonaConfigError) as raised:
+        _build(kind, **{typo: "X"})
+    assert str(raised.value) == expected
+
+
+def test_an_unknown_mona_key_in_flask_app_config_is_not_ignored(memory):
+    flask = pytest.importorskip("flask")
+    from mona_middleware.flask import MonaFlask
+
+    app = flask.Flask("typo")
+    app.config["MONA_CONTEXT_CLAS"] = "RECOMMENDATIONS"
+    app.config["MONA_WHATEVER_ELSE"] = 1
+    with pytest.raises(mona.MonaConfigError) as raised:
+        MonaFlask(app, handle_sigterm=False)
+    assert str(raised.value) == (
+        "unknown mona_middleware app.config keys: 'MONA_CONTEXT_CLAS' (did you mean"
+        " 'MONA_CONTEXT_CLASS'?), 'MONA_WHATEVER_ELSE'"
+    )
+
+    app = flask.Flask("fixed")  # spelt right, the class is the one asked for
+    app.config["MONA_CONTEXT_CLASS"] = "RECOMMENDATIONS"
+    app.config["OTHER_SETTING"] = 1  # keys of other prefixes are none of our business
+    MonaFlask(app, handle_sigterm=False)
+    app.add_url_rule("/", view_func=lambda: "ok")
+    assert app.test_client().get("/").status_code == 200
+    mona.flush(5)
+    assert [key[0] for key in memory.contexts()] == ["RECOMMENDATIONS"]
+
+
+def test_django_s_check_uses_the_same_spell_check():
+    pytest.importorskip("django")
+    from mona_middleware.django.conf import settings_problems
+
+    for typo in ("context_klass", "batchsize", "api_kye"):
+        hint = settings_problems({typo: "X"})[0].hint
+        assert hint == f'did you mean "{closest(typo, ALL_OPTIONS)}"?'

@@ -1,13 +1,20 @@
 """``mona-middleware check``: will this environment's configuration reach Mona?
 
-It resolves the configuration exactly as the exporter does, shows it with secrets
-masked, says which transport that picks and why, then asks the endpoints themselves:
-a token for the credentials and an empty batch to the export endpoint (or, for the file
-transport, whether the file is writable). A deploy script can run it and stop on a
-non-zero status before the app loses a day of data to a typo.
+It resolves the configuration through the very code an app runs on its first export
+(``MonaConfig.examine``, the lazy path), so both reach the same verdict: a value the app
+replaces by its default is a warning here, naming the default; only what keeps the data
+from Mona (missing credentials, an endpoint that refuses, an adapter that will not
+start) is FAILED, and every such value is reported, not only the first. It shows the
+result with secrets masked and defaults as what they resolve to (the spool's real
+directory), says which transport that picks and why, then asks the endpoints
+themselves: a token for the credentials and an empty batch to the export endpoint (or,
+for the file transport, whether the file is writable). With a kill switch on
+(``MONA_DISABLE_ALL``, the config file's ``disable_all``) the verdict is "switched off".
+A deploy script can run it and stop on a non-zero status before the app loses a day of
+data to a typo.
 
-Exit status: 0 when it can work, 1 when an endpoint or the file says no, 2 when the
-configuration itself is invalid.
+Exit status: 0 when it can work (or is switched off on purpose), 1 when an endpoint or
+the file says no, 2 when the configuration keeps the data from Mona.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from typing import Any
 
 import requests
 
+from .._export.spool import default_spool_dir
 from .._runtime import uwsgi_host
-from .._util.options import Spec
-from .._web.options import CELERY_OPTIONS, CeleryOptions, WebOptions
+from .._runtime.killswitch import ConfigFileWatcher
+from .._util.log import logger
+from .._util.options import Spec, closest, resolve
+from .._web.options import CELERY_OPTIONS
 from .._web.options import OPTIONS as WEB_OPTIONS
 from ..config import (
     FALLBACK_VARIABLES,
@@ -79,15 +89,31 @@ class Probe:
 
 @dataclass
 class Report:
-    """Everything ``check`` found; ``problem`` is why it cannot work, if it cannot."""
+    """Everything ``check`` found; ``problems`` are why it cannot export, if it cannot."""
 
     config: dict[str, Any] | None = None
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
     transport: dict[str, str] = dataclasses.field(default_factory=dict)
     probes: list[Probe] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
-    problem: str | None = None
+    replaced: int = 0  # how many of the warnings are values replaced by their default
+    problems: list[str] = dataclasses.field(default_factory=list)
+    switched_off: str | None = None  # which kill switch is on, if one is
     status: int = 0
+
+    @property
+    def problem(self) -> str | None:
+        return self.problems[0] if self.problems else None
+
+    def fail(self, problem: str, status: int) -> None:
+        self.problems.append(problem)
+        self.status = max(self.status, status)
+
+    @property
+    def verdict(self) -> str:
+        if self.switched_off:
+            return "switched off"
+        return "failed" if self.problems else "ok"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,10 +124,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=5.0,
         help="seconds to wait for each endpoint (default: %(default)s)",
     )
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
-    """Resolve ``env`` as the exporter would and probe where it sends."""
+    """Resolve ``env`` as the app would and probe where it sends."""
     report = Report()
     report.warnings += _unknown_variables(env)
     report.warnings += uwsgi_host.check_warnings(env)
@@ -123,37 +160,98 @@ def check(env: Mapping[str, str], timeout: float = 5.0) -> Report:
         f"{var} is set but does not apply: {why}" for var, why in not_applying(env).items()
     ]
     try:
-        config = MonaConfig.resolve(env=env)
-        web = WebOptions.resolve({}, env)
-        CeleryOptions.resolve({}, env)  # MonaCelery's variables: a bad one is named here too
-    except MonaConfigError as exc:
-        report.problem, report.status = f"invalid configuration: {exc}", 2
+        config, problems = MonaConfig.examine(env=env)  # what the app's first export does
+    except MonaConfigError as exc:  # pragma: no cover - only options can raise, none here
+        report.fail(f"invalid configuration: {exc}", 2)
         return report
-    report.config = {**mask(config), **_web_values(web)}
-    report.sources = _sources(env, config.auth_mode)
+    for problem in problems:
+        if problem.fatal:
+            report.fail(str(problem), 2)
+        else:
+            report.warnings.append(str(problem))
+            report.replaced += problem.instead is not None
+    web = _adapter_values(env, report)
     name, reason = config.transport_choice()
+    if any(problem.fatal for problem in problems):  # the credentials: examine() chose the file
+        reason = "the Mona credentials are incomplete (see below), so the app writes to a file"
+    report.config = {**mask(config), **web}
+    report.config["spool_dir"] = _spool_dir(config, name)
+    report.config["file_path"] = os.path.abspath(os.path.expanduser(config.file_path))
+    report.sources = _sources(env, config.auth_mode)
     report.transport = {"name": name, "reason": reason}
     legacy = [var for var in MONA_CLIENT_DESTINATION if env.get(var, "").strip()]
     if name == "file" and legacy:
-        report.problem = (
+        report.fail(
             f"mona-client's {', '.join(legacy)} say data should reach Mona, but with no Mona "
             f"credentials it goes to the local file {config.file_path}: set MONA_SDK_API_KEY "
-            "and MONA_SDK_SECRET (or AUTH_MODE=NO_AUTH with MONA_SDK_USER_ID)"
+            "and MONA_SDK_SECRET (or AUTH_MODE=NO_AUTH with MONA_SDK_USER_ID)",
+            1,
         )
-        report.status = 1
-    if config.disable_all:
-        report.warnings.append("MONA_DISABLE_ALL is on: requests pass through, nothing is exported")
+    report.switched_off = _kill_switch(config, env)
     if name == "rest":
         report.probes = probe_rest(config, timeout)
     elif name == "file":
         report.probes = [probe_file(config.file_path)]
     else:
         report.warnings.append(f"transport {name!r} keeps messages in this process (for tests)")
-    failed = [probe for probe in report.probes if not probe.ok]
-    if failed and report.problem is None:
-        report.problem = f"{failed[0].name} {failed[0].target}: {failed[0].detail}"
-        report.status = 1
+    for probe in report.probes:
+        if not probe.ok:
+            report.fail(f"{probe.name} {probe.target}: {probe.detail}", 1)
     return report
+
+
+def _adapter_values(env: Mapping[str, str], report: Report) -> dict[str, Any]:
+    """The adapters' options from the environment, as plain values.
+
+    The adapters resolve their variables strictly when they are built: a bad one makes
+    ``MonaFlask``, the middlewares or ``MonaCelery`` raise ``MonaConfigError`` and the
+    app does not start, so each is a failure here, every one named.
+    """
+    values = {}
+    adapters = ((WEB_OPTIONS, "the web adapters refuse"), (CELERY_OPTIONS, "MonaCelery refuses"))
+    for declared, who in adapters:
+        for name, spec in declared.items():
+            if not spec.env:
+                continue
+            try:
+                value = resolve(spec, [], env, True)
+            except MonaConfigError as exc:
+                report.fail(f"{exc}: {who} to start with it (MonaConfigError)", 2)
+                value = spec.default
+            if declared is WEB_OPTIONS:
+                if isinstance(value, tuple):  # excluded_urls: the patterns as written
+                    value = [getattr(item, "pattern", item) for item in value]
+                values[name] = value
+    return values
+
+
+def _spool_dir(config: MonaConfig, transport: str) -> str:
+    """The directory the exporter will spool to, or why it keeps none."""
+    if not config.spool:
+        return "(off: MONA_MIDDLEWARE_SPOOL is false)"
+    if transport != "rest":
+        return f"(none: the {transport} transport keeps no spool)"
+    if config.spool_dir:
+        return os.path.abspath(os.path.expanduser(config.spool_dir))
+    return default_spool_dir(MonaRestTransport(config).spool_key())
+
+
+def _kill_switch(config: MonaConfig, env: Mapping[str, str]) -> str | None:
+    """Which kill switch is on: ``MONA_DISABLE_ALL``, or ``disable_all`` in the config file
+    (read by the app's own watcher, once)."""
+    if config.disable_all:
+        return f"MONA_DISABLE_ALL={env.get('MONA_DISABLE_ALL', '').strip()}"
+    if config.config_file:
+        watcher = ConfigFileWatcher(config.config_file, config.config_poll_interval)
+        level = logger.level
+        logger.setLevel(max(level, 40))  # its "disable_all is now ON" is said below instead
+        try:
+            watcher.poll()
+        finally:
+            logger.setLevel(level)
+        if watcher.disabled:
+            return f'{{"disable_all": true}} in {watcher.path}'
+    return None
 
 
 def mask(config: MonaConfig) -> dict[str, Any]:
@@ -174,17 +272,6 @@ def mask(config: MonaConfig) -> dict[str, Any]:
     return shown
 
 
-def _web_values(web: WebOptions) -> dict[str, Any]:
-    """The adapters' options that come from the environment, as plain values."""
-    values = {}
-    for name in ENV_OPTIONS.keys() - OPTIONS.keys():
-        value = getattr(web, name)
-        if isinstance(value, tuple):  # excluded_urls: the patterns as written
-            value = [getattr(item, "pattern", item) for item in value]
-        values[name] = value
-    return values
-
-
 def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
     sources = {}
     stands_in = {primary: fallback for fallback, primary in FALLBACK_VARIABLES.items()}
@@ -202,13 +289,16 @@ def _sources(env: Mapping[str, str], auth_mode: str) -> dict[str, str]:
 def _unknown_variables(env: Mapping[str, str]) -> list[str]:
     known = {spec.env for spec in (*ENV_OPTIONS.values(), *CELERY_OPTIONS.values())}
     known |= OTHER_VARIABLES | NOT_APPLYING.keys()
+    known.discard(None)
     unknown = sorted(
         var for var in env if var.startswith(("MONA_SDK_", "MONA_MIDDLEWARE_")) and var not in known
     )
-    return [
-        f"{var} is not read by mona_middleware (a typo, or a mona_sdk setting it has no use for)"
-        for var in unknown
-    ]
+    warnings = []
+    for var in unknown:
+        match = closest(var, known)
+        hint = f"did you mean {match}?" if match else "a typo, or a mona_sdk setting"
+        warnings.append(f"{var} is not read by mona_middleware ({hint})")
+    return warnings
 
 
 def probe_rest(config: MonaConfig, timeout: float) -> list[Probe]:
@@ -303,7 +393,7 @@ def render(report: Report, show_all: bool = False) -> str:
             or name in SHOWN_OPTIONS
             or report.sources[name] != "default"
         ]
-        rows = [[name, report.sources[name], _shown(report.config[name])] for name in names]
+        rows = [[name, report.sources[name], _shown(report.config[name], name)] for name in names]
         lines += [
             "Configuration (from the environment; options given in code or in the app's"
             " config are not visible here):",
@@ -315,24 +405,44 @@ def render(report: Report, show_all: bool = False) -> str:
         f"  {'ok' if p.ok else 'FAILED':6} {p.name} {p.target}: {p.detail}" for p in report.probes
     ]
     lines += [f"warning: {warning}" for warning in report.warnings]
-    if report.problem:
-        lines.append(f"FAILED, this configuration cannot export: {report.problem}")
+    failed = ""
+    if report.problems:
+        failed = f"this configuration cannot export: {report.problems[0]}"
+        failed += "".join(f"\n  and: {problem}" for problem in report.problems[1:])
+    if report.switched_off:
+        lines.append(
+            f"SWITCHED OFF: {report.switched_off} switches monitoring off: requests pass"
+            " through and nothing is exported."
+        )
+        if failed:
+            lines.append(f"Switched on, it would fail: {failed}")
+    elif failed:
+        lines.append(f"FAILED, {failed}")
+    elif report.replaced:
+        lines.append(
+            f"OK: this configuration can export, with {report.replaced} value(s) replaced by"
+            " the default (the warnings above say which)."
+        )
     else:
         lines.append("OK: this configuration can export.")
     return "\n".join(lines)
 
 
-def _shown(value: Any) -> str:
-    if value is None:
-        return "(not set)"
+def _shown(value: Any, name: str) -> str:
+    if value is None:  # the default: say what it means rather than "not set"
+        spec = ENV_OPTIONS[name]
+        return f"(default: {spec.default_text().replace('`', '')})"
     return json.dumps(value) if isinstance(value, dict) else str(value)
 
 
 def _as_json(report: Report) -> dict[str, Any]:
     return {
-        "ok": report.problem is None,
+        "ok": not report.problems and not report.switched_off,
+        "verdict": report.verdict,
+        "switched_off": report.switched_off,
         "status": report.status,
         "problem": report.problem,
+        "problems": report.problems,
         "config": report.config,
         "sources": report.sources,
         "transport": report.transport,

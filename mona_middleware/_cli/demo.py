@@ -1,10 +1,12 @@
 """``mona-middleware demo``: the whole product end to end on one laptop, no account needed.
 
-A collector runs in this process; an example app from ``example_apps/`` runs in its own
-process, as a real server on 127.0.0.1 with the middleware pointed at the collector
-through the same ``MONA_SDK_*`` environment a user sets for Mona. The demo drives
-requests at it, stops it (its exporter flushes on the way out, as in production) and
-prints what the collector stored, through the collector's own JSON API.
+A collector runs in this process; an example app (``demo_apps``, shipped inside the
+package, so the demo runs from any install) runs in its own process, as a real server on
+127.0.0.1 with the middleware pointed at the collector through the same ``MONA_SDK_*``
+environment a user sets for Mona. The demo drives requests at it, some of them failing
+on purpose, stops it (its exporter flushes on the way out, as in production), prints
+what the collector stored, through the collector's own JSON API, and ends with what
+happened and the next step with one's own app.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -31,6 +34,7 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from ..collector import Collector
+from . import demo_apps
 from .terminal import ProgressBar, clip, number, table
 
 LATEST_CONTEXTS = 4
@@ -39,6 +43,9 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 10.0
 SEED = 4  # the same requests every run, so two runs' tables are comparable
+COLLECTOR_PORT = 8765  # `mona-middleware collector`'s default port
+# The paths the demo asks for knowing they fail: what each shows.
+DELIBERATE = {500: "GET /fail raises", 404: "GET /no-such-page does not exist"}
 
 
 class Route(NamedTuple):
@@ -66,17 +73,9 @@ class Example:
     extra: str  # the pip extra that installs it
     routes: tuple[Route, ...]
 
-    def argv(self, root: Path, port: int) -> list[str]:
-        """The server command; every one listens on 127.0.0.1 and flushes on SIGTERM."""
-        name = self.modules[0]
-        if name == "flask":  # the Flask dev server (werkzeug), as `python flask_app.py`
-            return [sys.executable, str(root / "example_apps" / "flask_app.py")]
-        if name == "django":
-            manage = root / "example_apps" / "django_app" / "manage.py"
-            return [sys.executable, str(manage), "runserver", "--noreload"]
-        app = f"example_apps.{name}_app:app"
-        host = ["--host", "127.0.0.1", "--port", str(port)]
-        return [sys.executable, "-m", "uvicorn", app, *host, "--no-access-log"]
+    def argv(self, framework: str) -> list[str]:
+        """The server command; each listens on 127.0.0.1:$PORT and flushes on SIGTERM."""
+        return [sys.executable, "-m", demo_apps.__name__, framework]
 
 
 EXAMPLES: dict[str, Example] = {
@@ -140,13 +139,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, example: Example, workdir: Path) -> int:
-    root = find_examples()
     _require(example, args.framework)
     db = os.path.abspath(args.db) if args.db else str(workdir / "collector.sqlite3")
     collector = _start_collector(args.port, db)
     try:
         before = collector.store.context_count()
-        app = AppServer(example, root, workdir, collector.env())
+        app = AppServer(example, args.framework, workdir, collector.env())
         try:
             app.wait_ready()
             started = time.monotonic()
@@ -159,22 +157,74 @@ def _run(args: argparse.Namespace, example: Example, workdir: Path) -> int:
                 app.stop()  # the exporter flushes on SIGTERM, as under an orchestrator
             print(_traffic_line(args.framework, app.url, statuses, args.requests, elapsed))
             print(render_report(collector.url))
-            note = "" if args.serve else " (open while the demo runs: add --serve to browse it)"
-            print(f"\nThe collector's page: {collector.ui_url()}{note}")
-            lost = answered - (collector.store.context_count() - before)
+            stored = collector.store.context_count() - before
+            lost = answered - stored
+            print("\n" + what_happened(statuses, answered, stored))
             if lost > 0:
                 print(f"mona-middleware demo: {lost} of {answered} answered requests never reached"
                       f" the collector; the app's log ends with:\n{app.log_tail()}",
                       file=sys.stderr)  # fmt: skip
             if args.serve:
-                _serve(app, collector.ui_url())
+                _serve(app, collector)
         finally:
             app.stop()
     finally:
         collector.stop()
     if args.db:
-        print(f"The data is kept in {db}: `mona-middleware collector --db {db}` shows it again.")
+        print(f"\nThe data is kept in {db}: `mona-middleware collector --db {db}` shows it again.")
+    if not args.serve:  # the collector is gone: its address would lead nowhere
+        print("\n" + next_steps())
     return 1 if lost > 0 else 0
+
+
+def what_happened(statuses: Counter[int | str], answered: int, stored: int) -> str:
+    """The demo's closing words: what became of the requests, and why some failed."""
+    lines = [
+        f"What happened: each of the {answered} answered requests became one Mona context,"
+        f" exported by the app in the background; the collector stored {stored}."
+    ]
+    failed = [f"{statuses[code]} x {code} ({why})" for code, why in DELIBERATE.items()
+              if statuses.get(code)]  # fmt: skip
+    if failed:
+        lines.append(
+            f"The {' and '.join(failed)} were on purpose: an error is recorded like any"
+            " request, with its http_status_code (and exception_type for a 500)."
+        )
+    return "\n".join(lines)
+
+
+def local_env(port: int = COLLECTOR_PORT) -> dict[str, str]:
+    """The environment that points an app at ``mona-middleware collector`` on loopback.
+
+    A loopback collector takes any user id on its no-auth endpoint, so three variables
+    do (the collector itself prints the six of its credentials, which work as well).
+    """
+    return {
+        "AUTH_MODE": "NO_AUTH",
+        "MONA_SDK_USER_ID": "local",  # the collector's own user: its page shows these
+        "MONA_SDK_OVERRIDE_REST_API_URL": f"http://127.0.0.1:{port}/monaExport",
+    }
+
+
+def _exports(env: dict[str, str]) -> str:
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+
+
+def next_steps() -> str:
+    """The next step with one's own app, after a demo whose collector has stopped."""
+    return "\n".join(
+        [
+            "Next, your own app:",
+            "  1. in one terminal:   mona-middleware collector",
+            f"     (a local Mona; its page: http://127.0.0.1:{COLLECTOR_PORT}/)",
+            "  2. in another, where you start your app:",
+            f"     {_exports(local_env())}",
+            "     (or paste the `export` lines the collector prints), then start your app:",
+            "     each request appears on the page within a second or two.",
+            "Or keep this demo's app and collector open to browse them: mona-middleware"
+            " demo --serve",
+        ]
+    )
 
 
 def _start_collector(port: int, db: str) -> Any:
@@ -186,25 +236,13 @@ def _start_collector(port: int, db: str) -> Any:
         raise DemoError(f"the collector cannot listen on 127.0.0.1:{port}: {exc}") from None
 
 
-def find_examples() -> Path:
-    """The checkout holding ``example_apps/`` next to this package (an editable install)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "example_apps" / "flask_app.py").is_file():
-        raise DemoError(
-            f"the example apps are not next to the package (looked in {root / 'example_apps'})."
-            " They ship with the source, not in the wheel: clone the repository and run"
-            " `pip install -e .` in it, then run the demo again."
-        )
-    return root
-
-
 def _require(example: Example, framework: str) -> None:
     missing = [name for name in example.modules if importlib.util.find_spec(name) is None]
     if missing:
-        extras = "" if example.modules[1:] == () else " " + " ".join(example.modules[1:])
         raise DemoError(
-            f"the {framework} demo needs {', '.join(missing)}:"
-            f" pip install 'mona_middleware[{example.extra}]'{extras}"
+            f"the {framework} demo needs {', '.join(missing)}: pip install {' '.join(missing)}"
+            f" (or install mona_middleware with its [{example.extra}] extra, as its README's"
+            " Install section says)"
         )
 
 
@@ -218,7 +256,7 @@ def free_port() -> int:
 class AppServer:
     """The example app serving in its own process (group), its output in a log file."""
 
-    def __init__(self, example: Example, root: Path, workdir: Path, mona: dict[str, str]):
+    def __init__(self, example: Example, framework: str, workdir: Path, mona: dict[str, str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "app.log"
@@ -227,9 +265,11 @@ class AppServer:
         env.update(
             {
                 "PORT": str(self.port),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])),
+                # The app imports this very package, wherever it is installed.
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [_package_root(), env.get("PYTHONPATH")])
+                ),
                 "PYTHONUNBUFFERED": "1",
-                "DJANGO_SETTINGS_MODULE": "example_apps.django_app.settings",
                 # Send often, so --serve shows new requests in the page within a second.
                 "MONA_MIDDLEWARE_FLUSH_INTERVAL": "0.2",
                 "MONA_MIDDLEWARE_SPOOL_DIR": str(workdir / "spool"),
@@ -240,7 +280,7 @@ class AppServer:
         with open(self.log_path, "wb") as log:
             # cwd is the scratch dir: a file the app might write never lands in the checkout.
             self.process = subprocess.Popen(
-                example.argv(root, self.port),
+                example.argv(framework),
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -282,6 +322,11 @@ class AppServer:
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join("  | " + line for line in text[-lines:])
+
+
+def _package_root() -> str:
+    """The directory this ``mona_middleware`` was imported from."""
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _session() -> Any:
@@ -407,10 +452,14 @@ def _wait_for_contexts(collector: Any, count: int, timeout: float = 10.0) -> Non
         time.sleep(0.05)
 
 
-def _serve(app: AppServer, ui_url: str) -> None:
-    print(f"\nServing until Ctrl-C. The app: {app.url}   The collector's page: {ui_url}")
+def _serve(app: AppServer, collector: Any) -> None:
+    print(
+        f"\nServing until Ctrl-C. The app: {app.url}   The collector's page: {collector.ui_url()}"
+    )
     print(f"Try: curl -X POST {app.url}/predict -H 'content-type: application/json'"
           " -d '{\"items\": [3, 5, 8]}'")  # fmt: skip
+    print("Your own app can send to this collector too, started with:")
+    print(f"  {_exports(collector.env())}")
     sys.stdout.flush()
     with contextlib.suppress(KeyboardInterrupt):
         while app.process.poll() is None:

@@ -1,34 +1,49 @@
-"""Getting one batch to the backend: retry what may pass later, spool what still fails.
+"""Getting one batch to the backend, and accounting for every message of it once.
 
-Transient failures (no connection, timeouts, 408/429/5xx) are retried with exponential
-backoff and full jitter, or after the server's ``Retry-After``; ``flush`` cuts a backoff
-short (never a ``Retry-After``) and shutdown ends the waiting. A batch that runs out of
-retries goes to the disk spool, which is resent as soon as the backend answers again.
+Transient failures (no connection, timeouts, 408/409/429/5xx) are retried with
+exponential backoff and full jitter, or after the server's ``Retry-After``; ``flush``
+cuts a backoff short (never a ``Retry-After``) and shutdown ends the waiting. A batch
+the backend refuses as too large (413) is split in halves and each half sent, down to
+the one message that is too large, which alone is dropped. What is still unsent when
+retries run out goes to the disk spool, resent as soon as the backend answers again.
+
+Every send of a batch carries its idempotency key (``WireBatch.key``). When a send may
+have been stored without an answer (a timeout) and a later one succeeds, the batch may
+be stored twice, unless the backend said it honours keys (``Idempotent-Replayed``):
+those messages are counted in ``possibly_duplicated`` and logged.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from .._util.log import limited, logger
+from .._util.signalsafe import Kick
 from .._util.stats import ExportStats
 from ..config import MonaConfig
-from ..transports.base import SendResult, Transport
+from ..transports.base import SendResult, Transport, WireBatch
+from .outcome import TOO_LARGE, Outcome, log_failed, report
 from .spool import Spool, SpoolFile
 
-__all__ = ["Delivery"]
-
+__all__ = ["Delivery", "Progress"]
 
 def _never() -> bool:
     return False
 
 
+class Progress(Protocol):
+    """Told when each POST of a batch begins and ends; ``begin_send`` False: do not send."""
+
+    def begin_send(self) -> bool: ...
+
+    def end_send(self) -> None: ...
+
+
 class Delivery:
-    """Sends batches for the exporter's sender threads and accounts for every message."""
+    """Sends batches for the sender threads (and ``replay``); accounts for every message."""
 
     def __init__(
         self,
@@ -44,54 +59,115 @@ class Delivery:
         self.stats = stats
         self.spool = spool
         self.backend_ok = True  # worth trying the spool (set by every success)
-        self._kick = threading.Condition()
-        self._kicks = 0
-        self._stopping = False
+        self.stopping = False  # shutdown: no more waiting, no more retries
+        self._kick = Kick()
         # A Retry-After holds back the whole backend, not only the batch that got it:
         # the other senders (and the spool) wait for it too.
         self._not_before = 0.0
 
     def wake(self, stopping: bool = False) -> None:
-        """Cut backoff waits short (flush); with ``stopping``, end all waits (shutdown)."""
-        with self._kick:
-            self._kicks += 1
-            self._stopping = self._stopping or stopping
-            self._kick.notify_all()
+        """Cut backoff waits short (flush); with ``stopping``, end all waits (shutdown).
 
-    def attempt(
-        self, batch: list[dict[str, Any]], retry: bool = True
-    ) -> tuple[SendResult, int, bool]:
-        """Send until the batch lands, is refused for good, or retries run out.
+        Takes no lock: safe from a signal handler."""
+        if stopping:
+            self.stopping = True
+        self._kick.kick()
 
-        Returns (last result, retries made, gave up). Accounting is left to the caller
-        (``settle``/``give_up``), which knows whether the batch is still its to account.
+    # -- one batch, start to end ------------------------------------------------------
+
+    def deliver(
+        self,
+        batch: WireBatch,
+        from_spool: SpoolFile | None = None,
+        account_if: Callable[[Outcome], bool] | None = None,
+        retry: bool = True,
+        progress: Progress | None = None,
+    ) -> Outcome:
+        """Send ``batch`` until it lands, is refused, or retries run out; then account.
+
+        ``account_if`` is asked once, before accounting: False when someone else
+        (shutdown) has accounted for the batch meanwhile, so it is never counted twice,
+        or when the caller keeps what was not sent to try again itself (``replay``).
+        ``progress`` hears when each POST begins and ends (the sender pool's ledger).
         """
+        outcome = Outcome(total=len(batch))
+        # A spooled batch gets one try per round: the spool itself is the retry.
+        self._send(batch, outcome, retry and from_spool is None, progress)
+        if account_if is None or account_if(outcome):
+            self._account(outcome, batch, from_spool)
+        return outcome
+
+    def _send(
+        self, batch: WireBatch, outcome: Outcome, retry: bool, progress: Progress | None
+    ) -> None:
+        result = self._attempts(batch, outcome, retry, progress)
+        if result.status == 413 and result.failed == result.total and not result.sent:
+            if len(batch) > 1:  # refused as a whole for its size: each half on its own
+                middle = len(batch) // 2
+                for number, half in enumerate((batch[:middle], batch[middle:])):
+                    half_batch = WireBatch(half, key=f"{batch.key}.{number}")
+                    self._send(half_batch, outcome, retry, progress)
+                return
+            outcome.too_large += 1
+            limited(
+                40,
+                "too large",
+                "mona_middleware: the backend refused a %s message as too large (HTTP 413); "
+                "it was dropped (lower max_message_bytes to cut its largest fields)",
+                batch[0].get("arcClass") if isinstance(batch[0], dict) else "?",
+            )
+            return
+        outcome.sent += result.sent
+        outcome.refused.update(result.failure_reasons)
+        if result.retryable:
+            outcome.unsent.append(batch)
+
+    def _attempts(
+        self, batch: WireBatch, outcome: Outcome, retry: bool, progress: Progress | None
+    ) -> SendResult:
+        """Send until the batch lands, is refused for good, or retries run out."""
         deadline = time.monotonic() + self.config.retry_max_time
         attempt = 0
         while True:
-            result = self._send(batch)
+            if progress is not None and not progress.begin_send():
+                return SendResult.transient(len(batch), "handed back at shutdown")
+            try:
+                result = self._post(batch)
+            finally:
+                if progress is not None:
+                    progress.end_send()
+            outcome.last = result
+            if result.fields_dropped:
+                self.stats.add("fields_dropped", result.fields_dropped)
+            if result.sent and batch.ambiguous and result.replayed is None:
+                self._possibly_duplicated(batch, result.sent, outcome)
+            if result.ambiguous:
+                batch.ambiguous = True
             if not result.retryable:
-                return result, attempt, False
+                return result
             attempt += 1
             delay, strict = self._delay(result, attempt)
             out_of_time = time.monotonic() + delay > deadline
-            if not retry or attempt > self.config.max_retries or out_of_time or self._stopping:
-                return result, attempt - 1, True
+            if not retry or attempt > self.config.max_retries or out_of_time or self.stopping:
+                return result
             self.stats.add("retries")
+            outcome.retries += 1
             if not self._sleep(delay, strict):
-                return result, attempt, True
+                return result
 
-    def deliver(self, batch: list[dict[str, Any]], from_spool: SpoolFile | None = None) -> bool:
-        """``attempt`` and account; True when every message landed."""
-        # A spooled batch gets one try per round: the spool itself is the retry.
-        result, retries, gave_up = self.attempt(batch, retry=from_spool is None)
-        if gave_up:
-            self.give_up(result, batch, from_spool, retries)
-            return False
-        self.settle(result, from_spool, retries, batch)
-        return result.sent == result.total
+    def _possibly_duplicated(self, batch: WireBatch, count: int, outcome: Outcome) -> None:
+        outcome.duplicated += count
+        limited(
+            30,
+            "possibly duplicated",
+            "mona_middleware: a batch of %d message(s) was sent again after a send that got "
+            "no answer (%s); the backend did not say it honours idempotency keys, so it may "
+            "store them twice (counted in stats()['possibly_duplicated'])",
+            count,
+            outcome.last.error if outcome.last else "unknown",
+        )
 
-    def _send(self, batch: list[dict[str, Any]]) -> SendResult:
+    def _post(self, batch: WireBatch) -> SendResult:
         wait = self._not_before - time.monotonic()
         if wait > 0 and not self._sleep(wait, strict=True):
             return SendResult.transient(len(batch), "shut down while the server's Retry-After ran")
@@ -122,105 +198,75 @@ class Delivery:
     def _sleep(self, delay: float, strict: bool) -> bool:
         """Wait; False when shutdown wants the batch now (it goes to the spool)."""
         end = time.monotonic() + delay
-        with self._kick:
-            kicks = self._kicks
-            while not self._stopping:
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    return True
-                self._kick.wait(remaining)
-                if self._kicks != kicks and not strict:
-                    return True
-            return False
+        kicks = self._kick.generation
+        while not self.stopping:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return True
+            self._kick.sleep(remaining)
+            if self._kick.generation != kicks and not strict:
+                return True
+        return False
 
-    def settle(
-        self,
-        result: SendResult,
-        from_spool: SpoolFile | None,
-        retries: int,
-        batch: list[dict[str, Any]] | None = None,
-    ) -> None:
+    # -- accounting: the one place ---------------------------------------------------
+
+    def _account(self, outcome: Outcome, batch: WireBatch, from_spool: SpoolFile | None) -> None:
         stats = self.stats
-        stats.add("messages_sent", result.sent)
+        stats.add("messages_sent", outcome.sent)
+        if outcome.duplicated:
+            stats.add("possibly_duplicated", outcome.duplicated)
         if from_spool is not None:
-            stats.add("messages_resent_from_spool", result.sent)
-            self.spool.done(from_spool)  # sent, or refused for good: either way not again
-        if result.sent == result.total:
+            stats.add("messages_resent_from_spool", outcome.sent)
+        if outcome.complete:
             stats.add("batches_sent")
+            if from_spool is not None:
+                self.spool.done(from_spool)
             return
         stats.add("batches_failed")
-        stats.add("messages_failed", result.failed)
-        stats.reject(result.failure_reasons)
-        stats.drop("rejected by the backend", result.failed)
-        self._report(result, retries)
-        if batch is not None and self.config.log_failed_messages:
-            self._log_failed(batch, result.failure_reasons)
+        refused = sum(outcome.refused.values())
+        if refused:
+            stats.add("messages_failed", refused)
+            stats.reject(outcome.refused)
+            stats.drop("rejected by the backend", refused)
+        if outcome.too_large:
+            stats.add("messages_failed", outcome.too_large)
+            stats.drop(TOO_LARGE, outcome.too_large)
+        if outcome.unsent:
+            self.backend_ok = False
+            self._keep_for_later(outcome, from_spool)
+        elif from_spool is not None:
+            self.spool.done(from_spool)  # refused for good: not again
+        if self.config.log_failed_messages and (refused or not self._spooled(outcome)):
+            log_failed(batch, outcome)
+        report(outcome, self.transport.name, self.config.error_handler)
 
-    def give_up(
-        self, result: SendResult, batch: list, from_spool: SpoolFile | None, retries: int
-    ) -> None:
-        """Out of retries (or shutting down): keep the batch in the spool, or count it lost."""
-        self.stats.add("batches_failed")
-        self.backend_ok = False
-        if from_spool is not None:
-            self.spool.release(from_spool)  # still in the spool, for the next attempt
-        elif self.spool is not None and self.spool.write(batch):
-            limited(
-                30,
-                "spooled",
-                "mona_middleware: backend unavailable (%s); %d message(s) "
-                "kept in the spool %s to resend later",
-                result.error,
-                len(batch),
-                self.spool.directory,
-            )
-        else:
-            self.stats.drop(f"send failed: {result.error}", len(batch))
-            if self.config.log_failed_messages:
-                self._log_failed(batch, {})
-        self._report(result, retries)
-
-    def _log_failed(self, batch: list[dict[str, Any]], reasons: Any) -> None:
-        """``MONA_SDK_SHOULD_LOG_FAILED_MESSAGES``: the lost messages themselves, at ERROR.
-
-        Mona names refused messages by their index in the batch; when it does, only
-        those are logged, else the whole batch (it was lost as a whole).
-        """
-        failed = batch
-        if isinstance(reasons, dict) and reasons:
-            indices = {int(key) for key in reasons if str(key).isdigit()}
-            if indices:
-                failed = [message for i, message in enumerate(batch) if i in indices]
-        logger.error("mona_middleware: failed to send the following to Mona: %s", failed)
-
-    def _report(self, result: SendResult, retries: int) -> None:
-        limited(
-            40,
-            f"send:{result.error}",
-            "mona_middleware: %d of %d message(s) not accepted by %s: %s",
-            result.total - result.sent,
-            result.total,
-            self.transport.name,
-            result.error,
-        )
-        handler: Callable[[dict[str, Any]], Any] | None = self.config.error_handler
-        if handler is None:
+    def _keep_for_later(self, outcome: Outcome, from_spool: SpoolFile | None) -> None:
+        """Out of retries: back to the spool, or counted as lost."""
+        unsent = outcome.unsent
+        if from_spool is not None and len(unsent) == 1 and len(unsent[0]) == outcome.total:
+            self.spool.release(from_spool)  # all of it, as it was: the file stays
             return
-        try:
-            handler(
-                {
-                    "status": result.status,
-                    "total": result.total,
-                    "sent": result.sent,
-                    "failed": result.total - result.sent,
-                    "errors": dict(result.failure_reasons)
-                    or ({result.error: result.total - result.sent} if result.error else {}),
-                    "retries": retries,
-                    "retryable": result.retryable,
-                }
-            )
-        except Exception:
-            limited(40, "error_handler", "mona_middleware: error_handler raised", exc_info=True)
+        if from_spool is not None:
+            self.spool.done(from_spool)  # what was sent is gone; the rest is written anew
+        error = outcome.last.error if outcome.last else "unknown"
+        for batch in unsent:
+            if self.spool is not None and self.spool.write(batch):
+                limited(
+                    30,
+                    "spooled",
+                    "mona_middleware: backend unavailable (%s); %d message(s) "
+                    "kept in the spool %s to resend later",
+                    error,
+                    len(batch),
+                    self.spool.directory,
+                )
+            else:
+                self.stats.drop(f"send failed: {error}", len(batch))
+
+    def _spooled(self, outcome: Outcome) -> bool:
+        return self.spool is not None and bool(outcome.unsent)
+
+    # -- the spool ----------------------------------------------------------------------
 
     def drain_spool(self, more_work: Callable[[], bool], probe: bool = False) -> None:
         """Resend spooled batches while the backend answers and no fresh batch is waiting.
@@ -228,7 +274,7 @@ class Delivery:
         With ``probe``, try one batch even if the last send failed: the backend may be back.
         """
         spool = self.spool
-        while spool is not None and (self.backend_ok or probe) and not self._stopping:
+        while spool is not None and (self.backend_ok or probe) and not self.stopping:
             if more_work() or self.switched_off():
                 return  # the kill switch holds the spool back too: it stays on disk
             probe = False
@@ -238,5 +284,5 @@ class Delivery:
             messages = spool.load(item)
             if not messages:  # load() counted and removed an unreadable file
                 continue
-            if not self.deliver(messages, from_spool=item):
+            if not self.deliver(messages, from_spool=item).complete:
                 return

@@ -8,11 +8,20 @@ way: the API builds them, the exporter reads them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["ClosedContext", "ExplicitBatch", "ExplicitMessage", "Op", "Part", "is_explicit"]
+__all__ = [
+    "ClosedContext",
+    "ExplicitBatch",
+    "ExplicitMessage",
+    "FlushMarker",
+    "Op",
+    "Part",
+    "is_explicit",
+]
 
 # An op as the context records it: a bare dict is an OVERWRITE with no timestamp
 # (the common case, kept allocation-free); otherwise (action, fields, timestamp).
@@ -67,6 +76,25 @@ class ExplicitMessage:
 
 class ExplicitBatch(list):
     """The queue item for one ``export_batch`` call (a list of ``ExplicitMessage``)."""
+
+    # Identity, not contents: the queue finds and removes this very batch (``deque.remove``).
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __ne__ = object.__ne__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+class FlushMarker:
+    """Put in the queue by ``flush``: done once every batch before it has been answered.
+
+    Its ``done`` event is its own, so the ``flush`` waiting for it (a signal handler's,
+    say) shares no lock with the code it may have interrupted.
+    """
+
+    __slots__ = ("done", "upto")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.upto = -1
 
 
 def is_explicit(item: Any) -> bool:

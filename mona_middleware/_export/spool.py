@@ -1,8 +1,12 @@
 """A size-capped directory of batches the backend could not take yet, resent later.
 
 Each batch is one JSONL file (one wire message per line, the file transport's format,
-so ``mona-middleware replay`` reads both), named ``<time_ns>-<pid>-<token>-<seq>-<count>.jsonl``
-so that the oldest sorts first and the message count survives any damage to the content.
+so ``mona-middleware replay`` reads both), named ``<time_ns>-<pid>-<key>-<a|n>-<count>.jsonl``
+so that the oldest sorts first, the message count survives any damage to the content,
+and a resend carries the batch's idempotency key (``key``) and what is known of its
+earlier sends (``a``: one may have been stored unanswered) as the first sends did. Files
+of earlier versions (``<time_ns>-<pid>-<token>-<seq>-<count>.jsonl``) get a key made from
+their name, the same on every resend.
 Files are written under a temporary name and renamed, and claimed by renaming before
 they are resent, so several processes (gunicorn workers, the next deploy) can share one
 spool without sending a batch twice: of two processes renaming one file, one wins.
@@ -42,6 +46,7 @@ from typing import Any, NamedTuple
 from .._util import forks, jsonwire
 from .._util.log import limited, logger
 from .._util.stats import ExportStats
+from ..transports.base import WireBatch, new_batch_key
 
 SUFFIX = ".jsonl"
 CLAIM = ".claimed-"
@@ -117,7 +122,6 @@ class Spool:
         self.max_bytes = max_bytes
         self.claim_max_age = claim_max_age
         self._stats = stats
-        self._seq = 0
         self._usable: bool | None = None
         self._host = host_tag()
         process_token()
@@ -155,12 +159,10 @@ class Spool:
             return True
         if len(data) > self.max_bytes:
             return self._full(len(messages))  # the spool's cap is smaller than this one batch
+        key = getattr(messages, "key", None) or new_batch_key()
+        flag = "a" if getattr(messages, "ambiguous", False) else "n"
         with _write_lock:
-            self._seq += 1
-            name = (
-                f"{time.time_ns():020d}-{os.getpid()}-{process_token()}-{self._seq}"
-                f"-{len(messages)}{SUFFIX}"
-            )
+            name = f"{time.time_ns():020d}-{os.getpid()}-{key}-{flag}-{len(messages)}{SUFFIX}"
             temporary = self.directory / f".{name}{TEMPORARY}"
             try:
                 if not self._make_room(len(data)):
@@ -251,7 +253,7 @@ class Spool:
             return SpoolFile(claimed, path, _count(path))
         return None
 
-    def load(self, item: SpoolFile) -> list[dict[str, Any]]:
+    def load(self, item: SpoolFile) -> WireBatch:
         """The claimed batch's messages; what cannot be read is counted as dropped.
 
         A file that yields nothing is removed here (counted by the count in its name),
@@ -260,11 +262,11 @@ class Spool:
         try:
             data = item.path.read_bytes()
         except FileNotFoundError:
-            return []  # taken back by a process that judged our claim stale: its to account
+            return WireBatch()  # taken back by a process that judged our claim stale
         except OSError as exc:
             self._lost(item.count, "spool file unreadable", exc.strerror or str(exc), item)
             self._discard(item)
-            return []
+            return WireBatch()
         messages, bad = _parse_lines(data)
         if bad or len(messages) < item.count:
             lost = max(item.count - len(messages), bad)
@@ -272,7 +274,8 @@ class Spool:
             self._lost(lost, "spool line unreadable", why, item)
         if not messages:
             self.done(item)
-        return messages
+        key, ambiguous = batch_identity(item.original.name)
+        return WireBatch(messages, key=key, ambiguous=ambiguous)
 
     def _lost(self, count: int, reason: str, why: str, item: SpoolFile) -> None:
         self._stats.drop(reason, count)
@@ -322,6 +325,11 @@ class Spool:
             return True
         now = time.time()
         return any(self._stale(path, now) for path in self._claims())
+
+    def summary(self) -> dict[str, Any]:
+        """What ``stats()["spool"]`` shows."""
+        batches, messages = self.pending()
+        return {"directory": str(self.directory), "batches": batches, "messages": messages}
 
     def pending(self) -> tuple[int, int]:
         """(batches, messages) in the spool, those being resent included."""
@@ -405,6 +413,15 @@ def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     return messages, bad
 
 
+def batch_identity(name: str) -> tuple[str, bool]:
+    """(idempotency key, an earlier send may have been stored) from a spool file's name."""
+    parts = name.split(SUFFIX)[0].split("-")
+    if len(parts) == 5 and parts[3] in ("a", "n"):
+        return parts[2], parts[3] == "a"
+    # An earlier version's file: a key of its own, the same on every resend of it.
+    return "spool" + hashlib.sha256(name.encode()).hexdigest()[:24], False
+
+
 def _count(path: Path) -> int:
     try:
         return int(path.name.split(SUFFIX)[0].rsplit("-", 1)[1])
@@ -429,3 +446,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def spool_for(config: Any, transport: Any, stats: ExportStats) -> Spool | None:
+    """A spool for backends that can be down (REST); a local file or memory needs none."""
+    if not config.spool or transport.name != "rest":
+        return None
+    directory = config.spool_dir or default_spool_dir(transport.spool_key())
+    return Spool(directory, config.spool_max_bytes, stats)

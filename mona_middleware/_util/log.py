@@ -60,7 +60,9 @@ class RateLimitedLog:
     def __init__(self, interval: float = 60.0, log: logging.Logger = logger) -> None:
         self._interval = interval
         self._log = log
-        self.lock = threading.Lock()
+        # Reentrant: a signal handler that logs while the code it interrupted was logging
+        # must not wait for its own thread.
+        self.lock = threading.RLock()
         self._last: dict[str, tuple[float, int]] = {}
         _instances.add(self)
 
@@ -85,7 +87,7 @@ class RateLimitedLog:
 
     def renew_lock(self) -> None:
         """A thread that held the lock at fork does not exist in the child: it never lets go."""
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
 
 @forks.after_fork_in_child

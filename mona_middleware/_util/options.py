@@ -13,8 +13,11 @@ Resolution order, everywhere: explicit arguments, then the framework's own confi
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -23,10 +26,12 @@ from ..errors import MonaConfigError
 from .log import logger
 
 __all__ = [
+    "Problem",
     "Spec",
     "boolean",
     "callable_value",
     "choice",
+    "closest",
     "env_value",
     "log_level",
     "megabytes",
@@ -35,6 +40,7 @@ __all__ = [
     "resolve",
     "specs",
     "text",
+    "unknown_options",
     "url",
 ]
 
@@ -116,20 +122,122 @@ def env_value(spec: Spec, env: Mapping[str, str]) -> str | None:
     return value if value.strip() else None
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A value that cannot be used as given: where it came from, why, and what stands in.
+
+    ``str()`` is the sentence every voice uses, the log, ``configure()``'s exception and
+    ``mona-middleware check``: ``MONA_MIDDLEWARE_BATCH_SIZE=abc is not a whole number;
+    using 500``. ``fatal`` problems stop the data from reaching where it should go.
+    """
+
+    subject: str  # "MONA_MIDDLEWARE_BATCH_SIZE=abc", "option batch_size='abc'"
+    reason: str  # "is not a whole number" (empty when the subject says it all)
+    instead: str | None = None  # what is used in its place; None: nothing is
+    fatal: bool = False  # the data cannot reach where it was meant to go
+
+    @property
+    def note(self) -> bool:
+        """Worth saying but used as given: neither replaced nor fatal."""
+        return self.instead is None and not self.fatal
+
+    def error(self) -> str:
+        """The sentence without what stands in, as a strict ``configure()`` raises it."""
+        return sentence(self.subject, self.reason)
+
+    def __str__(self) -> str:
+        text = sentence(self.subject, self.reason)
+        return text if self.instead is None else f"{text}; using {self.instead}"
+
+
+# A reason that already reads as a predicate follows its subject with a space, any other
+# (a library's message) after a colon.
+_PREDICATE = re.compile(r"(is|are|must|has|have|needs|cannot|does|do|was|would|says)\b")
+_PLAIN_VALUE = re.compile(r"[\w.,:/@+*~%=-]+")
+
+
+def sentence(subject: str, reason: str) -> str:
+    """``subject`` and ``reason`` as one clause: "X=1 is not ..." or "X=1: <message>"."""
+    if not reason:
+        return subject
+    return f"{subject} {reason}" if _PREDICATE.match(reason) else f"{subject}: {reason}"
+
+
+def shown_value(value: Any, secret: bool = False, *, quoted: bool = False) -> str:
+    """A value as a message shows it: a plain word as it is (or its repr when ``quoted``,
+    as in Python code), anything else as its repr, a secret as ``***``."""
+    if secret:
+        return HIDDEN
+    if isinstance(value, str) and not quoted and _PLAIN_VALUE.fullmatch(value):
+        return value
+    return repr(value)
+
+
+def shown_default(value: Any) -> str:
+    """A resolved value in words, for "using ..." (``true``, ``500``, ``no value``)."""
+    if value is None:
+        return "no value (the default)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value), default=str) if value else "none"
+    if isinstance(value, (tuple, frozenset, set, list)) and not value:
+        return "none"
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, float):
+        return _number(value)
+    return str(value)
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate ``name`` most likely misspells, if any is close: the one spell-check
+    behind every "did you mean" (Django's system check, keyword options, ``app.config``
+    keys, environment variables, command-line options).
+
+    Words both share at the start are left out of the comparison, so that
+    ``MONA_MIDDLEWARE_`` alone never makes two variables look alike.
+    """
+    best, best_ratio = None, 0.6
+    for candidate in sorted(candidates):
+        shared = next(
+            (i for i, (a, b) in enumerate(zip(name, candidate, strict=False)) if a != b),
+            min(len(name), len(candidate)),
+        )
+        cut = name.rfind("_", 0, shared) + 1
+        ratio = difflib.SequenceMatcher(None, name[cut:], candidate[cut:]).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = candidate, ratio
+    return best
+
+
+def unknown_options(unknown: Iterable[str], known: Collection[str], what: str = "option") -> str:
+    """``unknown mona_middleware option: 'context_clas' (did you mean 'context_class'?)``."""
+    parts = []
+    for name in sorted(map(str, unknown)):
+        match = closest(name, known)
+        parts.append(repr(name) + (f" (did you mean {match!r}?)" if match else ""))
+    plural = "s" if len(parts) > 1 else ""
+    return f"unknown mona_middleware {what}{plural}: " + ", ".join(parts)
+
+
 def resolve(
     spec: Spec,
     layers: Iterator[tuple[str, Mapping[str, Any]]] | list[tuple[str, Mapping[str, Any]]],
     env: Mapping[str, str],
     strict: bool,
     default: Any = dataclasses.MISSING,
+    problems: list[Problem] | None = None,
 ) -> Any:
     """The option's value from the first layer that has it, else the environment, else
     ``default`` (the declared one unless given).
 
     ``layers`` are ``(source, mapping)`` pairs, e.g. ``("option", kwargs)``,
     ``("settings.MONA", settings)``; the source names the value in error messages.
-    With ``strict`` an invalid value raises ``MonaConfigError`` naming it; without, it is
-    logged and the default used instead, so a typo in one variable cannot stop the data.
+    With ``strict`` an invalid value raises ``MonaConfigError`` naming it; without, the
+    default is used instead, so a typo in one variable cannot stop the data, and the
+    problem is appended to ``problems`` when given (``check`` and ``MonaConfig`` collect
+    every one), else logged.
     """
     if default is dataclasses.MISSING:
         default = spec.default
@@ -137,24 +245,32 @@ def resolve(
             default = MappingProxyType(dict(default))
     for source, values in layers:
         if spec.name in values and values[spec.name] is not None:
-            raw, where, parse = values[spec.name], f"{source} {spec.name}", spec.parse
+            raw, parse = values[spec.name], spec.parse
+            subject = f"{source} {spec.name}={shown_value(raw, spec.secret, quoted=True)}"
             break
     else:
         if env_value(spec, env) is None:
             return default
-        raw, where, parse = env[spec.env], f"environment variable {spec.env}", spec.env_parse
+        raw, parse = env[spec.env], spec.env_parse
+        subject = f"{spec.env}={shown_value(raw, spec.secret)}"
     try:
         return parse(raw)
     except (ValueError, TypeError) as exc:
-        shown = HIDDEN if spec.secret else repr(raw)
-        return invalid(f"invalid {where}={shown}: {exc}", default, strict)
+        problem = Problem(subject, str(exc), shown_default(default))
+        return invalid(problem, default, strict, problems)
 
 
-def invalid(message: str, default: Any, strict: bool) -> Any:
-    """Raise (``strict``) or log ``message`` and fall back to ``default``."""
+def invalid(
+    problem: Problem, default: Any, strict: bool, problems: list[Problem] | None = None
+) -> Any:
+    """Raise (``strict``), or note ``problem`` (in ``problems``, else the log) and fall
+    back to ``default``."""
     if strict:
-        raise MonaConfigError(message) from None
-    logger.error("mona_middleware: %s; using the default %r", message, default)
+        raise MonaConfigError(problem.error()) from None
+    if problems is not None:
+        problems.append(problem)
+    else:
+        logger.error("mona_middleware: %s", problem)
     return default
 
 
@@ -171,21 +287,31 @@ def boolean(value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError("is not true or false (1/0, yes/no, on/off also work)")
 
 
 def number(kind: type, low: float, high: float = float("inf")) -> Callable[[Any], Any]:
     """An ``int`` or ``float`` within ``[low, high]``."""
 
     def parse(value: Any) -> Any:
+        what = "a whole number" if kind is int else "a number"
         if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        parsed = kind(value)
-        if not low <= parsed <= high:
-            raise ValueError(f"must be between {low} and {high}, got {parsed}")
+            raise ValueError(f"is not {what}")
+        try:
+            parsed = kind(value.strip() if isinstance(value, str) else value)
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"is not {what}") from None
+        if parsed != parsed or not low <= parsed <= high:  # NaN is never in range
+            raise ValueError(f"must be between {_number(low)} and {_number(high)}")
         return parsed
 
     return parse
+
+
+def _number(value: float) -> str:
+    if value == float("inf"):
+        return "infinity"
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def choice(choices: tuple[str, ...], upper: bool) -> Callable[[Any], str]:
@@ -195,7 +321,7 @@ def choice(choices: tuple[str, ...], upper: bool) -> Callable[[Any], str]:
         text = str(value).strip()
         text = text.upper() if upper else text.lower()
         if text not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+            raise ValueError(f"is not one of {', '.join(choices)}")
         return text
 
     return parse
@@ -204,25 +330,25 @@ def choice(choices: tuple[str, ...], upper: bool) -> Callable[[Any], str]:
 def url(value: Any) -> str:
     text = str(value).strip()
     if not text.startswith(("http://", "https://")):
-        raise ValueError(f"must start with http:// or https://, got {text!r}")
+        raise ValueError("is not a URL starting with http:// or https://")
     return text
 
 
 def text(value: Any) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
+        raise ValueError(f"is not text (it is a {type(value).__name__})")
     return str(value)
 
 
 def non_empty_text(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"must be a non-empty string, got {value!r}")
+        raise ValueError("is not a non-empty string")
     return value
 
 
 def callable_value(value: Any) -> Any:
     if not callable(value):
-        raise ValueError(f"must be callable, got {type(value).__name__}")
+        raise ValueError(f"must be callable (it is a {type(value).__name__})")
     return value
 
 
@@ -240,7 +366,7 @@ def log_level(value: Any) -> int:
         return int(stripped)
     level = logging.getLevelName(stripped.upper())
     if not isinstance(level, int):
-        raise ValueError(f"expected a logging level name or number, got {value!r}")
+        raise ValueError("is not a logging level (DEBUG, INFO, WARNING, ERROR or a number)")
     return level
 
 

@@ -23,6 +23,7 @@ from .._util.options import (
     resolve,
     specs,
     text,
+    unknown_options,
 )
 from ..config import OPTIONS as CONFIG_OPTIONS
 from ..errors import MonaConfigError
@@ -216,7 +217,7 @@ class WebOptions:
         env = os.environ if env is None else env
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+            raise MonaConfigError(unknown_options(unknown, OPTIONS))
         layers = [("option", options)]
         return cls(**{name: resolve(spec, layers, env, True) for name, spec in OPTIONS.items()})
 
@@ -230,7 +231,7 @@ def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     """(adapter options, exporter options); an unknown name raises, naming it."""
     unknown = sorted(set(options) - ALL_OPTIONS)
     if unknown:
-        raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+        raise MonaConfigError(unknown_options(unknown, ALL_OPTIONS))
     web = {k: v for k, v in options.items() if k in WEB_OPTIONS}
     return web, {k: v for k, v in options.items() if k not in WEB_OPTIONS}
 
@@ -293,8 +294,9 @@ CELERY_OPTIONS: dict[str, Spec] = specs(CeleryOptions)
 
 def split_celery_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(task options, exporter options); an unknown name raises, naming it."""
-    unknown = sorted(set(options) - set(CELERY_OPTIONS) - set(CONFIG_OPTIONS))
+    known = set(CELERY_OPTIONS) | set(CONFIG_OPTIONS)
+    unknown = sorted(set(options) - known)
     if unknown:
-        raise MonaConfigError(f"unknown mona_middleware option(s): {', '.join(unknown)}")
+        raise MonaConfigError(unknown_options(unknown, known))
     own = {k: v for k, v in options.items() if k in CELERY_OPTIONS}
     return own, {k: v for k, v in options.items() if k not in CELERY_OPTIONS}

@@ -9,7 +9,6 @@ key (servers such as gunicorn run no checks), at start-up and never per request.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from .._runtime import process
+from .._util.options import closest
 from .._web.options import ALL_OPTIONS, OPTIONS, WebOptions, split_options
 from .._web.recorder import WebMonitor
 from ..config import MonaConfig
@@ -76,8 +76,8 @@ def settings_problems(options: Mapping[str, Any] | None = None) -> list[Problem]
     problems = []
     unknown = sorted(set(options) - ALL_OPTIONS)
     for name in unknown:
-        close = difflib.get_close_matches(str(name), sorted(ALL_OPTIONS), n=1)
-        hint = f'did you mean "{close[0]}"?' if close else _TABLES
+        close = closest(str(name), ALL_OPTIONS)
+        hint = f'did you mean "{close}"?' if close else _TABLES
         problems.append(Problem("E002", f"settings.MONA: unknown option {name!r}", hint))
     web, exporter = split_options({k: v for k, v in options.items() if k not in unknown})
     for name, value in web.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import MonaConfig
-from .base import SendResult, Transport
+from .base import SendResult, Transport, WireBatch
 from .file import JsonlFileTransport
 from .memory import InMemoryTransport
 from .rest import MonaRestTransport
@@ -14,6 +14,7 @@ __all__ = [
     "MonaRestTransport",
     "SendResult",
     "Transport",
+    "WireBatch",
     "create_transport",
 ]
 

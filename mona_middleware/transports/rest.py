@@ -14,13 +14,26 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from .._util import jsonwire
 from ..config import MonaConfig
 from .auth import AuthError, make_auth
 from .base import SendResult, Transport
+from .sizes import fit_messages
 
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# After these the backend may have stored the batch before failing to answer: a gateway
+# that lost its upstream, or a server error mid-way. 408, 425, 429 and 503 say it was not
+# taken; 409 is a backend that honours keys still working on the first send of this one.
+MAYBE_STORED_STATUS = frozenset({500, 502, 504})
+# Errors raised before any byte of the request left: a resend of such a batch is its first.
+_NOT_SENT = (
+    requests.exceptions.ConnectTimeout,
+    requests.exceptions.SSLError,
+    requests.exceptions.ProxyError,
+    requests.exceptions.InvalidURL,
+)
 
 
 class MonaRestTransport(Transport):
@@ -59,6 +72,8 @@ class MonaRestTransport(Transport):
     def send(self, messages: list[dict[str, Any]]) -> SendResult:
         total = len(messages)
         session = self._session()
+        key = getattr(messages, "key", None)  # a WireBatch's idempotency key
+        fields_dropped = 0
         for attempt in (1, 2):
             try:
                 auth = self._auth.headers(self._session(for_tokens=True))
@@ -67,6 +82,8 @@ class MonaRestTransport(Transport):
                 if exc.transient:
                     return SendResult.transient(total, f"auth: {exc}")
                 return SendResult.rejected(total, f"auth: {exc}")
+            if key:
+                headers["Idempotency-Key"] = key
             url = self.export_url()
             if url is None:
                 return SendResult.rejected(
@@ -74,6 +91,10 @@ class MonaRestTransport(Transport):
                 )
             try:
                 body = _encode(self._auth.user_id(), messages)
+                limit = self._config.max_message_bytes
+                if len(body) > limit and (dropped := fit_messages(messages, limit)):
+                    fields_dropped += dropped  # the batch is changed in place: once per batch
+                    body = _encode(self._auth.user_id(), messages)
             except ValueError:
                 return self._send_encodable(messages)
             if self._config.gzip:
@@ -88,11 +109,15 @@ class MonaRestTransport(Transport):
                     **self._environment(url),
                 )
             except requests.RequestException as exc:
-                return SendResult.transient(total, f"connection: {type(exc).__name__}")
+                return SendResult.transient(
+                    total, f"connection: {type(exc).__name__}", ambiguous=_maybe_received(exc)
+                )
             if response.status_code == 401 and attempt == 1 and self._auth.refreshable:
                 self._auth.invalidate()  # the token expired early or was revoked: once more
                 continue
-            return parse_response(response, total)
+            result = parse_response(response, total)
+            result.fields_dropped = fields_dropped
+            return result
         return SendResult.rejected(total, "HTTP 401 after a fresh token", status=401)
 
     def _send_encodable(self, messages: list[dict[str, Any]]) -> SendResult:
@@ -105,6 +130,8 @@ class MonaRestTransport(Transport):
                 good.append(message)
             except ValueError as exc:
                 reasons[f"not JSON: {_short(str(exc))}"] += 1
+        if good and hasattr(messages, "key"):  # keep the batch's key and what is known of it
+            good = type(messages)(good, key=messages.key, ambiguous=messages.ambiguous)
         result = self.send(good) if good else SendResult(total=0)
         bad = len(messages) - len(good)
         result.total += bad
@@ -115,6 +142,9 @@ class MonaRestTransport(Transport):
         else:
             result.error = result.error or f"{bad} message(s) not JSON"
         return result
+
+    def interrupt(self) -> None:
+        self._closing.set()  # token retries stop waiting: a send stuck in them returns
 
     def close(self) -> None:
         self._closing.set()
@@ -185,8 +215,37 @@ def _encode(user_id: str | None, messages: list[dict[str, Any]]) -> bytes:
     return jsonwire.dumps({"userId": user_id, "messages": messages})
 
 
+def _maybe_received(exc: requests.RequestException) -> bool:
+    """Whether the backend may have received the whole request before this error.
+
+    A refused or failed connection sent nothing; a read timeout, or a connection lost
+    after the body went out, leaves the batch's fate unknown.
+    """
+    if isinstance(exc, _NOT_SENT):
+        return False
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return not isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+def _replayed(response: requests.Response) -> bool | None:
+    """The backend's ``Idempotent-Replayed`` header: None when it did not send one."""
+    value = response.headers.get("Idempotent-Replayed")
+    if value is None:
+        return None
+    return value.strip().lower() == "true"
+
+
 def parse_response(response: requests.Response, total: int) -> SendResult:
     """Read Mona's answer: 2xx, partial ``failed``/``failure_reasons``, or ``topLevelError``."""
+    result = _parse_response(response, total)
+    result.replayed = _replayed(response)
+    return result
+
+
+def _parse_response(response: requests.Response, total: int) -> SendResult:
     status = response.status_code
     if 200 <= status < 300:
         return SendResult.ok(total, status)
@@ -204,7 +263,13 @@ def parse_response(response: requests.Response, total: int) -> SendResult:
         error = f"HTTP {status}"
         if info.get("topLevelError"):
             error += f": {_short(info['topLevelError'])}"
-        return SendResult.transient(total, error, status, retry_after=_retry_after(response))
+        return SendResult.transient(
+            total,
+            error,
+            status,
+            retry_after=_retry_after(response),
+            ambiguous=status in MAYBE_STORED_STATUS,
+        )
     if info.get("topLevelError"):
         return SendResult.rejected(total, f"topLevelError: {_short(info['topLevelError'])}", status)
     if failed is not None:

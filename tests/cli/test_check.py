@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
+import mona_middleware as mona
 from mona_middleware._cli import main as cli
+from mona_middleware._export.exporter import BatchExporter
 from mona_middleware.collector import Collector
+from mona_middleware.config import MonaConfig
+from mona_middleware.transports.rest import MonaRestTransport
 
 from ..servers import free_port
 
@@ -146,19 +150,129 @@ def test_unreachable_export_endpoint(monkeypatch, capsys) -> None:
 @pytest.mark.parametrize(
     ("env", "reason"),
     [
-        ({"MONA_MIDDLEWARE_BATCH_SIZE": "lots"}, "MONA_MIDDLEWARE_BATCH_SIZE='lots'"),
-        ({"AUTH_MODE": "SOMETIMES"}, "AUTH_MODE"),
-        ({"MONA_SDK_API_KEY": "only-a-key"}, "needs MONA_SDK_SECRET"),
-        ({"MONA_SDK_SECRET": "a-secret-alone-42", "MONA_SDK_API_KEY": ""}, "MONA_SDK_API_KEY"),
+        ({"MONA_SDK_API_KEY": "only-a-key"}, "AUTH_MODE=MONA needs MONA_SDK_SECRET"),
+        (
+            {"MONA_SDK_SECRET": "a-secret-alone-42", "MONA_SDK_API_KEY": ""},
+            "AUTH_MODE=MONA needs MONA_SDK_API_KEY",
+        ),
+        ({"AUTH_MODE": "NO_AUTH"}, "AUTH_MODE=NO_AUTH needs MONA_SDK_USER_ID"),
     ],
 )
-def test_an_invalid_environment_fails_with_the_reason(monkeypatch, capsys, env, reason) -> None:
+def test_what_keeps_the_data_from_mona_fails_with_the_reason(monkeypatch, capsys, env, reason):
     status, out = check(monkeypatch, capsys, env)
 
     assert status == 2
-    assert "FAILED, this configuration cannot export: invalid configuration:" in out
-    assert reason in out
+    assert "FAILED, this configuration cannot export: " + reason in out
+    assert "instead of Mona" in out  # what the app does instead: the local file
+    assert "Transport: file: the Mona credentials are incomplete" in out
     assert "a-secret-alone-42" not in out
+
+
+# Each value the running app replaces by its default: (variable, value, the sentence).
+REPLACED = {
+    "MONA_MIDDLEWARE_BATCH_SIZE": ("abc", "=abc is not a whole number; using 500"),
+    "MONA_SDK_SHOULD_USE_SSL": ("0", "=0 is not true or false as mona_sdk reads it"),
+    "AUTH_MODE": ("FOO", "=FOO is not MONA, NO_AUTH or MANUAL_TOKEN"),
+    "MONA_MIDDLEWARE_TRANSPORT": (
+        "kafka",
+        "=kafka is not one of auto, rest, file, memory; using auto",
+    ),
+    "MONA_MIDDLEWARE_FLUSH_INTERVAL": ("-1", "=-1 must be between 0.001 and 3600; using 1"),
+}
+REPLACED = {var: (value, var + sentence) for var, (value, sentence) in REPLACED.items()}
+
+
+def test_values_the_app_replaces_are_warnings_and_the_app_agrees(monkeypatch, capsys, caplog):
+    env = {var: value for var, (value, _) in REPLACED.items()}
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 0, out
+    warnings = [line.removeprefix("warning: ") for line in out.splitlines()]
+    for _, sentence in REPLACED.values():  # every bad value, in words, not only the first
+        assert any(line.startswith(sentence) for line in warnings), (sentence, out)
+    assert "invalid literal" not in out
+    assert out.rstrip().endswith(
+        "OK: this configuration can export, with 5 value(s) replaced by the default"
+        " (the warnings above say which)."
+    )
+
+    # The app, with the same environment (set by check() above), logs the same sentences
+    # and exports every context.
+    with mona.context("AGREE", context_id="c-1"):
+        mona.export({"n": 1})
+    assert mona.flush(5)
+    for _, sentence in REPLACED.values():
+        assert sentence in caplog.text
+    lines = Path("mona-messages.jsonl").read_text().splitlines()
+    assert [json.loads(line)["contextId"] for line in lines] == ["c-1"]
+
+
+def test_every_fatal_value_is_named(monkeypatch, capsys):
+    env = {"MONA_MIDDLEWARE_WEBSOCKETS": "maybe", "MONA_MIDDLEWARE_CONTINUE_CONTEXT": "x"}
+    status, out = check(monkeypatch, capsys, env)
+
+    assert status == 2
+    assert (
+        "FAILED, this configuration cannot export: MONA_MIDDLEWARE_WEBSOCKETS=maybe is not true"
+        " or false" in out
+    )
+    assert "the web adapters refuse to start with it" in out
+    assert "  and: MONA_MIDDLEWARE_CONTINUE_CONTEXT=x is not true or false" in out
+    assert "MonaCelery refuses to start with it" in out
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_a_kill_switch_is_the_verdict(monkeypatch, capsys, value) -> None:
+    status, out = check(monkeypatch, capsys, {"MONA_DISABLE_ALL": value})
+
+    assert status == 0
+    assert "OK" not in out
+    assert out.rstrip().endswith(
+        f"SWITCHED OFF: MONA_DISABLE_ALL={value} switches monitoring off: requests pass"
+        " through and nothing is exported."
+    )
+    status, out = check(monkeypatch, capsys, {"MONA_DISABLE_ALL": value}, "--json")
+    report = json.loads(out)
+    assert (report["verdict"], report["ok"], report["switched_off"]) == (
+        "switched off",
+        False,
+        f"MONA_DISABLE_ALL={value}",
+    )
+
+
+def test_the_kill_switch_file_is_read_as_the_app_reads_it(monkeypatch, capsys, tmp_path):
+    switch = tmp_path / "mona.json"
+    switch.write_text('{"disable_all": true}')
+    env = {"MONA_MIDDLEWARE_CONFIG_FILE": str(switch), "MONA_SDK_API_KEY": "only-a-key"}
+    status, out = check(monkeypatch, capsys, env)
+
+    assert f'SWITCHED OFF: {{"disable_all": true}} in {switch} switches monitoring off' in out
+    assert "Switched on, it would fail: this configuration cannot export: AUTH_MODE=MONA" in out
+    assert status == 2
+    switch.write_text('{"disable_all": false}')
+    monkeypatch.delenv("MONA_SDK_API_KEY")
+    status, out = check(monkeypatch, capsys, {"MONA_MIDDLEWARE_CONFIG_FILE": str(switch)})
+    assert status == 0 and "SWITCHED OFF" not in out and "OK: this" in out
+
+
+def test_the_spool_directory_is_shown_as_the_exporter_resolves_it(
+    monkeypatch, capsys, collector, tmp_path
+) -> None:
+    status, out = check(monkeypatch, capsys, collector.env())
+
+    assert status == 0, out
+    spool = re.search(r"^  spool_dir\s+default\s+(\S+)$", out, re.MULTILINE)
+    assert spool, out
+    assert spool.group(1).startswith(str(tmp_path / "cache" / "mona_middleware" / "spool"))
+    assert "(not set)" not in out
+    config = MonaConfig.resolve(env=collector.env())
+    exporter = BatchExporter(config, MonaRestTransport(config), lambda: False)
+    assert exporter.spool is not None and str(exporter.spool.directory) == spool.group(1)
+
+    status, out = check(monkeypatch, capsys, {"MONA_MIDDLEWARE_SPOOL": "false"})
+    assert re.search(
+        r"^  spool_dir\s+default\s+\(off: MONA_MIDDLEWARE_SPOOL is false\)$", out, re.M
+    )
 
 
 def test_no_credentials_means_the_file_transport(monkeypatch, capsys, tmp_path: Path) -> None:
@@ -185,10 +299,14 @@ def test_a_file_path_that_cannot_be_created(monkeypatch, capsys, tmp_path: Path)
 
 
 def test_a_misspelt_variable_is_pointed_out(monkeypatch, capsys) -> None:
-    status, out = check(monkeypatch, capsys, {"MONA_SDK_APIKEY": "x"})
+    status, out = check(monkeypatch, capsys, {"MONA_SDK_APIKEY": "x", "MONA_MIDDLEWARE_QWXJ": "1"})
 
     assert status == 0
-    assert "warning: MONA_SDK_APIKEY is not read by mona_middleware" in out
+    assert (
+        "warning: MONA_SDK_APIKEY is not read by mona_middleware (did you mean MONA_SDK_API_KEY?)"
+        in out
+    )
+    assert "warning: MONA_MIDDLEWARE_QWXJ is not read by mona_middleware (a typo" in out
 
 
 def test_the_command_line_as_a_user_runs_it(collector: Collector, tmp_path: Path) -> None:

@@ -238,3 +238,108 @@ def test_failed_messages_are_not_logged_by_default(mona_server, caplog):
     mona.export_batch([{"message": {"secret_sauce": 2}, "contextClass": "C"}])
     mona.flush(5)
     assert "secret_sauce" not in caplog.text
+
+
+# -- idempotency keys, ambiguous failures, sizes ----------------------------------------
+
+
+def test_every_post_carries_an_idempotency_key_the_same_on_each_retry(mona_server):
+    mona.configure(**rest_options(mona_server, batch_size=2, **FAST_RETRIES))
+    mona_server.respond_with(503, times=2)
+    export_contexts(2, prefix="a")
+    assert mona.flush(10)
+    export_contexts(2, prefix="b")
+    assert mona.flush(10)
+    keys = [r.header("Idempotency-Key") for r in mona_server.export_requests()]
+    assert len(keys) == 4 and all(keys)
+    assert keys[0] == keys[1] == keys[2]  # two 503s and the success: one batch, one key
+    assert keys[3] != keys[0]  # the next batch has its own
+
+
+def test_a_timeout_then_a_success_is_counted_as_possibly_duplicated_and_logged(
+    mona_server, caplog
+):
+    """The backend stored the batch after the client gave up waiting, then again on retry:
+    with a backend that does not say it honours keys, the count and the log say so."""
+    mona.configure(**rest_options(mona_server, http_timeout=0.5, spool=False, **FAST_RETRIES))
+    mona_server.hang(1.5, times=1)  # answers after the client's timeout, and stores
+    export_contexts(50, prefix="slow")
+    assert mona.flush(20)
+    assert mona_server.wait_for_messages(100, timeout=10)
+    stats = mona.stats()
+    assert stats["possibly_duplicated"] == 50 and stats["retries"] >= 1
+    assert stats["dropped"] == {}
+    assert "may store them twice" in caplog.text
+
+
+def test_a_refused_connection_is_not_ambiguous(mona_server):
+    mona.configure(**rest_options(mona_server, **FAST_RETRIES))
+    export_contexts(1, prefix="warm")
+    assert mona.flush(5)
+    mona_server.stop_listening()
+    export_contexts(3, prefix="down")
+    time.sleep(0.3)  # a few refused sends
+    mona_server.start_listening()
+    assert mona.flush(20)
+    stats = mona.stats()
+    assert stats["retries"] >= 1 and stats["possibly_duplicated"] == 0
+    assert sorted(m["contextId"] for m in mona_server.messages()) == [
+        "down0", "down1", "down2", "warm0"
+    ]  # fmt: skip
+
+
+class LimitedBackend(Transport):
+    """A backend that refuses any request body over ``limit`` bytes as a whole (HTTP 413),
+    as a proxy in front of Mona does, and stores the rest in memory."""
+
+    name = "limited"
+
+    def __init__(self, limit: int) -> None:
+        from mona_middleware.transports import InMemoryTransport
+
+        self.limit = limit
+        self.store = InMemoryTransport()
+        self.bodies: list[int] = []
+
+    def send(self, messages):
+        import json
+
+        size = len(json.dumps(list(messages)))
+        self.bodies.append(size)
+        if size > self.limit:
+            return SendResult.rejected(len(messages), "HTTP 413: request too large", status=413)
+        return self.store.send(messages)
+
+
+def test_a_413_splits_the_batch_down_to_the_one_message_too_large(caplog):
+    backend = LimitedBackend(limit=20_000)
+    mona.configure(transport=backend, flush_interval=60, batch_size=200)
+    for n in range(200):
+        with mona.context("DOC", context_id=f"d{n}"):
+            mona.export({"n": n, "text": "x" * (30_000 if n == 137 else 50)})
+    assert mona.flush(30)
+    stored = {cid for (_, cid) in backend.store.contexts()}
+    assert stored == {f"d{n}" for n in range(200)} - {"d137"}  # only the offender lost
+    stats = mona.stats()
+    assert stats["dropped"] == {"too large for the backend (HTTP 413)": 1}
+    assert stats["messages_sent"] == 199
+    assert "refused a DOC message as too large" in caplog.text
+
+
+def test_an_oversized_field_costs_only_itself(mona_server, caplog):
+    """One context of 200 carries an 11 MB field: the field is dropped and named, every
+    context arrives."""
+    mona.configure(**rest_options(mona_server, max_message_bytes=1024 * 1024, batch_size=200))
+    for n in range(200):
+        with mona.context("PROMPT", context_id=f"p{n}"):
+            fields = {"n": n, "model": "v3"}
+            if n == 42:
+                fields["document"] = "y" * (11 * 1024 * 1024)
+            mona.export(fields)
+    assert mona.flush(30)
+    contexts = mona_server.contexts()
+    assert len(contexts) == 200
+    assert contexts[("PROMPT", "p42")] == {"n": 42, "model": "v3"}
+    stats = mona.stats()
+    assert stats["fields_dropped"] == 1 and stats["dropped"] == {}
+    assert "field 'document' of a PROMPT message" in caplog.text

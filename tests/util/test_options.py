@@ -56,22 +56,27 @@ def test_the_first_layer_wins_then_the_environment_then_the_default():
 
 def test_an_invalid_value_raises_naming_where_it_came_from():
     size = SPECS["size"]
-    with pytest.raises(mona.MonaConfigError, match="invalid option size=0: must be between"):
+    with pytest.raises(mona.MonaConfigError, match=r"^option size=0 must be between 1 and 100$"):
         resolve(size, [("option", {"size": 0})], {}, strict=True)
-    with pytest.raises(mona.MonaConfigError, match="invalid environment variable SAMPLE_SIZE='x'"):
+    with pytest.raises(mona.MonaConfigError, match=r"^SAMPLE_SIZE=x is not a whole number$"):
         resolve(size, [], {"SAMPLE_SIZE": "x"}, strict=True)
 
 
 def test_without_strict_a_bad_value_is_logged_and_the_default_used(caplog):
     caplog.set_level(logging.ERROR)
     assert resolve(SPECS["size"], [], {"SAMPLE_SIZE": "lots"}, strict=False) == 10
-    assert "SAMPLE_SIZE='lots'" in caplog.text and "using the default 10" in caplog.text
+    assert "SAMPLE_SIZE=lots is not a whole number; using 10" in caplog.text
+    problems: list = []  # or collected, every one, for `check` to print
+    assert resolve(SPECS["size"], [], {"SAMPLE_SIZE": "a b"}, False, problems=problems) == 10
+    assert [str(problem) for problem in problems] == [
+        "SAMPLE_SIZE='a b' is not a whole number; using 10"
+    ]
 
 
 def test_a_secret_value_is_never_shown_in_the_error():
     with pytest.raises(mona.MonaConfigError) as raised:
         resolve(SPECS["token"], [("option", {"token": {"key": "s3cr3t"}})], {}, strict=True)
-    assert "invalid option token=***" in str(raised.value)
+    assert str(raised.value) == "option token=*** is not text (it is a dict)"
     assert "s3cr3t" not in str(raised.value)
 
 

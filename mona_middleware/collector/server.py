@@ -301,7 +301,9 @@ class CollectorHandler(JsonRequestHandler):
         unstored = {str(index): why for index, why in stored.failures.items()}
         failures = dict(sorted({**batch.failures, **unstored}.items(), key=lambda i: int(i[0])))
         body = {"total": batch.total, "failed": len(failures), "batchId": stored.batch_id}
-        headers = {"Idempotent-Replayed": "true"} if stored.replayed else None
+        # With a key, always say whether it was seen: "false" tells an exporter that this
+        # backend honours keys, so a retry after a timeout is no possible duplicate.
+        headers = None if key is None else {"Idempotent-Replayed": str(stored.replayed).lower()}
         if failures:
             self.send_json(400, {**body, "failure_reasons": failures}, headers)
         else:

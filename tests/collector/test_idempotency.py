@@ -13,6 +13,9 @@ import requests
 
 from mona_middleware.collector import Collector, store
 from mona_middleware.collector.validate import Message
+from mona_middleware.config import MonaConfig
+from mona_middleware.transports.base import WireBatch
+from mona_middleware.transports.rest import MonaRestTransport
 
 
 def _post(collector: Collector, key: str | None, messages: list, user: str = "local"):
@@ -42,13 +45,13 @@ def test_a_retried_batch_is_stored_once_and_answered_the_same(local: Collector) 
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json()  # the same batchId: the first answer
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert "Idempotent-Replayed" not in first.headers
+    assert first.headers["Idempotent-Replayed"] == "false"  # keys are honoured here
     assert local.store.message_count() == 2
     assert local.store.context("C", "1")["fields"] == {"v": [1, 2]}  # not [1, 2, 1, 2]
 
 
 def test_without_a_key_or_with_another_key_a_batch_is_stored_again(local: Collector) -> None:
-    _post(local, None, ADDS)
+    assert "Idempotent-Replayed" not in _post(local, None, ADDS).headers
     _post(local, None, ADDS)
     _post(local, "a", ADDS)
     _post(local, "b", ADDS)
@@ -146,3 +149,33 @@ def test_keys_are_bounded_in_number_and_age(monkeypatch: pytest.MonkeyPatch) -> 
     assert aged.ingest(batch, key="old").replayed  # the new one counts from now
     assert aged.message_count() == 2
     aged.close()
+
+
+def test_our_exporters_resend_of_a_batch_is_stored_once(local: Collector) -> None:
+    """The real REST transport: each send of one ``WireBatch`` carries its key."""
+    config = MonaConfig(
+        api_key=local.api_key,
+        secret=local.secret,
+        user_id=local.user_id,
+        auth_api_token_url=local.token_url,
+        refresh_token_url=local.refresh_url,
+        rest_api_url=local.export_url,
+        http_timeout=5,
+    )
+    transport = MonaRestTransport(config)
+    batch = WireBatch([
+        {"arcClass": "C", "contextId": "1", "action": "ADD", "message": {"v": 1}},
+        {"arcClass": "C", "contextId": "2", "message": {"w": 2}},
+    ])  # fmt: skip
+    try:
+        first = transport.send(batch)
+        again = transport.send(batch)  # as after a timeout the backend had survived
+        other = transport.send(WireBatch(list(batch)))  # equal messages, another batch
+    finally:
+        transport.close()
+
+    assert (first.sent, first.replayed) == (2, False)
+    assert (again.sent, again.replayed) == (2, True)
+    assert other.replayed is False
+    assert local.store.context("C", "1")["fields"] == {"v": [1, 1]}  # twice, not three times
+    assert local.store.message_count() == 4

@@ -7,39 +7,42 @@ browser is exactly what the test suite checks.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import socket
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from urllib.parse import quote
 
-from .server import REFRESH_PATH, TOKEN_PATH, CollectorHTTPServer, ServerConfig
+from .server import (
+    REFRESH_PATH,
+    TOKEN_PATH,
+    CollectorHTTPServer,
+    ServerConfig,
+    is_loopback,
+)
 from .store import Store
 from .tokens import ACCESS, TokenIssuer
+from .validate import MAX_FIELDS, MAX_MESSAGES
 
 DEFAULT_TOKEN_TTL = 4 * 3600.0
 _log = logging.getLogger("mona_middleware.collector")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_MAX_VALUES = 1_000_000
 _CREDENTIALS_KEY = "dev_credentials"
+# How many distinct api keys and user ids are announced; past it, a client minting a
+# new one per request costs no memory (and the console is not flooded).
+MAX_ANNOUNCED = 10_000
+
+__all__ = ["Collector", "is_loopback"]
 
 
 def _log_accepted(kind: str, value: str) -> None:
     _log.info("collector: accepted %s %r (a local collector takes any)", kind, value)
-
-
-def is_loopback(host: str) -> bool:
-    """True for hosts only this machine can reach; anything else needs tokens."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _url_host(host: str) -> str:
@@ -57,14 +60,21 @@ class Collector:
 
     Without ``api_key``/``secret`` a dev pair is generated once and kept in the
     database, so restarting on the same file keeps clients' credentials (and tokens)
-    valid. ``require_auth`` defaults to "host is not loopback".
+    valid. ``require_auth`` (a token on every route, the page included; ``/monaExport``
+    off unless ``allow_no_auth``) defaults to "host is not loopback"; the command
+    line's ``--strict`` turns it on with ``strict``.
 
     Bound to loopback and not ``strict``, it is a local dev server, as localstack is
     for AWS: any api key and secret get a token, any token is taken and any user id is
-    stored, each user id in its own store (``store_for``), so an app keeps its own
-    settings. ``accepted(kind, value)`` hears of each new api key and user id (never a
-    secret); by default they are logged. Elsewhere, or ``strict``, only the
-    collector's own credentials and user id work.
+    stored, each user id's contexts apart (one database for all of them), so an app
+    keeps its own settings. ``accepted(kind, value)`` hears of each new api key and
+    user id (never a secret); by default they are logged. Elsewhere, or ``strict``,
+    only the collector's own credentials and user id work.
+
+    Bound to loopback, it answers only requests whose ``Host`` is a loopback name or
+    address, or one of ``allowed_hosts`` (``"*"``: any); bound elsewhere, any host, as
+    every route needs a token there. ``max_messages``, ``max_fields`` and ``max_values``
+    bound what one request may make it do (413 beyond them).
     """
 
     def __init__(
@@ -82,23 +92,28 @@ class Collector:
         max_body: int = DEFAULT_MAX_BODY,
         strict: bool = False,
         accepted: Callable[[str, str], None] | None = None,
+        allowed_hosts: Iterable[str] | None = None,
+        max_messages: int = MAX_MESSAGES,
+        max_fields: int = MAX_FIELDS,
+        max_values: int = DEFAULT_MAX_VALUES,
     ) -> None:
         if (api_key is None) != (secret is None):
             raise ValueError("give both api_key and secret, or neither")
         if not user_id:
             raise ValueError("user_id must be a non-empty string")
         self.host = host
-        self.store = Store(db)
+        self.store = Store(db, user_id)
         if api_key is None or secret is None:
             api_key, secret = self._dev_credentials()
         self.issuer = TokenIssuer(api_key, secret, user_id)
         self.require_auth = not is_loopback(host) if require_auth is None else require_auth
         self.accept_any = not strict and not self.require_auth and is_loopback(host)
+        self.allowed_hosts = self._hosts(allowed_hosts)
         self._db = db
-        self._stores: dict[str, Store] = {}
-        self._stores_lock = threading.Lock()
         self._seen: set[tuple[str, str]] = set()
+        self._seen_lock = threading.Lock()
         self._accepted = accepted or _log_accepted
+        self._import_user_files()
         self._config = ServerConfig(
             self.store,
             self.issuer,
@@ -107,55 +122,55 @@ class Collector:
             token_ttl,
             max_body,
             accept_any=self.accept_any,
-            store_for=self.store_for,
             accepted=self._accept,
-            users=self.users,
+            allowed_hosts=self.allowed_hosts,
+            max_messages=max_messages,
+            max_fields=max_fields,
+            max_values=max_values,
         )
         self._port = port
         self._server: CollectorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def store_for(self, user_id: str) -> Store:
-        """The store of ``user_id``'s contexts: the collector's own, or one per other user
-        id (in memory, or a file next to ``db``: ``mona-collector.<user id>.sqlite3``)."""
-        if user_id == self.user_id:
-            return self.store
-        with self._stores_lock:
-            store = self._stores.get(user_id)
-            new = store is None
-            if store is None:
-                store = self._stores[user_id] = Store(self._path_for(user_id))
-        if new:
-            self._accept("user id", user_id)
-        return store
+    def _hosts(self, names: Iterable[str] | None) -> frozenset[str] | None:
+        if names is None:
+            return frozenset() if is_loopback(self.host) else None
+        chosen = {name.strip().lower().strip("[]").rstrip(".") for name in names}
+        return None if "*" in chosen else frozenset(chosen)
 
-    def _path_for(self, user_id: str) -> str:
+    def _import_user_files(self) -> None:
+        """Fold the per-user-id files an earlier version kept next to ``db``
+        (``<db>.<user id>.sqlite3``) into the database, once; each is then renamed
+        ``.imported`` so nothing reads it twice and nothing is lost."""
         if self._db == ":memory:":
-            return ":memory:"
+            return
         base, ext = os.path.splitext(self._db)
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", user_id)[:64]
-        return f"{base}.{safe}{ext or '.sqlite3'}"
+        ext = ext or ".sqlite3"
+        folder, stem = os.path.split(base)
+        with contextlib.suppress(OSError):
+            for name in sorted(os.listdir(folder or ".")):
+                user = name[len(stem) + 1 : len(name) - len(ext)]
+                if not (name.startswith(stem + ".") and name.endswith(ext) and user):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    count = self.store.import_v1_file(path, user)
+                except sqlite3.Error as exc:
+                    _log.warning("collector: %s is not a collector file to import: %s", path, exc)
+                    continue
+                os.replace(path, path + ".imported")
+                _log.info("collector: imported %d messages of user id %r from %s",
+                          count, user, path)  # fmt: skip
 
-    def users(self) -> list[str]:
-        """The user ids with data here, the collector's own first (files of an earlier
-        run included)."""
-        with self._stores_lock:
-            found = set(self._stores)
-        if self._db != ":memory:":
-            base, ext = os.path.splitext(self._db)
-            ext = ext or ".sqlite3"
-            folder, stem = os.path.split(base)
-            for name in os.listdir(folder or "."):
-                if name.startswith(stem + ".") and name.endswith(ext):
-                    found.add(name[len(stem) + 1 : len(name) - len(ext)])
-        found.discard(self.user_id)
-        found.discard("")  # the collector's own file
-        return [self.user_id, *sorted(found)]
+    def user_ids(self) -> list[str]:
+        """The user ids with data here, the one that sent last first."""
+        return [found["user_id"] for found in self.store.users()]
 
     def _accept(self, kind: str, value: str) -> None:
-        with self._stores_lock:
-            first = (kind, value) not in self._seen
-            self._seen.add((kind, value))
+        with self._seen_lock:
+            first = (kind, value) not in self._seen and len(self._seen) < MAX_ANNOUNCED
+            if first:
+                self._seen.add((kind, value))
         if first:
             self._accepted(kind, value)
 
@@ -193,9 +208,6 @@ class Collector:
             self._thread.join(timeout)
             self._thread = None
         self.store.close()
-        with self._stores_lock:
-            for store in self._stores.values():
-                store.close()
 
     def _shutdown(self, server: CollectorHTTPServer, timeout: float) -> None:
         # serve_forever() notices shutdown() only when its select() wakes up; a
@@ -262,6 +274,10 @@ class Collector:
         """The browser page's URL, with a token in it when the collector requires one."""
         return self.url + (f"/?token={self.access_token(ttl)}" if self.require_auth else "/")
 
+    def user_url(self, user_id: str) -> str:
+        """The page showing ``user_id``'s data (a token in it when one is required)."""
+        return self.ui_url() + "#user=" + quote(user_id, safe="")
+
     def env(self) -> dict[str, str]:
         """The ``MONA_SDK_*`` variables that point ``mona_sdk`` or mona_middleware here."""
         return {
@@ -273,9 +289,12 @@ class Collector:
             "MONA_SDK_OVERRIDE_REST_API_URL": self.export_url,
         }
 
-    def wait_for_messages(self, count: int, timeout: float = 5.0) -> bool:
-        """True once ``count`` messages are stored in total; False after ``timeout``."""
-        return self.store.wait_for_messages(count, timeout)
+    def wait_for_messages(
+        self, count: int, timeout: float = 5.0, user_id: str | None = None
+    ) -> bool:
+        """True once ``count`` messages are stored (of every user id, or of ``user_id``);
+        False after ``timeout``."""
+        return self.store.wait_for_messages(count, timeout, user_id)
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "not started"

@@ -10,10 +10,31 @@ import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 
 from .app import DEFAULT_MAX_BODY, Collector
+from .server import is_loopback
+from .validate import MAX_MESSAGES
 
 DEFAULT_DB = "mona-collector.sqlite3"
+# The routes, for --help (the README's "Collector API" has the details).
+ROUTES_HELP = """\
+routes:
+  POST /identity/resources/auth/v1/api-token   Mona's token endpoint (clientId, secret)
+  POST /identity/resources/auth/v1/api-token/token/refresh   (refreshToken)
+  POST /export        a batch, with a Bearer token; Idempotency-Key stores a batch once
+  POST /monaExport    a batch without a token (loopback, not --strict)
+  GET  /              the page (?token=... when a token is required)
+  GET  /api/health    status and counts                       ?user=
+  GET  /api/users     user ids, the one that sent last first  ?limit=
+  GET  /api/classes   classes with counts                     ?user= &limit=
+  GET  /api/contexts  latest contexts, newest first           ?user= &class= &limit= &offset=
+  GET  /api/contexts/<class>/<id>   one context and its messages
+                                      ?user= &history_limit= &history_offset= &full=1
+  GET  /api/summary   per-field statistics of a class          ?class= &user=
+  GET  /api/overview  the page's chart data of a class         ?class= &user= &split=<field>
+Without ?user= the read API answers for every user id. Lists answer total and truncated.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +67,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest request body in bytes (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-messages",
+        type=int,
+        default=MAX_MESSAGES,
+        help="most messages in one request; more is refused with 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable; '*' for any). A loopback"
+        " collector answers only localhost and loopback addresses, so a web page cannot"
+        " reach it by rebinding its own name",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
-        help="on loopback too, take only this collector's api key, secret and user id"
-        " (by default a loopback collector takes any, as a local dev server)",
+        help="take only this collector's api key, secret and user id, and require a token on"
+        " every route, the page included (its URL with the token is printed); by default a"
+        " loopback collector takes any, as a local dev server",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every request (tokens masked)"
+    )
+    parser.epilog = ROUTES_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def banner(collector: Collector) -> str:
@@ -68,10 +109,15 @@ def banner(collector: Collector) -> str:
     if collector.accept_any:
         lines.append(
             "Any API key, secret, token and user id is accepted (bound to loopback; --strict"
-            " takes only the ones above); each user id's contexts are kept apart"
-            " (/api/contexts?user=<user id>)."
+            " takes only the ones above); the page opens on the user id that sent last, and"
+            " each user id's data is at the UI's #user=<user id>."
         )
-    if collector.require_auth:
+    if collector.require_auth and is_loopback(collector.host):
+        lines.append(
+            "Strict: every endpoint but the token endpoints and /static/ needs a token; the"
+            " UI link above carries one (valid 7 days), keep it to yourself."
+        )
+    elif collector.require_auth:
         lines.append(
             f"Bound to {collector.host or 'all interfaces'} (not loopback): every endpoint"
             " but the token endpoints and /static/ needs a token; reach it by this machine's"
@@ -83,16 +129,24 @@ def banner(collector: Collector) -> str:
     return "\n".join(lines)
 
 
-def _print_accepted(kind: str, value: str) -> None:
-    print(
-        f"Accepted {kind} {value!r} (a local collector takes any; --strict to refuse)", flush=True
-    )
+def _printer(where: list[Collector]) -> Callable[[str, str], None]:
+    """Prints each api key and user id a loopback collector accepts, and for a user id
+    where its data is shown (``where`` holds the collector once it exists)."""
+
+    def accepted(kind: str, value: str) -> None:
+        line = f"Accepted {kind} {value!r} (a local collector takes any; --strict to refuse)"
+        if kind == "user id" and where:
+            line += f"; its data: {where[0].user_url(value)}"
+        print(line, flush=True)
+
+    return accepted
 
 
 def run_collector(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM (must run in the main thread); the exit status."""
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(message)s")
+    where: list[Collector] = []
     try:
         collector = Collector(
             host=args.host,
@@ -104,11 +158,15 @@ def run_collector(args: argparse.Namespace) -> int:
             allow_no_auth=args.allow_no_auth,
             max_body=args.max_body,
             strict=args.strict,
-            accepted=_print_accepted,
+            require_auth=True if args.strict else None,
+            accepted=_printer(where),
+            allowed_hosts=args.allow_host,
+            max_messages=args.max_messages,
         )
     except (ValueError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    where.append(collector)
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}

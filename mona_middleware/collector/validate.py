@@ -7,8 +7,13 @@ by index in ``failure_reasons``, so one bad message never costs the rest of the 
 
 What SQLite, the read API or the summaries could not carry is refused here, per message:
 text that is not UTF-8 (a lone surrogate such as ``"\\ud800"``), integers beyond 64 bits,
-non-finite numbers (``1e400`` decodes to infinity), keys that are not strings, and values
-nested deeper than ``MAX_DEPTH``.
+non-finite numbers (``1e400`` decodes to infinity), keys that are not strings, values
+nested deeper than ``MAX_DEPTH``, and class names, context ids and field names longer
+than ``MAX_NAME`` characters (they are listed on every page; their values may be long).
+
+What would make one request cost without bound is refused whole, with ``TooLarge``
+(413): more than ``MAX_MESSAGES`` messages, or a message with more than ``MAX_FIELDS``
+fields. Mona-compatible clients split a refused batch and resend the halves.
 """
 
 from __future__ import annotations
@@ -22,10 +27,23 @@ from typing import Any
 from .._util.protocol import ACTIONS, INT_RANGE, OVERWRITE
 
 MAX_DEPTH = 100
+MAX_MESSAGES = 10_000
+MAX_FIELDS = 1_000
+MAX_NAME = 1_000
 
 
 class BatchError(ValueError):
     """The whole batch is unreadable; the message becomes the ``topLevelError``."""
+
+
+class TooLarge(BatchError):
+    """The batch is readable but larger than one request may be (answered 413)."""
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` of a client's value, cut: an error message must not echo megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -90,7 +108,7 @@ def parse_timestamp(value: object) -> float | None:
 def _check_action(value: object, name: str) -> str | None:
     if value is None or (isinstance(value, str) and value in ACTIONS):
         return value
-    raise ValueError(f"{name} must be one of {sorted(ACTIONS)} or null, not {value!r}")
+    raise ValueError(f"{name} must be one of {sorted(ACTIONS)} or null, not {_shown(value)}")
 
 
 def _check_text(text: str, what: str) -> None:
@@ -119,7 +137,15 @@ def _field_name(key: object) -> str:
     if not isinstance(key, str):
         raise ValueError(f"field names must be strings, not {type(key).__name__}")
     _check_text(key, "a field name")
+    if len(key) > MAX_NAME:
+        raise ValueError(f"field {key[:60]!r}...: names may be at most {MAX_NAME} characters")
     return f"field {key[:60]!r}"
+
+
+def _check_name(text: str, what: str) -> None:
+    _check_text(text, what)
+    if len(text) > MAX_NAME:
+        raise ValueError(f"{what} may be at most {MAX_NAME} characters, not {len(text)}")
 
 
 def _check_value(value: Any, depth: int, where: str, stack: list[tuple[Any, int, str]]) -> None:
@@ -156,7 +182,7 @@ def parse_message(index: int, raw: object, default_action: str | None) -> Messag
     if not isinstance(context_class, str) or not context_class:
         hint = " (the SDK's contextClass is sent as arcClass)" if "contextClass" in raw else ""
         raise ValueError("arcClass must be a non-empty string" + hint)
-    _check_text(context_class, "arcClass")
+    _check_name(context_class, "arcClass")
     fields = raw.get("message")
     if not isinstance(fields, dict) or not fields:
         raise ValueError("message must be a non-empty JSON object")
@@ -165,7 +191,7 @@ def parse_message(index: int, raw: object, default_action: str | None) -> Messag
     if context_id is not None and not isinstance(context_id, str):
         raise ValueError("contextId must be a string or null")
     if context_id:
-        _check_text(context_id, "contextId")
+        _check_name(context_id, "contextId")
     action = _check_action(raw.get("action"), "action")
     stamp = raw.get("exportTimestamp")
     if stamp is None:
@@ -185,16 +211,42 @@ def parse_message(index: int, raw: object, default_action: str | None) -> Messag
     )
 
 
-def parse_batch(body: object) -> Batch:
-    """Split a decoded export body into valid messages and per-index failures."""
+def _check_user_id(user_id: str) -> None:
+    try:
+        _check_text(user_id, "userId")
+    except ValueError as exc:
+        raise BatchError(str(exc)) from None
+
+
+def parse_batch(
+    body: object, max_messages: int = MAX_MESSAGES, max_fields: int = MAX_FIELDS
+) -> Batch:
+    """Split a decoded export body into valid messages and per-index failures.
+
+    Raises ``TooLarge`` before looking at any message when there are more than
+    ``max_messages``, or at the first message with more than ``max_fields`` fields.
+    """
     if not isinstance(body, dict):
         raise BatchError("the body must be a JSON object")
     user_id = body.get("userId")
     if not isinstance(user_id, str) or not user_id:
         raise BatchError("userId must be a non-empty string")
+    if len(user_id) > MAX_NAME:
+        raise BatchError(f"userId may be at most {MAX_NAME} characters, not {len(user_id)}")
+    _check_user_id(user_id)
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise BatchError("messages must be a JSON array")
+    if len(messages) > max_messages:
+        raise TooLarge(
+            f"{len(messages)} messages in one request; at most {max_messages}: split the batch"
+        )
+    for index, raw in enumerate(messages):
+        fields = raw.get("message") if isinstance(raw, dict) else None
+        if isinstance(fields, dict) and len(fields) > max_fields:
+            raise TooLarge(
+                f"message {index} has {len(fields)} fields; at most {max_fields} per message"
+            )
     sample_config = body.get("sampleConfigName")
     if sample_config is not None and not isinstance(sample_config, str):
         raise BatchError("sampleConfigName must be a string or null")

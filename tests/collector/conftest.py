@@ -1,5 +1,6 @@
 """Fixtures for the collector tests: a real collector on a free loopback port, a token for
-it, ``send`` to post a batch, and ``seeded``, a collector that must survive the test."""
+it, ``send`` to post a batch, ``seeded``, a collector that must survive the test, and
+``start_collector``, a collector process as a user runs it (``running.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 import requests
 
 from mona_middleware.collector import Collector
+
+from .running import start_collector  # noqa: F401  (a fixture, for every module here)
 
 Send = Callable[..., requests.Response]
 SEED = [{"arcClass": "C", "contextId": "keep", "message": {"a": 1}}]

@@ -8,10 +8,15 @@ import json
 import socket
 
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mona_middleware.collector import Collector
+from mona_middleware.collector.httpbase import json_values_bound, safe_for_log
 
 from ..helpers import bearer
+
+JSON = {"Content-Type": "application/json"}
 
 
 def _raw_request(collector: Collector, head: bytes, body: bytes = b"") -> tuple[int, dict]:
@@ -45,7 +50,7 @@ def test_not_json_is_400(seeded: Collector, token: str) -> None:
 
 def test_nan_is_not_json(seeded: Collector) -> None:
     body = b'{"userId": "local", "messages": [{"arcClass": "C", "message": {"a": NaN}}]}'
-    response = requests.post(seeded.noauth_url, data=body, timeout=5)
+    response = requests.post(seeded.noauth_url, data=body, headers=JSON, timeout=5)
 
     assert response.status_code == 400
 
@@ -53,7 +58,7 @@ def test_nan_is_not_json(seeded: Collector) -> None:
 def test_huge_body_is_413_without_being_read(seeded: Collector) -> None:
     # Announce 10 MB + 1 byte and send almost nothing: the answer must not wait for it.
     head = (
-        b"POST /monaExport HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /monaExport HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: 10485761\r\n\r\n"
     )
     status, body = _raw_request(seeded, head, b'{"userId": ')
@@ -75,7 +80,7 @@ def test_gzip_bomb_is_413() -> None:
         bomb = gzip.compress(b" " * 5_000_000)
         assert len(bomb) < 10_000
         response = requests.post(
-            small.noauth_url, data=bomb, headers={"Content-Encoding": "gzip"}, timeout=5
+            small.noauth_url, data=bomb, headers={**JSON, "Content-Encoding": "gzip"}, timeout=5
         )
 
         assert response.status_code == 413
@@ -83,16 +88,16 @@ def test_gzip_bomb_is_413() -> None:
 
 def test_bad_gzip_and_unknown_encoding_are_refused(seeded: Collector) -> None:
     bad = requests.post(
-        seeded.noauth_url, data=b"plain", headers={"Content-Encoding": "gzip"}, timeout=5
+        seeded.noauth_url, data=b"plain", headers={**JSON, "Content-Encoding": "gzip"}, timeout=5
     )
     truncated = requests.post(
         seeded.noauth_url,
         data=gzip.compress(b'{"userId": "local", "messages": []}')[:-12],
-        headers={"Content-Encoding": "gzip"},
+        headers={**JSON, "Content-Encoding": "gzip"},
         timeout=5,
     )
     brotli = requests.post(
-        seeded.noauth_url, data=b"{}", headers={"Content-Encoding": "br"}, timeout=5
+        seeded.noauth_url, data=b"{}", headers={**JSON, "Content-Encoding": "br"}, timeout=5
     )
 
     assert bad.status_code == truncated.status_code == 400
@@ -123,8 +128,6 @@ def test_unread_body_does_not_poison_the_keep_alive_connection(seeded: Collector
     assert after.json()["classes"]["C"]["contexts"] == 1
 
 
-
-
 def test_gzip_body_is_accepted(collector: Collector, token: str) -> None:
     body = {
         "userId": "local",
@@ -141,3 +144,49 @@ def test_gzip_body_is_accepted(collector: Collector, token: str) -> None:
 
     assert response.status_code == 200
     assert collector.store.context("C", "z")["fields"] == {"a": 1}
+
+
+def _values(value: object) -> int:
+    """The JSON values in ``value``, object keys included, as the bound counts them."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + _values(item) for item in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_values(item) for item in value)
+    return 1
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.sampled_from('ab,:{}[]"\\ \u00e9\n')),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.sampled_from('k,:{"\\'), max_size=3), inner, max_size=4
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES, st.sampled_from([0, 1_000_000]))
+def test_the_values_bound_is_never_below_the_real_count(value: object, limit: int) -> None:
+    # limit 0 forces the exact path (strings blanked out); a large one the raw count.
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+        assert json_values_bound(text.encode(), limit) >= _values(value)
+
+
+def test_the_values_bound_is_exact_on_strings_full_of_commas() -> None:
+    body = {"userId": "u", "messages": [{"t": ",:[{" * 1000}]}
+
+    # Not thousands: the string's commas are text.
+    assert json_values_bound(json.dumps(body).encode(), 10) == _values(body) == 8
+
+
+def test_log_lines_are_safe_for_a_terminal() -> None:
+    line = safe_for_log('GET /?token=eyJ.abc.def&user=x\x1b[2J\x07 "ok" HTTP/1.1')
+
+    assert line == 'GET /?token=***&user=x\\x1b[2J\\x07 "ok" HTTP/1.1'

@@ -260,17 +260,21 @@ def test_mona_sdk_with_its_own_user_id_and_credentials_on_a_loopback_collector()
         result = _run_sdk(own)
 
         assert result["single"] is True and result["batch"]["sent"] == 3
-        assert local.store.message_count() == 0  # the collector's own user id got nothing
-        acc = local.store_for("acc")
-        assert acc.context("SDK", "one")["fields"] == {
+        assert local.store.message_count("local") == 0  # the collector's own got nothing
+        assert local.store.context("SDK", "one", user="acc")["fields"] == {
             "score": 0.5, "model": "v3", "latency": [10, 20]
         }  # fmt: skip
         assert accepted == [("api key", "acc-api-key"), ("user id", "acc")]
         assert all("acc-secret-of-its-own" not in value for _, value in accepted)
         read = requests.get(local.url + "/api/contexts", params={"user": "acc"}, timeout=5)
         assert {row["id"] for row in read.json()["contexts"]} == {"one", "two"}
+        every = requests.get(local.url + "/api/contexts", timeout=5).json()  # no ?user=
+        assert {(row["user"], row["id"]) for row in every["contexts"]} == {
+            ("acc", "one"), ("acc", "two")
+        }  # fmt: skip
         health = requests.get(local.url + "/api/health", timeout=5).json()
-        assert health["users"] == ["local", "acc"]
+        assert health["users"] == ["acc"] and health["latest_user"] == "acc"
+        assert health["contexts"] == 2
         missing = requests.get(local.url + "/api/contexts", params={"user": "nobody"}, timeout=5)
         assert missing.status_code == 404
 
@@ -299,17 +303,17 @@ def test_a_loopback_collector_takes_any_bearer_token_and_user_id() -> None:
         )
         no_token = requests.post(local.export_url, json=body, timeout=5)
         assert taken.status_code == 200 and no_token.status_code == 401
-        assert local.store_for("someone").context("C", "1")["fields"] == {"a": 1}
+        assert local.store.context("C", "1", user="someone")["fields"] == {"a": 1}
 
 
-def test_each_user_id_of_a_file_collector_has_its_own_file(tmp_path) -> None:
+def test_every_user_id_of_a_file_collector_shares_its_one_file(tmp_path) -> None:
     db = tmp_path / "c.sqlite3"
     body = {"userId": "acc", "messages": [{"arcClass": "C", "contextId": "1", "message": {"a": 1}}]}
     with Collector(db=str(db)) as local:
         headers = {"Authorization": "Bearer any"}
         assert requests.post(local.export_url, json=body, headers=headers, timeout=5).ok
-    assert (tmp_path / "c.acc.sqlite3").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir() if "acc" in path.name) == []
     with Collector(db=str(db)) as reopened:
-        assert reopened.store_for("acc").context("C", "1")["fields"] == {"a": 1}
+        assert reopened.store.context("C", "1", user="acc")["fields"] == {"a": 1}
         listed = requests.get(reopened.url + "/api/health", params={"user": "acc"}, timeout=5)
-        assert listed.json()["users"] == ["local", "acc"] and listed.json()["contexts"] == 1
+        assert listed.json()["users"] == ["acc"] and listed.json()["contexts"] == 1

@@ -3,13 +3,17 @@ a message the store cannot write is rolled back alone."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mona_middleware.aggregate import apply_message
 from mona_middleware.collector import Collector
-from mona_middleware.collector.store import Store
+from mona_middleware.collector.store import Store, fold
 from mona_middleware.collector.validate import Message
 
 
@@ -116,4 +120,51 @@ def test_an_unstorable_message_given_to_the_store_is_rolled_back_alone() -> None
     assert store.message_count() == 2
     assert store.context("C", "1")["fields"] == {"a": 1, "b": 2}
     assert store.context("C", "2") is None
+    store.close()
+
+
+SCALARS = st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["a", "b"])
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["ADD", "OVERWRITE", "NEW"]),
+        st.dictionaries(st.sampled_from(["x", "y", "z"]), VALUES, min_size=1, max_size=3),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_the_linear_fold_is_monas_fold(ops: list[tuple[str, dict[str, Any]]]) -> None:
+    """``fold`` (ADD appends in place) leaves every record as ``apply_message`` does,
+    and never changes the messages it was given."""
+    sent = copy.deepcopy(ops)
+    expected: dict[str, Any] = {}
+    folded: dict[str, Any] = {}
+    for action, fields in ops:
+        apply_message(expected, copy.deepcopy(fields), action)
+        fold(folded, fields, action)
+
+    assert folded == expected
+    assert ops == sent
+
+
+@settings(max_examples=50, deadline=None)
+@given(OPS)
+def test_a_batch_stores_what_folding_its_messages_one_by_one_gives(ops) -> None:
+    store = Store()
+    messages = [
+        Message(i, "C", "1", fields, action, None) for i, (action, fields) in enumerate(ops)
+    ]
+    expected: dict[str, Any] = {}
+    for action, fields in copy.deepcopy(ops):
+        apply_message(expected, fields, action)
+
+    store.ingest(messages[: len(messages) // 2])
+    store.ingest(messages[len(messages) // 2 :])
+
+    found = store.context("C", "1")
+    assert (found["fields"] if found else {}) == (expected if ops else {})
+    assert store.message_count() == len(ops)
     store.close()

@@ -82,7 +82,9 @@ def test_add_lists_count_as_numbers(collector: Collector, send) -> None:
 
 
 def test_unknown_class_has_an_empty_summary(collector: Collector) -> None:
-    assert _summary(collector, "NOPE") == {"class": "NOPE", "contexts": 0, "fields": {}}
+    assert _summary(collector, "NOPE") == {
+        "class": "NOPE", "contexts": 0, "fields": {}, "fields_total": 0, "truncated": False
+    }  # fmt: skip
 
 
 def test_summarize_mixed_and_odd_values() -> None:
@@ -98,4 +100,4 @@ def test_summarize_mixed_and_odd_values() -> None:
         {"value": True, "count": 1},
         {"value": False, "count": 1},
     ]
-    assert result["fields"]["obj"] == {"count": 1}
+    assert result["fields"]["obj"] == {"count": 1, "kind": "other", "other": 1}

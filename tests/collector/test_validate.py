@@ -89,8 +89,6 @@ def test_the_reasons_say_what_is_wrong(collector: Collector, token: str) -> None
     assert f"{MAX_DEPTH} levels" in reasons["2"]
 
 
-
-
 def test_partial_failure_reports_each_bad_message_and_stores_the_rest(
     collector: Collector, send
 ) -> None:
@@ -172,7 +170,12 @@ def test_sdk_extra_keys_are_accepted(collector: Collector, send) -> None:
     ],
 )
 def test_wrong_types_are_400(seeded: Collector, body: object) -> None:
-    response = requests.post(seeded.noauth_url, json=body, timeout=5)
+    response = requests.post(
+        seeded.noauth_url,
+        data=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
 
     assert response.status_code == 400
     assert response.json()["topLevelError"]

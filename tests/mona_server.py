@@ -662,7 +662,9 @@ class MonaTestServer:
     def start(self) -> MonaTestServer:
         """Bind (port 0 picks a free one, kept for later restarts) and serve."""
         with self._lock:
-            self._released.clear()
+            # A new event, not clear(): a hang released by the last outage still sees its
+            # own event set, however late its thread gets to run (a loaded machine).
+            self._released = threading.Event()
             self._refuse_new = False
         self._open_listener()
         return self

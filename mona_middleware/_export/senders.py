@@ -13,7 +13,6 @@ without hooks) the same pool sends each job on the submitting thread, one try ea
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -28,7 +27,6 @@ from .items import FlushMarker
 __all__ = ["UNANSWERED", "SenderPool"]
 
 UNANSWERED = "unanswered at shutdown (the backend may have stored them)"
-_SPOOL_ROUND = object()  # a job: resend from the spool
 # How often a batcher blocked on busy senders looks whether shutdown's time is up.
 _SUBMIT_POLL = 0.05
 
@@ -40,12 +38,15 @@ class Job:
     whether the backend may be storing it right now (``on_the_wire``).
     """
 
-    __slots__ = ("batch", "claimed", "lock", "on_the_wire", "seq", "started")
+    __slots__ = ("batch", "claimed", "lock", "on_the_wire", "seq", "spool_round", "started")
 
-    def __init__(self, seq: int, batch: WireBatch, lock: threading.Lock) -> None:
+    def __init__(
+        self, seq: int, batch: WireBatch, lock: threading.Lock, spool_round: bool = False
+    ) -> None:
         self.seq = seq
         self.batch = batch
         self.lock = lock  # the pool's ledger lock
+        self.spool_round = spool_round  # no batch of its own: resend from the spool
         self.started = False  # a sender took it
         self.on_the_wire = False
         self.claimed = False
@@ -131,10 +132,22 @@ class SenderPool:
         marker.done.set()
 
     def offer_spool_round(self) -> None:
-        """Resend from the spool when a sender is free (when all are busy, next time)."""
-        if self._threads:
-            with contextlib.suppress(queue.Full):
-                self._jobs.put_nowait(_SPOOL_ROUND)
+        """Resend from the spool when a sender is free (when all are busy, next time).
+
+        The round is in the ledger like a batch, so a ``flush`` after it (a restarted
+        app's first, say) waits for what the spool held to be resent.
+        """
+        if not self._threads:
+            return
+        with self._ledger_lock:
+            if self._closed:
+                return
+            self._seq += 1
+            job = self._ledger[self._seq] = Job(self._seq, WireBatch(), self._ledger_lock, True)
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            self._answered(job.seq)
 
     def in_flight(self) -> int:
         """Messages submitted and not yet answered; takes no lock (``stats()``)."""
@@ -149,13 +162,21 @@ class SenderPool:
             if job is None:
                 return
             try:
-                if job is not _SPOOL_ROUND:
+                if job.spool_round:
+                    self._spool_round(job)
+                else:
                     self._send(job, retry=True)
-                if self.spool is not None and self._jobs.empty():
-                    probe = job is _SPOOL_ROUND
-                    delivery.drain_spool(lambda: not self._jobs.empty(), probe=probe)
+                    if self.spool is not None and self._jobs.empty():
+                        delivery.drain_spool(lambda: not self._jobs.empty())
             except Exception:
                 logger.exception("mona_middleware: unexpected error in a sender thread")
+
+    def _spool_round(self, job: Job) -> None:
+        try:
+            if self.spool is not None and not job.claimed:
+                self.delivery.drain_spool(lambda: not self._jobs.empty(), probe=True)
+        finally:
+            self._answered(job.seq)
 
     def _send(self, job: Job, retry: bool) -> None:
         with self._ledger_lock:

@@ -2,12 +2,16 @@
 and compare the two test by test.
 
     python -m benchmarks.framework_suites starlette [--transport file] [-- PYTEST_ARGS]
-    python -m benchmarks.framework_suites aiohttp -- tests/test_web_*.py
+    python -m benchmarks.framework_suites aiohttp -- -o addopts= \
+        -m "not dev_mode and not autobahn and not internal" "tests/test_web_*.py"
 
 Downloads the installed version's sdist from the package index (``pip download
 --no-binary :all:``), unpacks it under a temporary directory (never in the repository),
-and runs ``python -m pytest`` there twice, with this interpreter (which must have the
-suite's own test dependencies), the second time with ``-p mona_everywhere`` (see
+and runs ``python -m pytest`` there twice, with this interpreter (which must have
+mona_middleware, the framework and the suite's own test dependencies installed;
+``PYTHONSAFEPATH`` keeps the sdist's own package, without its compiled parts, off the
+path; a quoted ``*`` in an argument is expanded there), the second time with
+``-p mona_everywhere`` (see
 ``benchmarks/mona_everywhere.py``). Prints both tallies, every test whose outcome
 differs, and what the plugin counted (contexts sent, dropped, errors we logged). Each
 run is bounded by ``--timeout`` seconds.
@@ -27,7 +31,6 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 def fetch(distribution: str, into: Path) -> Path:
@@ -49,9 +52,18 @@ def run(tree: Path, report: Path, plugin: bool, args: list[str], env: dict, time
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}"]
     if plugin:
         argv += ["-p", "mona_everywhere"]
-    environment = {**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    # The plugin's folder only: the repository's own ``tests`` would shadow the suite's.
+    environment = {**env, "PYTHONPATH": str(HERE)}
+    environment["PYTHONSAFEPATH"] = "1"
+    expanded = [
+        name
+        for arg in args
+        for name in (
+            sorted(str(p.relative_to(tree)) for p in tree.glob(arg)) if "*" in arg else [arg]
+        )
+    ]
     done = subprocess.run(
-        argv + args, cwd=tree, env=environment, capture_output=True, text=True, timeout=timeout
+        argv + expanded, cwd=tree, env=environment, capture_output=True, text=True, timeout=timeout
     )
     return done.stdout + done.stderr
 

@@ -356,8 +356,8 @@ def count(name: str, amount: int = 1) -> None:
     if current is None and not on_event_loop():
         try:
             current = exporter()
-        except Exception:
-            logger.exception("mona_middleware: the exporter could not be built")
+        except Exception as exc:
+            limited(40, "count:build", "mona_middleware: %s", EXPORTER_FAILED, exc_info=exc)
     if current is None:
         _early().add(name, amount)
         if on_event_loop():

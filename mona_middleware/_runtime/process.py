@@ -110,7 +110,7 @@ def exporter() -> BatchExporter:
             current = STATE.exporter
         _install_hooks()
     if STATE.pending:
-        _take_pending(current)
+        _take_pending(current, wait=not on_event_loop())
     return current
 
 

@@ -21,15 +21,25 @@ lands in it, with ``messages_received``, ``messages_sent``, ``close_code``,
 
 Lifespan: the exporter is flushed (off the event loop) before ``lifespan.shutdown.complete``
 goes back to the server, so a stopping uvicorn/gunicorn worker sends what it holds. An
-app that does not speak lifespan gets the protocol answered for it. Keep lifespan on
+app that does not speak lifespan (it refuses the scope before reading
+``lifespan.startup``, as Django does with a ``ValueError``) gets the protocol answered
+for it, with a warning; an app that fails once it has read ``lifespan.startup`` fails as
+it would without us, so the server decides whether it starts. Keep lifespan on
 (uvicorn's default ``auto``): uvicorn >= 0.29 re-raises SIGTERM after its shutdown, so a
 process whose SIGTERM action is the default dies without running ``atexit``.
+
+Options: a directly built middleware raises ``MonaConfigError`` for a bad option, at
+start-up. Starlette and FastAPI build their middleware stack on the first call
+(``add_middleware``, ``middleware=[...]``), where raising would fail every request: there
+the error is logged once at ERROR, naming the option, and requests pass through
+unmonitored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -40,8 +50,16 @@ from ._runtime import process
 from ._util.log import Guard, logger
 from ._web.recorder import WebMonitor
 from ._web.routes import asgi_route, prepare_app
+from .errors import MonaConfigError
 
-__all__ = ["MonaASGIMiddleware", "MonaLifespan", "lifespan_wrapped", "lifespan_wrapper_built"]
+__all__ = [
+    "MonaASGIMiddleware",
+    "MonaLifespan",
+    "answer_lifespan",
+    "lifespan_answered",
+    "lifespan_wrapped",
+    "lifespan_wrapper_built",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,10 +82,18 @@ class MonaASGIMiddleware:
     >>> app = MonaASGIMiddleware(app, context_class="HELLO", handle_sigterm=False)
     """
 
+    monitor: WebMonitor | None  # None: an option error found on a call (passes through)
+
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         global _wrappers_built
         self.app = app
-        self.monitor = WebMonitor(options)
+        try:
+            self.monitor = WebMonitor(options)
+        except MonaConfigError as exc:
+            if not _built_during_a_call():
+                raise  # at start-up: the deployment stops, naming the option
+            _unusable_options(exc)
+            self.monitor = None
         _wrappers_built = True
         prepare_app(app)  # Quart's and Falcon's templates need a hook in the app
 
@@ -79,16 +105,16 @@ class MonaASGIMiddleware:
         return middleware
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        monitor = self.monitor
+        if scope["type"] != "http" or monitor is None:
             if scope["type"] == "lifespan":
                 await _Lifespan(self.app).run(scope, receive, send)
                 return
-            if scope["type"] == "websocket" and self.monitor.options.websockets:
+            if scope["type"] == "websocket" and monitor is not None and monitor.options.websockets:
                 await self._websocket(scope, receive, send)
                 return
-            await self.app(scope, receive, send)  # others: untouched
+            await self.app(scope, receive, send)  # others (or unusable options): untouched
             return
-        monitor = self.monitor
         path = scope.get("path", "")
         ctx = monitor.start(
             scope.get("method", "GET"), path, _header(scope) if monitor.reads_headers else None
@@ -129,7 +155,7 @@ class MonaASGIMiddleware:
             raise
         finally:
             self._close(ctx, scope, arrived, sent_at)
-            if self.monitor.flush_after:
+            if monitor.flush_after:
                 await _flush_off_loop()  # serverless: delivered before the app returns
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -139,7 +165,7 @@ class MonaASGIMiddleware:
         (1000 unless it says), or the client's ``websocket.disconnect`` (1005 unless it
         says); an app that raised after accepting gets 1011, what servers then send.
         """
-        monitor = self.monitor
+        monitor: Any = self.monitor  # set: __call__ passes everything through without one
         ctx = monitor.start("GET", scope.get("path", ""), _header(scope), websocket=True)
         if ctx is None:
             with passing_through():
@@ -184,16 +210,17 @@ class MonaASGIMiddleware:
         self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
     ) -> None:
         """Add the route and close; runs in ``finally``, so it must never raise."""
+        monitor: Any = self.monitor  # set: only a monitored request gets here
         try:  # guarded sites (see Guard): try is free on this path, a with is not
             state = ctx.request
             if state.route is None:  # one an inner layer set wins (Django Channels')
-                state.route = asgi_route(scope, *arrived, self.monitor.options.route_resolver)
+                state.route = asgi_route(scope, *arrived, monitor.options.route_resolver)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
         except Exception as exc:
             _ROUTE.caught(exc)
         try:
-            self.monitor.finish(ctx, flush=False)  # flushed off the loop by the caller
+            monitor.finish(ctx, flush=False)  # flushed off the loop by the caller
         except Exception as exc:
             _CLOSE.caught(exc)
 
@@ -207,8 +234,10 @@ class MonaLifespan:
     shutdown is the one moment left to send what the worker holds. This answers lifespan
     for the app when it does not speak it (its own lifespan runs when it does), flushes
     the exporter before ``lifespan.shutdown.complete``, and passes every other scope
-    through untouched. For Django, ``mona_middleware.django.asgi_application()`` is this
-    around ``get_asgi_application()``.
+    through untouched. Answering for an app that refuses lifespan is what this wrapper
+    is for, so that refusal is logged at DEBUG only (``MonaASGIMiddleware`` warns). For
+    Django, ``mona_middleware.django.asgi_application()`` is this around
+    ``get_asgi_application()``.
 
     >>> async def app(scope, receive, send): ...
     >>> application = MonaLifespan(app)
@@ -221,12 +250,26 @@ class MonaLifespan:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _Lifespan(self.app).run(scope, receive, send)
+            await _Lifespan(self.app, refusal_expected=True).run(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
+async def answer_lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run one lifespan session of ``app`` as ``MonaLifespan`` does: its own when it speaks
+    lifespan, answered for it when it refuses, flushed before ``shutdown.complete``."""
+    await _Lifespan(app, refusal_expected=True).run(scope, receive, send)
+
+
 _wrappers_built = False  # whether this process built a MonaLifespan or a MonaASGIMiddleware
+_lifespan_pid: int | None = None  # the process in which a server sent lifespan to one of ours
+# How an app says it handles no such scope when handed a lifespan one: a plain built-in
+# error, raised before it read anything (Django's and Channels' ValueError, an ``assert
+# scope["type"] == "http"``, a KeyError on ``scope["method"]``, ``RuntimeError("not
+# supported")``). The app's own exception classes, and I/O errors, are failures: those
+# propagate, and the server decides (Starlette's ``test_exception_in_middleware``).
+_REFUSALS = (ValueError, TypeError, LookupError, AssertionError, RuntimeError)
+_reported_options: set[str] = set()  # option errors already logged (once each)
 
 
 def lifespan_wrapped(app: Any) -> bool:
@@ -237,6 +280,50 @@ def lifespan_wrapped(app: Any) -> bool:
 def lifespan_wrapper_built() -> bool:
     """Whether this process built one (Django's middleware asks, under ASGI, once)."""
     return _wrappers_built
+
+
+def lifespan_answered() -> bool:
+    """Whether a server sent lifespan to one of ours in this process, so that its
+    shutdown flushes (Django's middleware asks at the first ASGI request)."""
+    return _lifespan_pid == os.getpid()
+
+
+def _refusal(exc: Exception) -> bool:
+    """Whether ``exc``, raised before the app read anything, says "no lifespan here"."""
+    return isinstance(exc, _REFUSALS) and type(exc).__module__ == "builtins"
+
+
+def _built_during_a_call() -> bool:
+    """Whether the middleware is being built inside an ASGI call: a framework building
+    its stack lazily (Starlette, FastAPI), on the first lifespan or request scope.
+
+    Any caller up the stack with ``(scope, receive, send)`` parameters is one; a bounded
+    walk, once per middleware built.
+    """
+    frame = sys._getframe(2)
+    for _ in range(64):
+        if frame is None:
+            return False
+        code = frame.f_code
+        count = code.co_argcount
+        if count >= 3 and code.co_varnames[count - 3 : count] == ("scope", "receive", "send"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _unusable_options(exc: MonaConfigError) -> None:
+    """Log an option error found on a call, once per error per process."""
+    message = str(exc)
+    if message in _reported_options or len(_reported_options) >= 100:
+        return
+    _reported_options.add(message)
+    logger.error(
+        "mona_middleware: MonaASGIMiddleware cannot monitor this app: %s. The framework "
+        "built its middleware on a call, where raising would fail every request, so "
+        "requests pass through unmonitored until the option is fixed",
+        message,
+    )
 
 
 def _single_error(exc: BaseException) -> BaseException:
@@ -287,15 +374,26 @@ async def _flush_off_loop() -> None:
 
 
 class _Lifespan:
-    """One lifespan session: the app's own, flushed at shutdown, or answered for it."""
+    """One lifespan session: the app's own, flushed at shutdown, or answered for it.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The app's failures are the server's to judge, as without us: one raised after it read
+    ``lifespan.startup`` (a database that is not there) propagates, so the server fails
+    the start-up (``--lifespan on``, test clients) or goes on without lifespan (``auto``).
+    Only a refusal before reading it (a plain built-in error, see ``_REFUSALS``) is
+    answered for the app.
+    """
+
+    def __init__(self, app: ASGIApp, refusal_expected: bool = False) -> None:
         self.app = app
+        self.refusal_expected = refusal_expected
         self.received: set[str] = set()
         self.sent: set[str] = set()
         self.flushed = False
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        global _lifespan_pid
+        _lifespan_pid = os.getpid()
+
         async def receive_noting() -> Message:
             message = await receive()
             self.received.add(message["type"])
@@ -309,14 +407,26 @@ class _Lifespan:
 
         try:
             await self.app(scope, receive_noting, send_flushing)
-        except Exception:
-            if self.answered_startup():
+        except Exception as exc:
+            if self.received or self.sent or not _refusal(exc):
                 if "lifespan.shutdown" in self.received:
                     await self.flush()  # the app failed in its shutdown: still send ours
                 raise
-            logger.debug("mona_middleware: the app does not support lifespan; answering it")
+            self.refused(exc)
         if not self.answered_startup():
             await self.answer(receive_noting, send)
+
+    def refused(self, exc: Exception) -> None:
+        if self.refusal_expected:
+            logger.debug("mona_middleware: the app does not speak lifespan; answering it")
+            return
+        logger.warning(
+            "mona_middleware: the app raised %s when handed the lifespan scope, before "
+            "reading lifespan.startup, so it does not speak lifespan: answering it for the "
+            "app, so that its shutdown flushes what it exported",
+            type(exc).__name__,
+            exc_info=exc,
+        )
 
     def answered_startup(self) -> bool:
         return bool(self.sent & {"lifespan.startup.complete", "lifespan.startup.failed"})

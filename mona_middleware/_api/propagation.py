@@ -157,7 +157,7 @@ def incoming_context(header: str | None) -> tuple[str, str] | None:
         reason = str(exc)
     except Exception:  # whatever the header held, the request goes on
         reason = "unreadable baggage header"
-    process.exporter().stats.add("incoming_contexts_ignored")
+    process.count("incoming_contexts_ignored")
     limited(
         30,
         f"incoming:{reason}",

@@ -4,18 +4,30 @@ The one module that knows both sides: the API asks it for the config and hands i
 closed contexts; it owns the exporter and tells it what only the process knows (the
 kill switch). Nothing here runs at import. The first context that closes creates the
 exporter from the environment; its threads and the ``atexit`` flush are set up then.
+
+Never on a running event loop: building the exporter and looking at the spool touch
+the file system (``abspath``, ``getcwd``, ``listdir``), which would stall every request
+the loop serves. A middleware built on a loop (Starlette builds its stack on the first
+call; uvicorn workers import the app on theirs) has that done on a thread, and what
+closes on the loop before it is ready waits in ``pending``, bounded, then goes to the
+exporter from that thread. Whatever cannot be taken is counted in ``stats()["dropped"]``
+by reason, never lost silently.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
+from collections import deque
 from typing import Any, NamedTuple
 
 from .._export.exporter import BatchExporter
+from .._export.prepare import message_count
 from .._util import forks
 from .._util.log import limited, logger, set_logger
+from .._util.stats import COUNTERS, ExportStats
 from ..config import MonaConfig, warn_not_applying
 from ..transports import JsonlFileTransport, create_transport
 from . import children, uwsgi_host
@@ -25,6 +37,7 @@ __all__ = [
     "Saved",
     "config",
     "configure",
+    "count",
     "current_exporter",
     "detach",
     "disabled",
@@ -47,10 +60,20 @@ class _State:
     exporter: BatchExporter | None = None
     watcher: ConfigFileWatcher | None = None
     hooks_installed = False
+    children_hooked = False
     lock = threading.RLock()
+    # Closed on an event loop before the exporter was built: a thread hands them over.
+    pending: deque[Any] = deque()
+    handing = threading.Lock()  # held while pending items go to the exporter
+    # Counts made before the exporter existed, folded into its stats once built.
+    early: ExportStats | None = None
+    builder: threading.Thread | None = None
 
 
 STATE = _State()
+# Not a drop reason of the exporter's own: the item never reached its queue.
+NOT_QUEUED = "could not be queued ({})"
+EXPORTER_FAILED = "the exporter could not be built"
 
 
 class Saved(NamedTuple):
@@ -59,6 +82,8 @@ class Saved(NamedTuple):
     config: MonaConfig | None
     exporter: BatchExporter | None
     pinned_transport: Any
+    pending: deque[Any] | None = None
+    early: ExportStats | None = None
 
 
 def config() -> MonaConfig:
@@ -73,14 +98,29 @@ def config() -> MonaConfig:
 
 
 def exporter() -> BatchExporter:
+    """The process's exporter, built here if need be (so never call it on a running
+    event loop: ``enqueue`` and ``count`` do not)."""
     current = STATE.exporter
     if current is None:
         with STATE.lock:
             if STATE.exporter is None:
-                STATE.exporter = _new_exporter(config())
-                _install_hooks()
+                built = _new_exporter(config())
+                _take_early(built)
+                STATE.exporter = built
             current = STATE.exporter
+        _install_hooks()
+    if STATE.pending:
+        _take_pending(current, wait=not on_event_loop())
     return current
+
+
+def on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop, where nothing may block.
+
+    asyncio is looked up, never imported: a process that never imported it runs no loop.
+    """
+    module = sys.modules.get("asyncio")
+    return module is not None and module._get_running_loop() is not None
 
 
 def _new_exporter(cfg: MonaConfig) -> BatchExporter:
@@ -115,16 +155,32 @@ def configure(**options: Any) -> MonaConfig:
         _activate(new_config)
         STATE.exporter = None
     if old is not None:
-        old.shutdown(old.config.shutdown_timeout)
+        if on_event_loop():  # its flush waits for the backend: not on the loop
+            threading.Thread(
+                target=old.shutdown, args=(old.config.shutdown_timeout,), name="mona-shutdown"
+            ).start()
+        else:
+            old.shutdown(old.config.shutdown_timeout)
     return new_config
 
 
 def resume_spool() -> bool:
-    """Start the exporter now if an earlier process left batches in the spool to resend.
+    """Build the exporter, and start it now if an earlier process left batches in the
+    spool to resend.
 
     Called when a middleware is set up, so a restarted app resends them even before
-    its first request. True when it started for that reason.
+    its first request. On a running event loop both are done on a thread (False then).
+    True when it started for that reason. The exit hooks are installed here, on the
+    caller's thread: the main thread may take SIGTERM, a helper thread may not.
     """
+    _install_hooks()
+    if on_event_loop():
+        _build_off_loop()
+        return False
+    return _resume_spool_here()
+
+
+def _resume_spool_here() -> bool:
     try:
         current = exporter()
         if current.spool is not None and current.spool.has_pending():
@@ -134,15 +190,180 @@ def resume_spool() -> bool:
     return False
 
 
+def _build_off_loop() -> None:
+    """Build the exporter (and look at the spool) on a thread: the loop goes on serving.
+
+    Not a daemon: an interpreter that exits waits for it (it is short), so what waits in
+    ``pending`` reaches the exporter before ``atexit`` flushes it.
+    """
+    builder = STATE.builder
+    if builder is not None and builder.is_alive():
+        return  # two racing starts build once: exporter() holds the lock
+    builder = threading.Thread(target=_resume_spool_here, name="mona-exporter-setup")
+    STATE.builder = builder
+    try:
+        builder.start()
+    except RuntimeError:  # at interpreter exit: whoever flushes takes the pending ones
+        STATE.builder = None
+
+
 def enqueue(item: Any) -> bool:
+    """Hand a closed context to the exporter; never raises, never blocks an event loop
+    for the exporter's sake. False when it was not taken (then it is counted)."""
     current = STATE.exporter  # every closing context comes here: no extra call
-    return (current or exporter()).enqueue(item)
+    if current is None:
+        current = _exporter_for(item)
+        if current is None:
+            return _pend(item)
+    try:
+        return current.enqueue(item)
+    except Exception as exc:
+        return _not_taken(current, item, exc)
 
 
 def enqueue_explicit(batch: Any) -> bool:
     """One chunk of ``export_batch``; waits while earlier chunks fill the queue."""
     current = STATE.exporter
-    return (current or exporter()).enqueue_explicit(batch)
+    if current is None:
+        current = _exporter_for(batch)
+        if current is None:
+            return _pend(batch)
+    try:
+        return current.enqueue_explicit(batch)
+    except Exception as exc:
+        return _not_taken(current, batch, exc)
+
+
+def _exporter_for(item: Any) -> BatchExporter | None:
+    """The exporter, built here unless this thread runs an event loop (None then)."""
+    if on_event_loop():
+        return None
+    try:
+        return exporter()
+    except Exception as exc:
+        _count_lost(item, EXPORTER_FAILED, exc)
+        return None
+
+
+def _exporter_or_count_pending() -> BatchExporter | None:
+    """At exit or flush: the exporter for what waits in ``pending``; if it cannot be
+    built, those are counted."""
+    try:
+        return exporter()
+    except Exception as exc:
+        while STATE.pending:
+            try:
+                _count_lost(STATE.pending.popleft(), EXPORTER_FAILED, exc)
+            except IndexError:
+                break
+        return None
+
+
+def _pend(item: Any) -> bool:
+    """Keep ``item`` for the exporter a thread is building; counted when full."""
+    _install_hooks()  # on this thread: a helper thread may not take SIGTERM
+    pending = STATE.pending
+    current_config = STATE.config
+    limit = current_config.queue_size if current_config is not None else 10_000
+    if len(pending) >= limit:
+        _early().drop("queue full", message_count([item]))
+        return False
+    pending.append(item)
+    _build_off_loop()
+    current = STATE.exporter
+    if current is not None:  # built meanwhile, maybe after its builder took the pending
+        _take_pending(current, wait=False)
+    return True
+
+
+def _take_pending(current: BatchExporter, wait: bool = True) -> None:
+    """Hand what waited for the exporter over to it, in order, under ``handing``: a flush
+    waits for the hand-over, so its marker never overtakes them. On a loop (``wait``
+    False) a hand-over under way elsewhere takes this thread's items too: the holder
+    looks again after letting go."""
+    pending, handing = STATE.pending, STATE.handing
+    while pending:
+        if not handing.acquire(wait):
+            return
+        try:
+            while True:
+                try:
+                    item = pending.popleft()
+                except IndexError:
+                    break
+                try:
+                    if isinstance(item, list):  # an export_batch chunk
+                        current.enqueue_explicit(item)
+                    else:
+                        current.enqueue(item)
+                except Exception as exc:
+                    _not_taken(current, item, exc)
+        finally:
+            handing.release()
+
+
+def _not_taken(current: BatchExporter, item: Any, exc: Exception) -> bool:
+    """``enqueue`` raised (it should not): count the item unless it stayed queued.
+
+    Only the taker of a queued item accounts for it: withdrawn here, it is counted
+    here; already taken by the batcher, it is sent and counted there.
+    """
+    if current.admission.withdraw(item):
+        _count_lost(item, NOT_QUEUED.format(type(exc).__name__), exc, current.stats)
+    return False
+
+
+def _count_lost(item: Any, reason: str, exc: Exception, stats: ExportStats | None = None) -> None:
+    try:
+        amount = message_count([item])
+    except Exception:
+        amount = 1
+    (stats or _early()).drop(reason, amount)
+    limited(
+        40,
+        f"lost:{reason}",
+        "mona_middleware: %d message(s) dropped: %s",
+        amount,
+        reason,
+        exc_info=exc,
+    )
+
+
+def _early() -> ExportStats:
+    early = STATE.early
+    if early is None:
+        early = STATE.early = ExportStats()
+    return early
+
+
+def _take_early(built: BatchExporter) -> None:
+    """Fold what was counted before ``built`` existed into its stats."""
+    early, STATE.early = STATE.early, None
+    if early is None:
+        return
+    counted = early.snapshot()
+    for name in COUNTERS:
+        if counted[name]:
+            built.stats.add(name, counted[name])
+    for reason, amount in counted["dropped"].items():
+        built.stats.drop(reason, amount)
+
+
+def count(name: str, amount: int = 1) -> None:
+    """Add to one of ``stats()``'s counters from anywhere, an event loop included (where
+    no exporter is built: the count waits in ``early`` for it)."""
+    current = STATE.exporter
+    if current is None and not on_event_loop():
+        try:
+            current = exporter()
+        except Exception as exc:
+            limited(40, "count:build", "mona_middleware: %s", EXPORTER_FAILED, exc_info=exc)
+    if current is None:
+        _early().add(name, amount)
+        if on_event_loop():
+            _build_off_loop()
+    else:
+        current.stats.add(name, amount)
 
 
 def _activate(new_config: MonaConfig) -> None:
@@ -171,17 +392,17 @@ def switched_off() -> bool:
 
 
 def count_refused(reason: str) -> None:
-    exporter().stats.add("exports_refused")
+    count("exports_refused")
 
 
 def count_sampled_out() -> None:
-    exporter().stats.add("contexts_sampled_out")
+    count("contexts_sampled_out")
 
 
 def export_outside_context() -> bool:
     if switched_off():
         return False  # switched off on purpose: nothing to warn about
-    exporter().stats.add("exports_outside_context")
+    count("exports_outside_context")
     limited(
         30,
         "outside_context",
@@ -194,11 +415,21 @@ def export_outside_context() -> bool:
 def flush(timeout: float = 5.0) -> bool:
     """Send everything exported so far; True when the backend answered it all in time."""
     current = STATE.exporter
-    return True if current is None else current.flush(timeout)
+    if current is None and STATE.pending:
+        current = _exporter_or_count_pending()  # what closed on a loop waits for it
+    if current is None:
+        return True
+    if STATE.pending or STATE.handing.locked():
+        _take_pending(current)  # handed over before the flush marker, never after
+        with STATE.handing:
+            pass
+    return current.flush(timeout)
 
 
 def shutdown(timeout: float | None = None) -> bool:
     """Flush and stop the exporter; a later export starts a new one."""
+    if STATE.exporter is None and STATE.pending:
+        _exporter_or_count_pending()
     with STATE.lock:
         current, STATE.exporter = STATE.exporter, None
     if current is None:
@@ -207,7 +438,17 @@ def shutdown(timeout: float | None = None) -> bool:
 
 
 def stats() -> dict[str, Any]:
-    """Counters of the current exporter: sent, failed, dropped by reason, queued."""
+    """Counters of the current exporter: sent, failed, dropped by reason, queued.
+
+    On an event loop before the exporter is built, what was counted so far (it is built
+    on a thread meanwhile).
+    """
+    if STATE.exporter is None and on_event_loop():
+        _build_off_loop()
+        data = (STATE.early or ExportStats()).snapshot()
+        data.update(queued=len(STATE.pending), in_flight=0, spool=None, state="new")
+        data["transport"] = None
+        return data
     return exporter().snapshot()
 
 
@@ -223,15 +464,20 @@ def detach() -> Saved:
     result to ``restore`` to put them back.
     """
     with STATE.lock:
-        saved = Saved(STATE.config, STATE.exporter, STATE.pinned_transport)
-        STATE.config = STATE.exporter = STATE.pinned_transport = None
+        saved = Saved(
+            STATE.config, STATE.exporter, STATE.pinned_transport, STATE.pending, STATE.early
+        )
+        STATE.config = STATE.exporter = STATE.pinned_transport = STATE.early = None
+        STATE.pending = deque()
     return saved
 
 
 def restore(saved: Saved) -> None:
     """Put back what ``detach`` set aside (the current exporter is not shut down here)."""
     with STATE.lock:
-        STATE.config, STATE.exporter, STATE.pinned_transport = saved
+        STATE.config, STATE.exporter, STATE.pinned_transport = saved[:3]
+        STATE.pending = deque() if saved.pending is None else saved.pending
+        STATE.early = saved.early
 
 
 def pin_transport(transport: Any) -> None:
@@ -241,6 +487,8 @@ def pin_transport(transport: Any) -> None:
 
 def _atexit() -> None:
     current = STATE.exporter
+    if current is None and STATE.pending:
+        current = _exporter_or_count_pending()  # closed on a loop before the build
     if current is not None and current.pid == os.getpid():  # not a parent's, inherited
         current.shutdown(current.config.shutdown_timeout)
 
@@ -255,6 +503,10 @@ def _drain() -> None:
 @forks.after_fork_in_child
 def _renew() -> None:
     STATE.lock = threading.RLock()
+    STATE.builder = None  # its thread did not survive the fork; pending is the parent's
+    STATE.pending = deque()
+    STATE.handing = threading.Lock()
+    STATE.early = None
     current = STATE.exporter
     if current is not None:
         current.after_fork()
@@ -264,9 +516,20 @@ def _renew() -> None:
 
 
 def _install_hooks() -> None:
-    if STATE.hooks_installed:
-        return
-    STATE.hooks_installed = True
-    atexit.register(_atexit)
-    children.install(_atexit, _drain)  # multiprocessing children leave with os._exit
-    uwsgi_host.install_atexit(_atexit)  # uWSGI workers may leave without running atexit
+    """Once per process, on the thread that first needs them; never raises.
+
+    On an event loop, in a process that has not imported ``multiprocessing`` (importing
+    it reads the working directory), the ``multiprocessing`` hooks wait for the thread
+    that builds the exporter: such a process is no ``multiprocessing`` child, so nothing
+    in them needs this thread's signals.
+    """
+    try:
+        if not STATE.hooks_installed:
+            STATE.hooks_installed = True
+            atexit.register(_atexit)
+            uwsgi_host.install_atexit(_atexit)  # uWSGI workers may leave without atexit
+        if not STATE.children_hooked and ("multiprocessing" in sys.modules or not on_event_loop()):
+            STATE.children_hooked = True
+            children.install(_atexit, _drain)  # multiprocessing children leave with os._exit
+    except Exception:
+        logger.exception("mona_middleware: could not install the exit hooks")

@@ -10,13 +10,16 @@ mona_middleware.E003    an adapter option's value is invalid (named, with what i
 mona_middleware.E004    the exporter's options are invalid (credentials, numbers...)
 mona_middleware.W001    ``MonaMiddleware`` is not first in ``MIDDLEWARE``
 mona_middleware.W002    the app is installed but ``MonaMiddleware`` is not in ``MIDDLEWARE``
-mona_middleware.W003    an ASGI application without ``asgi_application()`` / ``MonaLifespan``
+mona_middleware.W003    an ASGI application that lifespan does not reach us through
 ======================  ==================================================================
 
 W003 looks at ``settings.ASGI_APPLICATION`` (Channels, Daphne's runserver) without
-importing it (that would build the middleware and start the exporter). Under uvicorn or
-gunicorn no check runs, so the middleware logs the same W003 at the first ASGI request
-when no wrapper of ours was built in the process (see :func:`asgi_warning`).
+importing it (that would build the middleware and start the exporter): Django's own
+``get_asgi_application()`` answers lifespan once ``MonaMiddleware`` is built into it, one
+of our wrappers does too; a router in front of Django (``ProtocolTypeRouter``) refuses
+it. Under uvicorn or gunicorn no check runs, so the middleware logs the same W003 at the
+first ASGI request, once per process, when no lifespan reached one of ours by then (see
+:func:`asgi_warning`).
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from ..asgi import lifespan_wrapped
+from .asgi import answers_lifespan
 from .conf import settings_problems
 
 __all__ = ["MIDDLEWARE_PATH", "asgi_warning", "check_asgi", "check_middleware", "check_settings"]
 
 MIDDLEWARE_PATH = "mona_middleware.django.MonaMiddleware"
 _WRAPPERS = frozenset({"asgi_application", "MonaLifespan", "MonaASGIMiddleware"})
+_DJANGO_APP = "get_asgi_application"  # answers lifespan with MonaMiddleware in it
 _ASGI_HINT = (
     "in asgi.py: `application = mona_middleware.django.asgi_application()` (or wrap your "
     "router: `MonaLifespan(ProtocolTypeRouter(...))`, from mona_middleware.asgi), so each "
@@ -110,7 +114,7 @@ def _wrapped(target: str) -> bool:
     module_name, _, attr = target.rpartition(".")
     loaded = sys.modules.get(module_name)
     if loaded is not None and hasattr(loaded, attr):
-        return lifespan_wrapped(getattr(loaded, attr))
+        return answers_lifespan(getattr(loaded, attr))
     try:
         spec = importlib.util.find_spec(module_name)
         origin = spec.origin if spec is not None else None
@@ -134,7 +138,13 @@ def _wrapped(target: str) -> bool:
             values.append(node.value)
     if not values:
         return True  # no plain assignment we can read: say nothing rather than guess
+    if _in_middleware() and any(_DJANGO_APP in _names(value) for value in values):
+        return True  # Django's own handler, lifespan answered by the middleware built in it
     return any(_names(call) & _WRAPPERS for value in values for call in ast.walk(value))
+
+
+def _in_middleware() -> bool:
+    return MIDDLEWARE_PATH in [str(path) for path in getattr(settings, "MIDDLEWARE", None) or ()]
 
 
 def _names(node: ast.AST) -> set[str]:

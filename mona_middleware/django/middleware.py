@@ -7,10 +7,16 @@ The context opens before the rest of the chain runs (so ``export()`` in any view
 or async, finds it) and closes when the response has been sent (see ``closing``). Django
 turns exceptions into responses inside the chain, so the exception type comes from
 ``process_exception`` and ``got_request_exception``, and the status from the response.
+
+Built into Django's ``ASGIHandler`` (a server's, not a test client's), it makes that
+handler answer lifespan, so each worker flushes at the server's lifespan shutdown (see
+``asgi``); W003 is logged once per process when no lifespan reached us by the first
+request.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +29,8 @@ from django.http import HttpRequest
 from .._api.context import MonaContext, passing_through
 from .._util.log import Guard, logger
 from .._web.recorder import RequestState, WebMonitor
-from ..asgi import lifespan_wrapper_built
+from ..asgi import lifespan_answered
+from .asgi import answer_lifespan_in, building_handler
 from .closing import close_after_sending
 from .conf import build_monitor
 
@@ -31,6 +38,8 @@ __all__ = ["MonaMiddleware", "route_template"]
 
 _REQUEST_ATTR = "_mona_context"
 _FOLLOW = Guard("could not follow the response; its context closes now")
+_LIFESPAN = Guard("could not make Django's ASGI handler answer lifespan")
+_warned_pid: int | None = None  # the process that logged W003 at run time
 GetResponse = Callable[[HttpRequest], Any]
 
 
@@ -53,9 +62,17 @@ class MonaMiddleware:
         if not self.monitor.options.enabled:
             raise MiddlewareNotUsed("mona_middleware: disabled by settings.MONA['enabled']")
         self._is_async = iscoroutinefunction(get_response)
-        self._asgi_unchecked = self._is_async  # W003, once, at the first ASGI request
+        served = False  # built into a server's ASGI handler (not a test client's)
         if self._is_async:
             markcoroutinefunction(self)
+            with _LIFESPAN:
+                from django.core.handlers.asgi import ASGIHandler
+
+                handler = building_handler()
+                if isinstance(handler, ASGIHandler):
+                    answer_lifespan_in(handler)
+                    served = True
+        self._asgi_unchecked = served  # W003 at the first request, once per process
         # Exceptions raised outside the view (in another middleware) reach Django's 500
         # handler without passing process_exception; this signal sees those too.
         got_request_exception.connect(_record_uncaught, dispatch_uid=__name__)
@@ -149,17 +166,22 @@ def route_template(request: HttpRequest) -> str | None:
 
 
 def _warn_without_lifespan() -> None:
-    """W003 at run time: no system check runs under uvicorn or gunicorn.
+    """W003 at run time (no system check runs under uvicorn or gunicorn), once per process.
 
-    By the first request the server has loaded ``asgi.py`` whole, so a wrapper of ours
-    around Django's application has been built by then if there is one.
+    Servers that speak lifespan send it before the first request: none having reached
+    one of ours by then, nothing flushes when the server stops this worker (lifespan
+    off, or a router in front of Django that refuses it).
     """
+    global _warned_pid
+    if _warned_pid == os.getpid() or lifespan_answered():
+        return
+    _warned_pid = os.getpid()
     from django.conf import settings
 
     from .checks import asgi_warning
 
     silenced = getattr(settings, "SILENCED_SYSTEM_CHECKS", ()) or ()
-    if not lifespan_wrapper_built() and "mona_middleware.W003" not in silenced:
+    if "mona_middleware.W003" not in silenced:
         logger.warning("%s", asgi_warning("Django's ASGI application"))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
@@ -191,3 +192,75 @@ def test_mona_lifespan_runs_the_apps_own_lifespan(held):
     answers = asyncio.run(serve_one_request(app, held))
     assert events == ["startup", "shutdown"]
     assert answers == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
+
+
+class MiddlewareException(Exception):
+    pass
+
+
+class BrokenMiddleware:
+    """Starlette's ``test_exception_in_middleware``: it fails on every call."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        raise MiddlewareException()
+
+
+def test_a_middleware_failing_on_every_call_fails_the_start_as_without_us(held):
+    # Starlette's own test_exception_in_middleware, with ours added as the README says
+    # (outermost) and wrapped around the app directly: the failure is the app's, not a
+    # refusal of lifespan, so the test client still sees it.
+    added = Starlette(middleware=[Middleware(BrokenMiddleware)])
+    added.add_middleware(MonaASGIMiddleware, handle_sigterm=False)
+    for app in (added, MonaASGIMiddleware(BrokenMiddleware(None), handle_sigterm=False)):
+        with pytest.raises(MiddlewareException), TestClient(app):
+            pass  # pragma: no cover
+
+
+def test_an_app_failing_after_reading_startup_fails_its_start_as_without_us(held):
+    """It read ``lifespan.startup`` and raised without answering (its database is not
+    there): no answer from us, the exception reaches the server, which decides."""
+
+    async def no_database(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            raise ConnectionError("database unreachable")
+        await no_lifespan(scope, receive, send)
+
+    async def run() -> bool:
+        driver = LifespanDriver(MonaASGIMiddleware(no_database, handle_sigterm=False), held)
+        driver.task = asyncio.ensure_future(
+            driver.app({"type": "lifespan"}, driver.inbox.get, driver.send)
+        )
+        await driver.inbox.put({"type": "lifespan.startup"})
+        with pytest.raises(ConnectionError, match="database unreachable"):
+            await asyncio.wait_for(driver.task, 10)
+        return driver.answers.empty()
+
+    assert asyncio.run(run())  # nothing answered startup.complete for it
+    no_database_app = MonaASGIMiddleware(no_database, handle_sigterm=False)
+    with pytest.raises(ConnectionError), TestClient(no_database_app):
+        pass  # pragma: no cover
+
+
+def test_an_app_refusing_lifespan_is_answered_with_a_warning_naming_the_error(held, caplog):
+    caplog.set_level(logging.DEBUG, logger="mona_middleware")
+    app = MonaASGIMiddleware(no_lifespan, handle_sigterm=False)
+    answers = asyncio.run(serve_one_request(app, held))
+    assert answers == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
+    (warned,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "AssertionError" in warned.getMessage() and "lifespan" in warned.getMessage()
+    assert warned.exc_info is not None and warned.exc_info[0] is AssertionError
+
+
+def test_mona_lifespan_answers_a_refusal_quietly_it_is_what_it_is_for(held, caplog):
+    caplog.set_level(logging.DEBUG, logger="mona_middleware")
+    driver_answers = asyncio.run(serve_one_request(MonaLifespan(no_lifespan), held))
+    assert [kind for kind, _ in driver_answers] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    lifespan_logs = [r for r in caplog.records if "lifespan" in r.getMessage()]
+    assert lifespan_logs and all(r.levelno == logging.DEBUG for r in lifespan_logs)

@@ -145,3 +145,40 @@ def test_uvicorn_lifespan_on_with_an_app_that_has_no_lifespan(mona_server):
     contexts = mona_server.contexts()
     assert sorted(fields["raw"] for fields in contexts.values()) == [f"/raw/{n}" for n in range(5)]
     assert {key[0] for key in contexts} == {"RAW_ASGI"}
+
+
+def test_an_app_whose_start_up_fails_does_not_start_under_lifespan_on(mona_server):
+    """Its start-up failed after reading ``lifespan.startup``: uvicorn fails the start as
+    it would without us (we used to answer ``startup.complete`` for it)."""
+    app = "tests.asgi.misconfigured_apps:no_database"
+    with uvicorn(app, mona_env(mona_server), "--lifespan", "on") as server:
+        code = server.process.wait(timeout=30)
+        output = server.process.communicate()[0]
+    assert code != 0, output
+    assert "Application startup failed" in output and "database unreachable" in output
+
+
+@pytest.mark.parametrize(
+    ("app", "option", "closest"),
+    [
+        ("typo_fastapi", "contextclass", "context_class"),
+        ("typo_starlette", "batch_sise", "batch_size"),
+    ],
+)
+def test_an_option_error_found_on_the_first_call_never_fails_a_request(
+    mona_server, app, option, closest
+):
+    """``add_middleware(MonaASGIMiddleware, contextclass=...)``: Starlette builds the stack
+    on its first call, where raising would answer 500 to every request. Logged once at
+    ERROR, naming the option and the closest valid one; requests pass through."""
+    with uvicorn(f"tests.asgi.misconfigured_apps:{app}", mona_env(mona_server)) as server:
+        path = "/items/3" if app == "typo_fastapi" else "/"
+        server.wait_ready(path)
+        for _ in range(5):
+            assert requests.get(server.url + path, timeout=5).status_code == 200
+        assert server.stop() in STOPPED, server.output
+    errors = [line for line in server.output.splitlines() if "cannot monitor this app" in line]
+    assert len(errors) == 1, server.output
+    assert f"'{option}'" in errors[0] and f"did you mean '{closest}'?" in errors[0]
+    assert " 500 " not in server.output and "Traceback" not in server.output
+    assert mona_server.contexts() == {}  # unmonitored, as the log says

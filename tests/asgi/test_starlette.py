@@ -134,7 +134,10 @@ def test_a_failing_hook_never_breaks_the_request(memory, caplog):
 
 
 def test_unknown_option_fails_at_start_naming_it():
-    with pytest.raises(mona.MonaConfigError, match="context_klass"):
+    # Built directly (at import, or by uvicorn loading the app): raised at start-up.
+    with pytest.raises(
+        mona.MonaConfigError, match=r"'context_klass' \(did you mean 'context_class'"
+    ):
         MonaASGIMiddleware(make_app(), context_klass="X")
 
 
@@ -203,3 +206,18 @@ def test_an_excluded_request_does_not_export_into_a_context_a_server_leaked(memo
     assert asyncio.run(request_in_a_leaky_task()) == b"False"  # no context to export into
     assert mona.flush(5)
     assert memory.contexts() == {("LEAKED", "leak"): {"after": "request"}}
+
+
+def test_an_option_error_found_on_a_call_passes_requests_through_logged_once(memory, caplog):
+    """Starlette builds ``add_middleware``'s stack at its first call: raising there would
+    answer 500 to every request of every client."""
+    caplog.set_level(logging.WARNING, logger="mona_middleware")
+    for _ in range(2):  # a second app with the same mistake: still logged once
+        app = Starlette(routes=ROUTES)
+        app.add_middleware(MonaASGIMiddleware, contextclass="SHOP_API", handle_sigterm=False)
+        with TestClient(app) as client:
+            assert [client.get(f"/items/{n}").status_code for n in range(3)] == [200] * 3
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "'contextclass' (did you mean 'context_class'?)" in error.getMessage()
+    assert "pass through unmonitored" in error.getMessage()
+    assert mona.flush(5) and memory.contexts() == {}

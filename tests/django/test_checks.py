@@ -17,9 +17,11 @@ from django.core.management.base import SystemCheckError
 from django.test import AsyncClient, override_settings
 
 import mona_middleware.asgi as mona_asgi
+import mona_middleware.django.middleware as mona_middleware
 from mona_middleware.django import asgi_application
 
 from .conftest import BASE_MONA, MONA_MIDDLEWARE
+from .helpers import get
 
 COMMON = "django.middleware.common.CommonMiddleware"
 
@@ -97,47 +99,99 @@ def test_a_check_can_be_silenced():
 
 
 @pytest.mark.parametrize(
-    ("source", "warned"),
+    ("source", "middleware", "warned"),
     [
+        # Django's own handler answers lifespan once MonaMiddleware is built into it.
         ("from django.core.asgi import get_asgi_application\n"
-         "application = get_asgi_application()\n", True),
+         "application = get_asgi_application()\n", [MONA_MIDDLEWARE, COMMON], False),
+        ("from django.core.asgi import get_asgi_application\n"
+         "application = get_asgi_application()\n", [COMMON], True),
+        # A router in front of it refuses lifespan before Django sees it.
+        ("from django.core.asgi import get_asgi_application\n"
+         "from channels.routing import ProtocolTypeRouter\n"
+         "application = ProtocolTypeRouter({'http': get_asgi_application()})\n",
+         [MONA_MIDDLEWARE, COMMON], True),
         ("from mona_middleware.django import asgi_application\n"
-         "application = asgi_application()\n", False),
+         "application = asgi_application()\n", [MONA_MIDDLEWARE, COMMON], False),
         ("import mona_middleware.asgi\n"
          "from channels.routing import ProtocolTypeRouter\n"
          "application = ProtocolTypeRouter({})\n"
-         "application = mona_middleware.asgi.MonaLifespan(application)\n", False),
+         "application = mona_middleware.asgi.MonaLifespan(application)\n",
+         [MONA_MIDDLEWARE, COMMON], False),
     ],
 )  # fmt: skip
-def test_an_asgi_application_without_our_lifespan_is_a_warning(
-    tmp_path, monkeypatch, source, warned
+def test_an_asgi_application_that_lifespan_does_not_reach_us_through_is_a_warning(
+    tmp_path, monkeypatch, source, middleware, warned
 ):
     # Read, not imported: importing it would build the middleware (and the exporter).
     (tmp_path / "project_asgi.py").write_text(textwrap.dedent(source))
     monkeypatch.syspath_prepend(str(tmp_path))
-    with override_settings(MONA=BASE_MONA, ASGI_APPLICATION="project_asgi.application"):
+    with override_settings(
+        MONA=BASE_MONA, ASGI_APPLICATION="project_asgi.application", MIDDLEWARE=middleware
+    ):
         report = check()
     assert ("mona_middleware.W003" in report) is warned, report
     if warned:
         assert "asgi_application()" in report and "MonaLifespan(" in report
 
 
-def test_under_an_asgi_server_the_middleware_warns_once_without_our_wrapper(
-    memory, monkeypatch, caplog
-):
-    # No check runs under uvicorn: the first ASGI request logs the same W003.
-    monkeypatch.setattr(mona_asgi, "_wrappers_built", False)
+def w003(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "mona_middleware.W003" in r.getMessage()]
+
+
+def test_the_test_clients_handler_never_logs_w003(memory, monkeypatch, caplog):
+    monkeypatch.setattr(mona_middleware, "_warned_pid", None)
+    monkeypatch.setattr(mona_asgi, "_lifespan_pid", None)
     caplog.set_level(logging.WARNING, logger="mona_middleware")
 
     async def requests(n: int) -> list[int]:
-        client = AsyncClient()
+        client = AsyncClient()  # a handler of its own, per client
         return [(await client.get(f"/items/{i}")).status_code for i in range(n)]
 
     with override_settings(MONA=BASE_MONA):
-        assert asyncio.run(requests(2)) == [200, 200]
-        warned = [r for r in caplog.records if "mona_middleware.W003" in r.getMessage()]
-        assert len(warned) == 1 and "HINT:" in warned[0].getMessage()
-        caplog.clear()
-        asgi_application()  # what asgi.py builds before the server's first request
-        assert asyncio.run(requests(1)) == [200]
-    assert not [r for r in caplog.records if "W003" in r.getMessage()]
+        for _ in range(3):
+            assert asyncio.run(requests(2)) == [200, 200]
+    assert w003(caplog) == []
+
+
+def test_a_servers_handler_without_lifespan_logs_w003_once_per_process(memory, monkeypatch, caplog):
+    # No check runs under uvicorn: the first ASGI request logs the same W003, when no
+    # lifespan reached one of ours before it (lifespan off, a router refusing it).
+    from django.core.asgi import get_asgi_application
+
+    monkeypatch.setattr(mona_middleware, "_warned_pid", None)
+    monkeypatch.setattr(mona_asgi, "_lifespan_pid", None)
+    caplog.set_level(logging.WARNING, logger="mona_middleware")
+    with override_settings(MONA=BASE_MONA):
+        for n in range(3):  # three handlers (as three asgi.py imports would build)
+            sent = asyncio.run(get(get_asgi_application(), f"/items/{n}"))
+            assert sent[0]["status"] == 200
+    (warned,) = w003(caplog)
+    assert "HINT:" in warned.getMessage()
+
+
+def test_a_servers_handler_that_lifespan_reached_logs_no_w003(memory, monkeypatch, caplog):
+    from django.core.asgi import get_asgi_application
+
+    from ..asgi.helpers import LifespanDriver
+
+    monkeypatch.setattr(mona_middleware, "_warned_pid", None)
+    monkeypatch.setattr(mona_asgi, "_lifespan_pid", None)
+    caplog.set_level(logging.DEBUG, logger="mona_middleware")
+
+    async def serve(application) -> list:
+        driver = LifespanDriver(application, memory)
+        answers = [(await driver.startup())[0]]
+        assert (await get(application, "/items/1"))[0]["status"] == 200
+        answers.append((await driver.shutdown())[0])
+        return answers
+
+    with override_settings(MONA=BASE_MONA):
+        for application in (get_asgi_application(), asgi_application()):
+            assert asyncio.run(serve(application)) == [
+                "lifespan.startup.complete",
+                "lifespan.shutdown.complete",
+            ]
+    assert w003(caplog) == []
+    # Django's refusal is expected there: answered without a warning.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

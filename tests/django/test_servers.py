@@ -154,3 +154,41 @@ def test_asgi_worker_processes_deliver_every_context_on_sigterm(mona_server, ser
         assert mona_server.messages() == []
         assert process.stop() in (0, -signal.SIGTERM), process.output
     assert_received(mona_server, expected)
+
+
+STOCK_ASGI_APP = "tests.django.stock_asgi:application"
+
+
+@pytest.mark.parametrize(
+    "server",
+    ["uvicorn --workers 2", "gunicorn --preload -k UvicornWorker"],
+)
+def test_the_stock_asgi_py_delivers_every_context_on_sigterm(mona_server, server):
+    """Only ``MIDDLEWARE`` edited: Django's own handler, which refuses lifespan, answers
+    it once ``MonaMiddleware`` is built into it, so each worker flushes at the lifespan
+    shutdown, after its last ``response.close()``. SIGTERM follows the last response at
+    once."""
+    env = mona_env(mona_server)
+    if server.startswith("uvicorn"):
+        process = uvicorn(STOCK_ASGI_APP, env, "--workers", "2")
+    else:
+        pytest.importorskip("uvicorn.workers")
+        process = gunicorn(STOCK_ASGI_APP, env, "--preload", "-k", "uvicorn.workers.UvicornWorker")
+    with process:
+        process.wait_ready("/health")
+        expected = send_requests(process.url, 20)
+        assert process.stop() in (0, -signal.SIGTERM), process.output
+    assert_received(mona_server, expected)
+    assert "W003" not in process.output and "Traceback" not in process.output
+
+
+def test_without_lifespan_each_worker_says_so_once(mona_server):
+    """``--lifespan off``: nothing can flush these workers when uvicorn stops them, and
+    W003 says so, at most once per worker process however many requests it serves."""
+    env = mona_env(mona_server)
+    with uvicorn(STOCK_ASGI_APP, env, "--workers", "2", "--lifespan", "off") as process:
+        process.wait_ready("/health")
+        send_requests(process.url, 10)
+        process.stop()
+    warned = process.output.count("(mona_middleware.W003)")
+    assert 1 <= warned <= 2, process.output

@@ -29,8 +29,6 @@ def test_configure_replaces_a_running_exporter_without_losing_its_data(memory, c
     assert second.contexts() == {("NEW", "2"): {"b": 2}}
 
 
-
-
 def run_python(code: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -100,3 +98,94 @@ def test_no_credentials_means_a_jsonl_file_announced_once(tmp_path, caplog):
     assert [m["contextId"] for m in lines] == ["r0", "r1", "r0"]
     assert caplog.text.count(str(path)) >= 1
     assert caplog.text.count("no Mona credentials") == 1
+
+
+def test_contexts_closed_on_a_loop_before_the_exporter_exists_arrive_or_are_counted():
+    """On an event loop the exporter is built on a thread; what closes meanwhile waits in
+    ``pending`` (as deep as the queue), then goes to it. Each id arrives or is counted."""
+    import asyncio
+    import threading
+
+    from mona_middleware._runtime import process
+
+    transport = mona.transports.InMemoryTransport()
+    mona.configure(transport=transport, queue_size=8, flush_interval=0.05)
+    assert process.current_exporter() is None  # built at first use
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # the builder waits for it: a build that takes its time
+        with process.STATE.lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(10)
+
+    async def close_contexts() -> tuple[bool, int, dict]:
+        for n in range(20):
+            with mona.context("ON_LOOP", context_id=f"id-{n}"):
+                mona.export({"n": n})
+        # Still no exporter: 8 wait for it, 12 found no room and were counted.
+        return process.current_exporter() is None, len(process.STATE.pending), mona.stats()
+
+    try:
+        unbuilt, waiting, stats = asyncio.run(close_contexts())
+    finally:
+        release.set()
+        holder.join(10)
+    assert (unbuilt, waiting, stats["queued"], stats["dropped"]) == (
+        True, 8, 8, {"queue full": 12}
+    )  # fmt: skip
+    assert mona.flush(5)
+    delivered = {key[1] for key in transport.contexts()}
+    assert delivered == {f"id-{n}" for n in range(8)}
+    assert mona.stats()["dropped"] == {"queue full": 12}  # folded into the exporter's
+
+
+def test_what_enqueue_could_not_take_is_counted_never_lost_silently(memory, monkeypatch):
+    from mona_middleware._runtime import process
+
+    exporter = process.exporter()
+
+    def broken(item: object) -> bool:  # fails once the item is queued (a bug of ours)
+        raise RuntimeError("cannot start")
+
+    monkeypatch.setattr(exporter.admission, "not_open", broken)
+    with mona.context("LOST", context_id="1"):
+        mona.export({"a": 1, "b": 2})
+    assert mona.stats()["dropped"] == {"could not be queued (RuntimeError)": 1}
+    assert exporter.admission.depth() == 0  # taken back: counted once, never also sent
+
+
+def test_the_exporter_is_never_built_on_a_running_loop(monkeypatch):
+    """The middleware's set-up and the first close happen on the loop; the exporter, its
+    transport and its spool are made on another thread."""
+    import asyncio
+    import threading
+
+    from mona_middleware._runtime import process
+    from mona_middleware.asgi import MonaASGIMiddleware
+
+    built_on = []
+    original = process._new_exporter
+
+    def noting(cfg):
+        built_on.append(threading.current_thread())
+        return original(cfg)
+
+    monkeypatch.setattr(process, "_new_exporter", noting)
+    transport = mona.transports.InMemoryTransport()
+    mona.configure(transport=transport)
+
+    async def on_the_loop() -> None:
+        async def app(scope, receive, send): ...
+
+        MonaASGIMiddleware(app, handle_sigterm=False)  # as Starlette builds it, lazily
+        with mona.context("FIRST", context_id="1"):
+            mona.export({"a": 1})
+
+    asyncio.run(on_the_loop())
+    assert mona.flush(5)
+    assert transport.contexts() == {("FIRST", "1"): {"a": 1}}
+    assert len(built_on) == 1 and built_on[0] is not threading.current_thread()

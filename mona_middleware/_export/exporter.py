@@ -39,6 +39,8 @@ _getpid = os.getpid
 
 
 _OPEN = State.OPEN
+# How long shutdown waits, past its deadline, for the batcher to end the item in hand.
+_GRACE = 0.5
 
 
 def _never() -> bool:
@@ -91,6 +93,7 @@ class BatchExporter:
         self._lifecycle = OwnedLock()  # guards the state's transitions (start, shutdown)
         self._closed = threading.Event()
         self._flushing: set[int] = set()  # threads waiting in flush()
+        self._stopping = False  # a shutdown holds the lifecycle lock
         self._thread: threading.Thread | None = None
         self.pid = os.getpid()  # the process whose threads these are
 
@@ -219,12 +222,16 @@ class BatchExporter:
         deadline = time.monotonic() + timeout
         if self.batcher.drives_here():  # a handler interrupted this thread's own send:
             return False  # it goes on when the handler returns; shutting down under it would not
-        if not self._lifecycle.acquire(timeout):  # another thread's shutdown did not end
-            return self._closed.is_set()  # in time, or a handler interrupted this thread's
+        # Another thread's start ends in moments: wait for it whatever our timeout, or
+        # this exporter would be left running with nobody to shut it down.
+        wait = timeout if self._stopping else max(timeout, 5.0)
+        if not self._lifecycle.acquire(wait):  # another thread's shutdown did not end in
+            return self._closed.is_set()  # time, or a handler interrupted this thread's
         try:
             state, flushed = self._state, True
             if state is State.CLOSED:
                 return True
+            self._stopping = True
             if state is _OPEN:
                 flushed = self._stop_threads(timeout, deadline)
             elif state is State.INLINE:
@@ -252,8 +259,10 @@ class BatchExporter:
 
     def _abandon(self) -> int:
         """At the deadline: hand back what was never sent, count what is unanswered."""
-        leftover = self.pool.close()
+        leftover = self.pool.close()  # a batcher blocked on busy senders is let go
         items = self.admission.take_all()
+        if self._thread is not None:  # with the queue empty its turn ends at once: what
+            self._thread.join(_GRACE)  # it holds is then accounted for before we return
         if self._thread is None or not self._thread.is_alive():
             batch = self.batcher.leftovers(items)
         else:  # the batcher outlived its join: its own partial batch stays its own

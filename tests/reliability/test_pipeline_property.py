@@ -193,7 +193,7 @@ def test_random_interleavings_keep_the_ledger(server, tmp_path):
     figures: list[dict[str, Any]] = []
 
     @settings(
-        max_examples=25,
+        max_examples=int(os.environ.get("PIPELINE_PROPERTY_EXAMPLES", "25")),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         print_blob=True,

@@ -85,8 +85,7 @@ class BatchExporter:
         self.pool = SenderPool(self.delivery, self.stats, config.sender_threads)
         metrics = SelfMetrics(config, self.snapshot, self.stats, off)
         self.batcher = Batcher(config, self.stats, admission, self.pool, metrics)
-        admission.wake_at = self.batcher.wake_at
-        self._queue = admission.queue
+        admission.wake_at, self._queue = self.batcher.wake_at, admission.queue
         # The hot path is admission's: callers reach it through these two names.
         self.enqueue = admission.enqueue
         self.enqueue_explicit = admission.enqueue_explicit
@@ -100,7 +99,7 @@ class BatchExporter:
     # -- what admission asks of the exporter ---------------------------------------------
 
     @property
-    def _state(self) -> State:
+    def _state(self) -> State:  # kept on admission, whose hot path reads it
         return self.admission.state
 
     @_state.setter
@@ -222,8 +221,7 @@ class BatchExporter:
         deadline = time.monotonic() + timeout
         if self.batcher.drives_here():  # a handler interrupted this thread's own send:
             return False  # it goes on when the handler returns; shutting down under it would not
-        # Another thread's start ends in moments: wait for it whatever our timeout, or
-        # this exporter would be left running with nobody to shut it down.
+        # Wait for another thread's start (it ends in moments) whatever the timeout.
         wait = timeout if self._stopping else max(timeout, 5.0)
         if not self._lifecycle.acquire(wait):  # another thread's shutdown did not end in
             return self._closed.is_set()  # time, or a handler interrupted this thread's
@@ -297,5 +295,5 @@ class BatchExporter:
 def _quietly(what: str, call: Callable[[], object]) -> None:
     try:
         call()
-    except Exception:
+    except Exception:  # the transport's own bug: logged, and shutdown goes on
         logger.exception("mona_middleware: %s failed", what)

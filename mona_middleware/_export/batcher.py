@@ -18,9 +18,10 @@ from ..config import MonaConfig
 from ..transports.base import WireBatch
 from .admission import Admission
 from .items import ExplicitBatch, FlushMarker
-from .prepare import context_messages, message_count, prepare
+from .prepare import message_count, prepare
 from .selfmetrics import SelfMetrics
 from .senders import SenderPool
+from .wire import context_wire, encode_all
 
 __all__ = ["WAKE_EVERY", "Batcher"]
 
@@ -133,7 +134,7 @@ class Batcher:
                     admission.let_in()
                 contexts += 1
                 try:  # a closed context: prepare()'s dispatch, skipped
-                    messages = context_messages(item, config, stats)
+                    messages = context_wire(item, config, stats)
                 except Exception:
                     messages = self._prepare_failed(item)
             if not messages:
@@ -162,7 +163,9 @@ class Batcher:
     def prepare(self, item: Any) -> list[dict[str, Any]]:
         """Messages for one item (an explicit batch here, or any item at shutdown)."""
         try:
-            return prepare(item, self.config, self.stats)
+            if type(item) is ExplicitBatch:
+                return encode_all(prepare(item, self.config, self.stats))
+            return context_wire(item, self.config, self.stats)
         except Exception:
             return self._prepare_failed(item)
 

@@ -24,7 +24,9 @@ from .._util.protocol import INT_RANGE
 
 __all__ = ["FieldError", "normalize_timestamp", "sanitize_fields"]
 
-_MAX_DEPTH = 32
+# Deeper than orjson goes (254): a value it refuses for its depth is still converted
+# here, as the standard library encodes it, so both ways of preparing agree.
+_MAX_DEPTH = 300
 _SCALARS = (str, bool, type(None))  # JSON as they are (int: within INT_RANGE)
 _PLAIN = frozenset(_SCALARS)
 _INT_LOW, _INT_HIGH = INT_RANGE  # what orjson and most JSON backends carry exactly

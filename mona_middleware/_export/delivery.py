@@ -18,8 +18,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from .._util import jsonwire
 from .._util.log import limited, logger
 from .._util.signalsafe import Kick
 from .._util.stats import ExportStats
@@ -61,6 +62,7 @@ class Delivery:
         self.backend_ok = True  # worth trying the spool (set by every success)
         self.stopping = False  # shutdown: no more waiting, no more retries
         self._kick = Kick()
+        self._encoded = bool(getattr(transport, "encoded_messages", False))
         # A Retry-After holds back the whole backend, not only the batch that got it:
         # the other senders (and the spool) wait for it too.
         self._not_before = 0.0
@@ -114,7 +116,7 @@ class Delivery:
                 "too large",
                 "mona_middleware: the backend refused a %s message as too large (HTTP 413); "
                 "it was dropped (lower max_message_bytes to cut its largest fields)",
-                batch[0].get("arcClass") if isinstance(batch[0], dict) else "?",
+                _class_of(batch[0]),
             )
             return
         outcome.sent += result.sent
@@ -173,7 +175,7 @@ class Delivery:
             return SendResult.transient(len(batch), "shut down while the server's Retry-After ran")
         started = time.monotonic()
         try:
-            result = self.transport.send(batch)
+            result = self.transport.send(batch if self._encoded else _as_dicts(batch))
         except Exception as exc:  # a transport bug must not kill the sender thread
             logger.exception("mona_middleware: transport %s failed", self.transport.name)
             result = SendResult.transient(len(batch), f"transport error: {type(exc).__name__}")
@@ -286,3 +288,15 @@ class Delivery:
                 continue
             if not self.deliver(messages, from_spool=item).complete:
                 return
+
+
+def _as_dicts(batch: WireBatch) -> WireBatch:
+    """For a transport that takes dicts (a user's own): each message decoded, same key."""
+    return WireBatch(map(jsonwire.decoded, batch), key=batch.key, ambiguous=batch.ambiguous)
+
+
+def _class_of(message: Any) -> str:
+    try:
+        return str(jsonwire.decoded(message).get("arcClass"))
+    except Exception:
+        return "?"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._util import jsonwire
 from .._util.log import limited, logger
 from ..transports.base import SendResult, WireBatch
 
@@ -45,7 +46,7 @@ def log_failed(batch: WireBatch, outcome: Outcome) -> None:
     Mona names refused messages by their index in the batch; when it does, only
     those are logged, else the whole batch (it was lost as a whole).
     """
-    failed: list[Any] = list(batch)
+    failed: list[Any] = [jsonwire.decoded(message) for message in batch]
     reasons = outcome.last.failure_reasons if outcome.last else {}
     if reasons:
         indices = {int(key) for key in reasons if str(key).isdigit()}
@@ -60,14 +61,15 @@ def report(
     """A batch that did not land whole: a log line (rate-limited) and the error handler."""
     last = outcome.last or SendResult(total=outcome.total)
     failed = outcome.total - outcome.sent
+    error = last.error or (TOO_LARGE if outcome.too_large else "unknown")
     limited(
         40,
-        f"send:{last.error}",
+        f"send:{error}",
         "mona_middleware: %d of %d message(s) not accepted by %s: %s",
         failed,
         outcome.total,
         transport,
-        last.error,
+        error,
     )
     if handler is None:
         return

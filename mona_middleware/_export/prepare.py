@@ -18,7 +18,14 @@ from .coalesce import coalesce
 from .convert import normalize_timestamp, sanitize_fields
 from .items import ClosedContext, ExplicitMessage, is_explicit
 
-__all__ = ["context_messages", "message_count", "prepare"]
+__all__ = [
+    "context_messages",
+    "default_timestamp",
+    "global_fields",
+    "message_count",
+    "messages_from",
+    "prepare",
+]
 
 
 def prepare(item: Any, config: MonaConfig, stats: ExportStats) -> list[dict[str, Any]]:
@@ -29,14 +36,27 @@ def prepare(item: Any, config: MonaConfig, stats: ExportStats) -> list[dict[str,
 
 
 def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats) -> list[dict]:
-    """Wire messages for one closed context (the exporter calls this directly)."""
+    """Wire messages for one closed context: the general path, field by field."""
+    return messages_from(ctx, ctx.take_ops(), ctx.take_own(), config, stats)
+
+
+def default_timestamp(ctx: ClosedContext) -> Any:
+    """When the context opened, to the ms, unless the user gave it one."""
+    if ctx.export_timestamp is None:
+        return int(ctx.opened_at * 1000 + 0.5) / 1000  # round(x, 3) goes through a string
+    return normalize_timestamp(ctx.export_timestamp, ctx.context_class)
+
+
+def messages_from(
+    ctx: ClosedContext,
+    taken: list[Any],
+    own: dict[str, Any] | None,
+    config: MonaConfig,
+    stats: ExportStats,
+) -> list[dict]:
+    """Wire messages from a context's ops and own fields, already taken from it."""
     context_class = ctx.context_class
-    default_ts = (
-        int(ctx.opened_at * 1000 + 0.5) / 1000  # to the ms; round(x, 3) goes through a string
-        if ctx.export_timestamp is None
-        else normalize_timestamp(ctx.export_timestamp, context_class)
-    )
-    taken = ctx.take_ops()
+    default_ts = default_timestamp(ctx)
     if len(taken) == 1 and type(taken[0]) is dict:
         # Nearly every context: plain exports, merged into one dict as they came. The
         # general path below gives the same message, with more calls and lists.
@@ -45,7 +65,6 @@ def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats)
         )
         if dropped:
             stats.add("fields_dropped", dropped)
-        own = ctx.take_own()
         if own:
             clean.update(own)  # a fresh dict from sanitize_fields: ours to change
         if not clean:
@@ -53,7 +72,7 @@ def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats)
                 stats.drop("no valid fields", 1)
             return []
         if config.global_fields and not ctx.late:
-            clean = {**_global_fields(config, context_class, stats), **clean}
+            clean = {**global_fields(config, context_class, stats), **clean}
         messages = [wire_message(context_class, ctx.context_id, clean, default_ts, OVERWRITE)]
         if ctx.before_send is not None:
             messages = _before_send(ctx.before_send, messages, stats)
@@ -70,7 +89,6 @@ def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats)
             ops.append(clean if type(op) is dict else (op[0], clean, op[2]))
         elif dropped:
             emptied = True
-    own = ctx.take_own()
     if own:  # JSON-ready already: no conversion; applied last, as when it was recorded
         if ops and type(ops[-1]) is dict:
             ops[-1].update(own)  # a fresh dict from sanitize_fields: ours to change
@@ -82,7 +100,7 @@ def context_messages(ctx: ClosedContext, config: MonaConfig, stats: ExportStats)
         return []
     parts = coalesce(ops)
     if config.global_fields and not ctx.late:  # a late export must not reset them
-        parts = _with_global_fields(parts, _global_fields(config, context_class, stats))
+        parts = _with_global_fields(parts, global_fields(config, context_class, stats))
     context_id = ctx.context_id
     messages = [
         wire_message(
@@ -136,7 +154,7 @@ def _before_send(hook: Any, messages: list[dict], stats: ExportStats) -> list[di
     return kept
 
 
-def _global_fields(config: MonaConfig, context_class: str, stats: ExportStats) -> dict:
+def global_fields(config: MonaConfig, context_class: str, stats: ExportStats) -> dict:
     """``config.global_fields`` converted once per configuration, not once per context."""
     global _global_cache
     cached = _global_cache
@@ -149,12 +167,12 @@ def _global_fields(config: MonaConfig, context_class: str, stats: ExportStats) -
 _global_cache: tuple[MonaConfig, dict] | None = None
 
 
-def _with_global_fields(parts: list, global_fields: Mapping[str, Any]) -> list:
+def _with_global_fields(parts: list, shared: Mapping[str, Any]) -> list:
     """Global fields go in the OVERWRITE/NEW message (ADDing them would append copies)."""
     if parts and parts[0][0] != ADD:
         action, fields, ts = parts[0]
-        return [(action, {**global_fields, **fields}, ts), *parts[1:]]
-    return [(OVERWRITE, dict(global_fields), None), *parts]
+        return [(action, {**shared, **fields}, ts), *parts[1:]]
+    return [(OVERWRITE, dict(shared), None), *parts]
 
 
 def _explicit_message(

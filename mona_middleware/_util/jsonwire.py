@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["ENCODER", "dumps", "dumps_lines"]
+__all__ = ["ENCODER", "array", "decoded", "dumps", "dumps_lines", "encoded"]
 
 try:
     import orjson
@@ -44,15 +44,30 @@ def dumps(value: Any) -> bytes:
     return _stdlib(value)
 
 
+def encoded(value: Any) -> bytes:
+    """A wire message as JSON: already encoded (bytes, as ``prepare`` makes them) or not."""
+    return value if type(value) is bytes else dumps(value)
+
+
+def decoded(value: Any) -> Any:
+    """A wire message as a dict, whether it was encoded already or not."""
+    return json.loads(value) if type(value) is bytes else value
+
+
+def array(values: list[Any]) -> bytes:
+    """A JSON array of wire messages, encoded ones joined as they are (no re-encoding)."""
+    return b"[" + b",".join(map(encoded, values)) + b"]"
+
+
 def dumps_lines(values: list[Any]) -> bytes:
     """One JSON document per line (JSONL), each line ending in a newline."""
-    if orjson is not None:
+    if orjson is not None and not any(type(value) is bytes for value in values):
         try:
             newline = orjson.OPT_APPEND_NEWLINE
             return b"".join(orjson.dumps(value, option=newline) for value in values)
         except TypeError:
             pass
-    return b"".join(_stdlib(value) + b"\n" for value in values)
+    return b"".join(encoded(value) + b"\n" for value in values)
 
 
 ENCODER = "orjson" if orjson is not None else "json"

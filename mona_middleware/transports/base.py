@@ -122,10 +122,14 @@ class Transport(abc.ABC):
     """
 
     name: str = "transport"
+    # Whether ``send`` takes messages already encoded as JSON bytes (the package's own
+    # transports do); any other gets each message as a dict, decoded for it.
+    encoded_messages: bool = False
 
     @abc.abstractmethod
     def send(self, messages: list[dict[str, Any]]) -> SendResult:
-        """Send one batch of wire messages (dicts as ``protocol.wire_message`` builds).
+        """Send one batch of wire messages (dicts as ``protocol.wire_message`` builds, or
+        their JSON as bytes when ``encoded_messages`` is true).
 
         The exporter passes a ``WireBatch``; its ``key`` is the batch's idempotency key.
         """

@@ -18,6 +18,7 @@ class JsonlFileTransport(Transport):
     """
 
     name = "file"
+    encoded_messages = True
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))

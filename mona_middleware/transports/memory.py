@@ -26,13 +26,16 @@ class InMemoryTransport(Transport):
     """
 
     name = "memory"
+    encoded_messages = True
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self.batches: list[list[dict[str, Any]]] = []
 
-    def send(self, messages: list[dict[str, Any]]) -> SendResult:
-        batch = json.loads(json.dumps(messages, allow_nan=False))
+    def send(self, messages: list[Any]) -> SendResult:
+        batch = json.loads(
+            b"[" + b",".join(m if type(m) is bytes else _strict(m) for m in messages) + b"]"
+        )
         with self._changed:
             self.batches.append(batch)
             self._changed.notify_all()
@@ -58,3 +61,7 @@ class InMemoryTransport(Transport):
     def clear(self) -> None:
         with self._changed:
             self.batches.clear()
+
+
+def _strict(message: Any) -> bytes:
+    return json.dumps(message, allow_nan=False).encode()

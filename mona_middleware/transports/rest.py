@@ -46,6 +46,7 @@ class MonaRestTransport(Transport):
     """
 
     name = "rest"
+    encoded_messages = True
 
     def __init__(self, config: MonaConfig) -> None:
         self._config = config
@@ -126,7 +127,7 @@ class MonaRestTransport(Transport):
         good, reasons = [], Counter()
         for message in messages:
             try:
-                jsonwire.dumps(message)
+                jsonwire.encoded(message)
                 good.append(message)
             except ValueError as exc:
                 reasons[f"not JSON: {_short(str(exc))}"] += 1
@@ -211,8 +212,10 @@ class MonaRestTransport(Transport):
         return settings
 
 
-def _encode(user_id: str | None, messages: list[dict[str, Any]]) -> bytes:
-    return jsonwire.dumps({"userId": user_id, "messages": messages})
+def _encode(user_id: str | None, messages: list[Any]) -> bytes:
+    """The request body, mona_sdk's shape; messages ``prepare`` encoded are joined as is."""
+    body = jsonwire.array(messages)
+    return b'{"userId":' + jsonwire.dumps(user_id) + b',"messages":' + body + b"}"
 
 
 def _maybe_received(exc: requests.RequestException) -> bool:

@@ -17,20 +17,24 @@ from .._util.log import limited
 __all__ = ["fit_messages"]
 
 
-def fit_messages(messages: list[dict[str, Any]], limit: int) -> int:
+def fit_messages(messages: list[Any], limit: int) -> int:
     """Shrink, in place, each message whose JSON is over ``limit`` bytes; fields dropped.
 
+    Messages are dicts or their JSON (bytes); a shrunk one is put back in the same form.
     Only the message's own fields are dropped, largest first; a message still too large
     without them (a huge context id) is left for the backend to refuse on its own.
     """
     dropped = 0
-    for index, message in enumerate(messages):
+    for index, item in enumerate(messages):
         try:
-            size = len(jsonwire.dumps(message))
+            size = len(jsonwire.encoded(item))
         except ValueError:
             continue  # not JSON: the transport refuses it on its own, with the reason
+        if size <= limit:
+            continue
+        message = jsonwire.decoded(item)
         fields = message.get("message") if isinstance(message, dict) else None
-        if size <= limit or not isinstance(fields, dict):
+        if not isinstance(fields, dict):
             continue
         kept = dict(fields)
         for name, field_size in sorted(_sizes(fields), key=lambda pair: -pair[1]):
@@ -49,7 +53,8 @@ def fit_messages(messages: list[dict[str, Any]], limit: int) -> int:
                 field_size,
                 limit,
             )
-        messages[index] = {**message, "message": kept}
+        shrunk = {**message, "message": kept}
+        messages[index] = jsonwire.dumps(shrunk) if type(item) is bytes else shrunk
     return dropped
 
 

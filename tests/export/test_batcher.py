@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import mona_middleware as mona
@@ -96,5 +97,5 @@ def test_leftovers_gather_the_partial_batch_and_what_shutdown_took_from_the_queu
     admission.queue.extend([closed(0), closed(1)])
     batcher.turn()
     leftover = batcher.leftovers([closed(2)])
-    assert [m["contextId"] for m in leftover] == ["c0", "c1", "c2"]
+    assert [json.loads(m)["contextId"] for m in leftover] == ["c0", "c1", "c2"]  # encoded
     assert leftover.key and batcher.waiting() == 0

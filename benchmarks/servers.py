@@ -91,7 +91,7 @@ class Server:
                 if requests.get(self.url + PATH, timeout=5).status_code == 200:
                     return
                 raise RuntimeError(f"server answered badly:\n{self.output()}")
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: again
                 time.sleep(0.1)
         raise TimeoutError(f"server not ready in {timeout} s:\n{self.output()}")
 

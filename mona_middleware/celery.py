@@ -55,9 +55,14 @@ _CONTINUED_NAMES = ("task_retries", "task_state", "task_duration_ms", "task_exce
 
 
 class TaskState:
-    """The running task's facts (``ctx.request``): ``@monitor`` inside names its context."""
+    """The running task's facts (``ctx.request``): ``@monitor`` inside names its context.
+
+    Not a live web request (``live_request``): a backfill inside a task waits for room
+    in a full queue, as any code outside a web request does, instead of dropping.
+    """
 
     __slots__ = ("continued", "exception", "started")
+    live_request = False
 
     def __init__(self, continued: bool) -> None:
         self.started = time.perf_counter()

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import MonaConfigError
-from .log import logger
+from .log import logger, safe_repr
 
 __all__ = [
     "Problem",
@@ -170,7 +170,7 @@ def shown_value(value: Any, secret: bool = False, *, quoted: bool = False) -> st
         return HIDDEN
     if isinstance(value, str) and not quoted and _PLAIN_VALUE.fullmatch(value):
         return value
-    return repr(value)
+    return safe_repr(value)
 
 
 def shown_default(value: Any) -> str:

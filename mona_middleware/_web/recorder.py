@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._api.context import MonaContext, sample
-from .._api.propagation import BAGGAGE, incoming_context
+from .._api.propagation import BAGGAGE, header_context_id, incoming_context
 from .._api.tracing import TRACE_MODULE, current_trace_id
 from .._runtime import process, signals
 from .._util.log import Guard, limited
@@ -45,7 +45,13 @@ def _ms(seconds: float) -> float:
 
 
 class RequestState:
-    """The request's facts, filled in by the adapter while it runs (``ctx.request``)."""
+    """The request's facts, filled in by the adapter while it runs (``ctx.request``).
+
+    A live web request (``live_request``): with the exporter's queue full, its context
+    waits only ``request_queue_wait`` for room (see ``MonaContext.in_request``).
+    """
+
+    live_request = True  # a class attribute: nothing to set per request
 
     __slots__ = (
         "continued",
@@ -172,9 +178,7 @@ class WebMonitor:
                     context_class, context_id = incoming
                     continued = True
             if context_id is None and options.context_id_header:
-                given = header(options.context_id_header)
-                if given and len(given) <= 256:
-                    context_id = given
+                context_id = header_context_id(header(options.context_id_header))
             if websocket and not continued:
                 context_class = options.websocket_context_class
             trace_id = current_trace_id() if TRACE_MODULE in _MODULES else None

@@ -3,6 +3,7 @@ and the one guard that keeps the package's own failures out of the app."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -111,6 +112,14 @@ class RateLimitedLog:
                 suppressed = 0
                 keys = self._room(kind, keys, now)
                 if keys is None:
+                    if self._fold_since is None:  # the first of a window: say so, once
+                        summary = (
+                            "mona_middleware: too many different problems of one kind (%r) "
+                            "at once; new ones are counted, not logged one by one, and "
+                            "summed up within %d s",
+                            kind,
+                            round(self._interval),
+                        )
                     self._fold(key, 1, now)
                     logged = False
                 else:
@@ -172,10 +181,10 @@ class RateLimitedLog:
         if self._fold_since is None:
             self._fold_since = now
 
-    def _summary(self, now: float) -> tuple[Any, ...] | None:
+    def _summary(self, now: float, due: bool = False) -> tuple[Any, ...] | None:
         """The line saying what was folded, once its interval is over (then a new count)."""
         since = self._fold_since
-        if since is None or now - since < self._interval:
+        if since is None or (now - since < self._interval and not due):
             return None
         folded, distinct = self._folded, self.folded_problems()
         self._folded, self._fold_since = 0, None
@@ -201,10 +210,7 @@ class RateLimitedLog:
     def summarize(self) -> bool:
         """Log the summary of what was folded now, if anything was; True when it did."""
         with self.lock:
-            if self._fold_since is None:
-                return False
-            self._fold_since -= self._interval  # due now
-            summary = self._summary(time.monotonic())
+            summary = self._summary(time.monotonic(), due=True)
         if summary is None:
             return False
         self._log.log(logging.WARNING, *summary)
@@ -236,6 +242,14 @@ _MAX_KEY = 200
 def _renew_locks() -> None:
     for log in list(_instances):
         log.renew_lock()
+
+
+@atexit.register
+def _summarize_all() -> None:
+    """What was folded in the last window is said before the process ends."""
+    for log in list(_instances):
+        with contextlib.suppress(Exception):
+            log.summarize()
 
 
 _instances: weakref.WeakSet[RateLimitedLog] = weakref.WeakSet()

@@ -74,11 +74,18 @@ def config_options(config: Any) -> dict[str, Any]:
 
     """
     keys = {"MONA_" + name.upper() for name in ALL_OPTIONS}
-    unknown = [key for key in config if isinstance(key, str) and key.startswith("MONA_")]
-    unknown = [key for key in unknown if key not in keys]
-    if unknown:
-        raise MonaConfigError(unknown_options(unknown, keys, "app.config key"))
-    return options_from_prefixed(config)
+    try:
+        unknown = [key for key in config if isinstance(key, str) and key.startswith("MONA_")]
+        unknown = [key for key in unknown if key not in keys]
+        if unknown:
+            raise MonaConfigError(unknown_options(unknown, keys, "app.config key"))
+        return options_from_prefixed(config)
+    except MonaConfigError:
+        raise
+    except Exception as exc:  # a config whose own methods raise: found at start-up
+        raise MonaConfigError(
+            f"app.config could not be read for MONA_ options: {type(exc).__name__} raised"
+        ) from None
 
 
 class _WeakWSGIApp:

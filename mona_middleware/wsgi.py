@@ -97,13 +97,16 @@ class MonaWSGIMiddleware:
             monitor.finish(ctx)
             return body
         ctx.leave()  # current again only around each chunk and close(): see the docstring
-        wrapper = environ.get("wsgi.file_wrapper")
-        if (
-            isinstance(wrapper, type)
-            and isinstance(body, wrapper)
-            and _close_with(body, ctx, monitor)
-        ):
-            return body  # still the server's own type: it may sendfile() it
+        try:
+            wrapper = environ.get("wsgi.file_wrapper")
+            if (
+                isinstance(wrapper, type)
+                and isinstance(body, wrapper)
+                and _close_with(body, ctx, monitor)
+            ):
+                return body  # still the server's own type: it may sendfile() it
+        except Exception as exc:  # an environ or a body of a kind we cannot read
+            _START.caught(exc)
         return _ClosingBody(body, ctx, monitor)
 
     def _route(self, state: Any, environ: dict[str, Any]) -> None:

@@ -90,7 +90,11 @@ class MonaContext:
         sub_id: str | None = None,
     ) -> None:
         self.context_class = context_class
-        self.disabled = False
+        # A class that is no name is refused here, once: such a context is never sent
+        # (the exporter would put it on the wire as it is). One type check per context.
+        self.disabled = (type(context_class) is not str or not context_class) and not (
+            _valid_class(context_class)
+        )
         if context_id is None or type(context_id) is str:
             self._context_id = context_id
         else:
@@ -118,7 +122,11 @@ class MonaContext:
         self.before_send: Any = None
 
     def rename(self, context_class: str) -> None:
-        """Change the class (``@monitor`` on a view); sampling is decided again for it."""
+        """Change the class (``@monitor`` on a view); sampling is decided again for it.
+        A class that is no name is refused (logged, counted): the name stays."""
+        if type(context_class) is not str or not context_class:
+            refuse(f"context_class must be a non-empty string, got {safe_repr(context_class)}")
+            return
         self.context_class = context_class
         config = process.config()
         if (config.sampling_rate < 1 or config.sampling_rates) and (
@@ -441,22 +449,26 @@ def _unrecorded(exc: Exception) -> MonaContext:
 
 
 def _check_new(ctx: MonaContext) -> None:
-    """Decide once, at open: switched off, invalid, sampled out, or recorded."""
+    """Decide once, at open: switched off, invalid (refused already), sampled out, or
+    recorded."""
     config = process.config()
     if config.disable_all or process.disabled():
         ctx.disabled = True
-    elif type(ctx.context_class) is str and ctx.context_class:  # the common case, first
-        if config.sampling_rate < 1 or config.sampling_rates:
-            sample(ctx, config)
-    elif not isinstance(ctx.context_class, str) or not ctx.context_class:
-        ctx.disabled = True
-        reason = f"context_class must be a non-empty string, got {safe_repr(ctx.context_class)}"
-        process.count_refused("invalid context_class")
-        if config.raise_export_exceptions:
-            raise MonaExportError(reason)
-        limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
-    else:
+    elif not ctx.disabled and (config.sampling_rate < 1 or config.sampling_rates):
         sample(ctx, config)
+
+
+def _valid_class(context_class: Any) -> bool:
+    """A class given as a ``str`` subclass is one; anything else (not text, empty) is
+    refused: counted, logged, raised with ``raise_export_exceptions``."""
+    if isinstance(context_class, str) and str.__len__(context_class):
+        return True
+    reason = f"context_class must be a non-empty string, got {safe_repr(context_class)}"
+    process.count_refused("invalid context_class")
+    if process.config().raise_export_exceptions:
+        raise MonaExportError(reason)
+    limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
+    return False
 
 
 def sample(ctx: MonaContext, config: Any) -> None:

@@ -96,10 +96,8 @@ def _name_of(fn: Any) -> str:
 def _static_fields(fields: Any) -> dict[str, Any]:
     """``fields`` copied once, at decoration; ones that cannot be read are left out, logged:
     the function itself must still run."""
-    if not fields:
-        return {}
     try:
-        return dict(fields)
+        return dict(fields) if fields else {}
     except Exception as exc:
         limited(
             40,

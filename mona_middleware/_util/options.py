@@ -258,6 +258,11 @@ def resolve(
     except (ValueError, TypeError) as exc:
         problem = Problem(subject, str(exc), shown_default(default))
         return invalid(problem, default, strict, problems)
+    except MonaConfigError:
+        raise
+    except Exception as exc:  # a value whose own methods raise (__str__, __iter__...)
+        reason = f"could not be read ({type(exc).__name__} raised)"
+        return invalid(Problem(subject, reason, shown_default(default)), default, strict, problems)
 
 
 def invalid(

@@ -92,6 +92,16 @@ class ConnectionState(RequestState):
         self.accepted = False
 
 
+def _method_text(method: object) -> str:
+    """A request method that is not a ``str``: its text when it is a ``str`` subclass or
+    ASCII bytes, else ``_OTHER`` (OpenTelemetry's name for a method it cannot name)."""
+    if isinstance(method, bytes):
+        method = method.decode("latin-1")
+    if isinstance(method, str) and str.__len__(method) <= 32:
+        return str.__str__(method)
+    return "_OTHER"
+
+
 def redacted(name: str, extra: re.Pattern[str] | None = None) -> bool:
     """Whether header ``name``'s value is replaced by ``[REDACTED]``: the default or ``extra``.
 
@@ -151,7 +161,9 @@ class WebMonitor:
         None when the ``websockets`` option is off.
         """
         options = self.options
-        if self._gated and (not options.enabled or self.excluded(path)):
+        if type(method) is not str:  # a server's bug: the field must still be JSON text
+            method = _method_text(method)
+        if self._gated and (not options.enabled or (type(path) is str and self.excluded(path))):
             return None
         if websocket and not options.websockets:
             return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from types import GeneratorType
 from typing import Any
 
 from ._api.context import MonaContext, current_var, passing_through
@@ -163,7 +164,7 @@ def _dropped_unclosed(ctx: MonaContext, monitor: WebMonitor) -> None:
     if state is None or state.finished:
         return
     try:
-        process.exporter().stats.add("contexts_closed_unclosed_body")
+        process.count("contexts_closed_unclosed_body")
         monitor.finish(ctx, flush=False)  # a collector's thread: never wait for the backend
     except Exception as exc:
         _UNCLOSED.caught(exc)
@@ -181,24 +182,28 @@ class _ClosingBody:
 
     def __iter__(self) -> Iterator[bytes]:
         ctx = self._ctx
-        var = current_var
-        token = var.set(ctx)
-        try:
-            chunks = iter(self._body)
-        finally:
-            var.reset(token)
-        while True:
-            token = var.set(ctx)  # the app's code runs in its context, chunk by chunk
+        set_var, reset_var = current_var.set, current_var.reset
+        chunks = self._body
+        if type(chunks) is not GeneratorType:  # a generator runs no code until next()
+            token = set_var(ctx)
             try:
-                chunk = next(chunks)
+                chunks = iter(chunks)  # a custom __iter__ may run the app's code
+            finally:
+                reset_var(token)
+        take = chunks.__next__
+        while True:
+            token = set_var(ctx)  # the app's code runs in its context, chunk by chunk
+            try:
+                chunk = take()
             except StopIteration:
+                reset_var(token)
                 break
             except BaseException as exc:  # a streaming view failed mid-body: it is over
+                reset_var(token)
                 ctx.request.exception = exc
                 self._monitor.finish(ctx)
                 raise
-            finally:
-                var.reset(token)
+            reset_var(token)
             yield chunk  # the server's code runs outside it
         # Fully iterated is fully sent; test clients that never call close() see it too.
         self._monitor.finish(ctx)
@@ -214,7 +219,8 @@ class _ClosingBody:
             self._monitor.finish(self._ctx)
 
     def __del__(self) -> None:
-        try:  # noqa: SIM105 - no object per body: a with would allocate one
-            _dropped_unclosed(self._ctx, self._monitor)
+        try:
+            if not self._ctx.request.finished:  # closed or fully sent: nearly always
+                _dropped_unclosed(self._ctx, self._monitor)
         except Exception:  # the interpreter's exit: modules half gone
             pass

@@ -347,7 +347,7 @@ def printable_keys(fields: dict[Any, Any], context_class: Any) -> dict[Any, Any]
             try:
                 repr(key)
             except Exception as exc:
-                process.exporter().stats.add("fields_dropped")
+                process.count("fields_dropped")
                 limited(
                     40,
                     f"field:unprintable:{type(key).__qualname__}",

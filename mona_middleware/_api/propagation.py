@@ -195,7 +195,7 @@ def header_context_id(value: object) -> str | None:
     if type(value) is str and len(value) <= MAX_ID_LENGTH and _ID.fullmatch(value):
         return value  # nearly always: one C call
     reason = id_problem(value) if isinstance(value, str) else "not text"
-    process.exporter().stats.add("context_id_headers_ignored")
+    process.count("context_id_headers_ignored")
     limited(
         30,
         f"context_id_header:{reason}",

@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
 
 from ._api.context import current_context, current_var
 from ._api.tracing import current_trace_id
+from ._util.log import Guard
 from ._util.options import unknown_options
 from ._web.options import ALL_OPTIONS, options_from_prefixed
 from ._web.recorder import RequestState, WebMonitor
@@ -33,6 +34,8 @@ from .errors import MonaConfigError
 from .wsgi import MonaWSGIMiddleware
 
 __all__ = ["MonaFlask"]
+
+_HOOK = Guard("could not read Flask's route or response for the request's context")
 
 
 class MonaFlask:
@@ -129,7 +132,7 @@ def _note_error_pages(app: flask.Flask) -> None:
     app_ref = weakref.ref(app)
 
     def handle_http_exception(e: Any) -> Any:
-        answer = handle(app_ref(), e)
+        answer = handle(app_ref(), e)  # Flask's, and its exceptions, as without us
         if answer is e:
             ctx = current_var.get()
             state = None if ctx is None else ctx.request
@@ -152,26 +155,32 @@ def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:
     def after_request(response: flask.Response) -> flask.Response:
         ctx = current_context()
         state = None if ctx is None else ctx.request
-        if state is not None:
-            rule = flask.request.url_rule
-            if rule is not None:
-                state.route = rule.rule
-            if not response.is_streamed:
-                state.whole = True
-            if state.trace_id is None:  # OpenTelemetry's Flask span opens after our context
-                state.trace_id = current_trace_id()
+        if isinstance(state, RequestState):
+            try:  # a guarded site (see Guard): try is free until it raises
+                rule = flask.request.url_rule
+                if rule is not None:
+                    state.route = rule.rule
+                if not response.is_streamed:
+                    state.whole = True
+                if state.trace_id is None:  # OpenTelemetry's Flask span opens after ours
+                    state.trace_id = current_trace_id()
+            except Exception as exc:
+                _HOOK.caught(exc)
         return response
 
     def teardown_request(exc: BaseException | None) -> None:
         ctx = current_context()
         state = None if ctx is None else ctx.request
-        if state is None:
+        if not isinstance(state, RequestState):
             return
         if exc is not None:
             state.exception = exc
             if state.route is None:
-                rule = flask.request.url_rule
-                state.route = None if rule is None else rule.rule
+                try:
+                    rule = flask.request.url_rule
+                    state.route = None if rule is None else rule.rule
+                except Exception as error:
+                    _HOOK.caught(error)
         # An error page is never a stream the user is still sending (werkzeug calls it
         # "streamed" only because it was converted from an exception).
         if state.whole or exc is not None:

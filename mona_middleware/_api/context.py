@@ -180,9 +180,7 @@ class MonaContext:
         try:
             if type(message) is not dict:
                 if not isinstance(message, Mapping):
-                    return refuse(
-                        f"export() takes a dict of fields, got {type(message).__name__}"
-                    )
+                    return refuse(f"export() takes a dict of fields, got {type(message).__name__}")
                 message = dict(message)  # read once, here: a Mapping that raises fails now
             if action is None and export_timestamp is None:
                 fields = self._fields

@@ -172,9 +172,7 @@ def test_a_threads_pool_worker_flushes_at_its_shutdown(mona_server, tmp_path):
     assert failed["failing"] == 9
 
 
-def test_a_backfill_inside_a_task_waits_for_room_and_delivers_every_context(
-    mona_server, tmp_path
-):
+def test_a_backfill_inside_a_task_waits_for_room_and_delivers_every_context(mona_server, tmp_path):
     """A task is no web request: with a tiny queue and a slow backend its contexts wait
     for room (backpressure) instead of being dropped as "queue full" after 5 ms."""
     rows = 3000

@@ -401,6 +401,8 @@ def test_trace_id_can_be_renamed_or_dropped_like_any_request_field(memory):
     assert mona.flush(5)
     keys = sorted(tuple(sorted(k for k in f if "trace" in k)) for f in memory.contexts().values())
     assert keys == [(), ("otel_trace",)]
+
+
 # -- flush_after_request: serverless web apps -----------------------------------------
 
 

@@ -96,35 +96,38 @@ class RateLimitedLog:
             key = f"{key[:_MAX_KEY]}#{hash(key) & 0xFFFFFFFF:x}"
         kind = key.partition(":")[0]
         with self.lock:
-            summary = self._summary(now) if self._fold_since is not None else None
-            keys = self._kinds.get(kind)
-            entry = None if keys is None else keys.get(key)
-            if keys is not None and entry is not None:
-                last, suppressed = entry
-                if now - last < self._interval:
-                    keys[key] = (last, suppressed + 1)
-                    logged = False
+            try:
+                summary = self._summary(now) if self._fold_since is not None else None
+                keys = self._kinds.get(kind)
+                entry = None if keys is None else keys.get(key)
+                if keys is not None and entry is not None:
+                    last, suppressed = entry
+                    if now - last < self._interval:
+                        keys[key] = (last, suppressed + 1)
+                        logged = False
+                    else:
+                        keys[key] = (now, 0)
+                        keys.move_to_end(key)
+                        logged = True
                 else:
-                    keys[key] = (now, 0)
-                    keys.move_to_end(key)
-                    logged = True
-            else:
-                suppressed = 0
-                keys = self._room(kind, keys, now)
-                if keys is None:
-                    if self._fold_since is None:  # the first of a window: say so, once
-                        summary = (
-                            "mona_middleware: too many different problems of one kind (%r) "
-                            "at once; new ones are counted, not logged one by one, and "
-                            "summed up within %d s",
-                            kind,
-                            round(self._interval),
-                        )
-                    self._fold(key, 1, now)
-                    logged = False
-                else:
-                    keys[key] = (now, 0)
-                    logged = True
+                    suppressed = 0
+                    keys = self._room(kind, keys, now)
+                    if keys is None:
+                        if self._fold_since is None:  # the first of a window: say so, once
+                            summary = (
+                                "mona_middleware: too many different problems of one kind (%r) "
+                                "at once; new ones are counted, not logged one by one, and "
+                                "summed up within %d s",
+                                kind,
+                                round(self._interval),
+                            )
+                        self._fold(key, 1, now)
+                        logged = False
+                    else:
+                        keys[key] = (now, 0)
+                        logged = True
+            except Exception:  # a signal handler logged in the middle of this: log it
+                summary, logged, suppressed = None, True, 0
         if summary is not None:
             self._log.log(logging.WARNING, *summary)
         if not logged:

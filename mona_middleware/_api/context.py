@@ -418,8 +418,8 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
         if sub_id is not None and type(sub_id) is not str:
             sub_id = _id_text(sub_id)
             refused = sub_id is None
-        if parent is PASS_THROUGH or refused:  # an excluded request: its parts are not
-            ctx = MonaContext(context_class, sub_id=sub_id)  # recorded either
+        if parent is PASS_THROUGH or refused:  # an excluded request's parts, or an id
+            ctx = MonaContext(context_class, sub_id=sub_id)  # refused: not recorded
             ctx.disabled = True
             return ctx
         if parent is None:

@@ -20,10 +20,10 @@ from ._util.version import __version__
 if typing.TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
     from ._api.batch import MonaMessage, export_batch
     from ._api.context import MonaContext, context, current_context, export, sub_context
+    from ._api.control import configure, flush, shutdown, stats
     from ._api.decorators import monitor
     from ._api.propagation import outgoing_headers
     from ._api.threads import MonaThread, wrap
-    from ._runtime.process import configure, flush, shutdown, stats
     from .config import MonaConfig
     from .errors import MonaConfigError, MonaError, MonaExportError
 
@@ -36,16 +36,16 @@ _HOMES = {
     "MonaExportError": ".errors",
     "MonaMessage": "._api.batch",
     "MonaThread": "._api.threads",
-    "configure": "._runtime.process",
+    "configure": "._api.control",
     "context": "._api.context",
     "current_context": "._api.context",
     "export": "._api.context",
     "export_batch": "._api.batch",
-    "flush": "._runtime.process",
+    "flush": "._api.control",
     "monitor": "._api.decorators",
     "outgoing_headers": "._api.propagation",
-    "shutdown": "._runtime.process",
-    "stats": "._runtime.process",
+    "shutdown": "._api.control",
+    "stats": "._api.control",
     "sub_context": "._api.context",
     "wrap": "._api.threads",
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 try:
@@ -55,9 +55,14 @@ _CONTINUED_NAMES = ("task_retries", "task_state", "task_duration_ms", "task_exce
 
 
 class TaskState:
-    """The running task's facts (``ctx.request``): ``@monitor`` inside names its context."""
+    """The running task's facts (``ctx.request``): ``@monitor`` inside names its context.
+
+    Not a live web request (``live_request``): a backfill inside a task waits for room
+    in a full queue, as any code outside a web request does, instead of dropping.
+    """
 
     __slots__ = ("continued", "exception", "started")
+    live_request = False
 
     def __init__(self, continued: bool) -> None:
         self.started = time.perf_counter()
@@ -133,55 +138,67 @@ class MonaCelery:
         if ctx is None or (ctx.disabled and not ctx.sampled_out):
             return
         with _PUBLISH:
-            headers[HEADER] = {"class": ctx.context_class, "id": ctx.context_id}
+            if isinstance(headers, MutableMapping):
+                headers[HEADER] = {"class": ctx.context_class, "id": ctx.context_id}
 
     # -- the task's side ----------------------------------------------------------
 
     def _prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **kw: Any) -> None:
+        try:
+            self._open(task_id, task)
+        except Exception as exc:  # a task object of a kind we do not know: it runs as is
+            _OPEN.caught(exc)
+
+    def _open(self, task_id: Any, task: Any) -> None:
         options = self.options
         if (
             not options.enabled
             or task is None
-            or (self.app is not None and task.app is not self.app)
+            or (self.app is not None and getattr(task, "app", None) is not self.app)
         ):
             return
         config = process.config()
         if config.disable_all or process.disabled():
             return
-        name = str(getattr(task, "name", None) or "celery_task")
+        name = getattr(task, "name", None)
+        name = name if isinstance(name, str) and name else "celery_task"
         if options.excluded_tasks and any(p.search(name) for p in options.excluded_tasks):
             return
-        with _OPEN:
-            parent = _parent(getattr(task, "request", None))
-            continued = options.continue_context and parent is not None
-            if continued:
-                ctx: MonaContext = _ContinuedContext(parent[0], parent[1])
-            else:
-                ctx = MonaContext(options.context_class or name)
-            sample(ctx, config)
-            ctx.before_send = options.before_send
-            ctx.request = TaskState(continued)
-            fields: dict[str, Any] = {"task_name": name, "task_id": str(task_id)}
-            if parent is not None and not continued:
-                fields["parent_context_id"] = parent[1]
-            ctx.record(fields)
-            with self._lock:
-                self._running[str(task_id)] = ctx.open()
+        key = _task_key(task_id)
+        if key is None:
+            return
+        parent = _parent(getattr(task, "request", None))
+        continued = options.continue_context and parent is not None
+        if continued:
+            ctx: MonaContext = _ContinuedContext(parent[0], parent[1])
+        else:
+            ctx = MonaContext(options.context_class or name)
+        sample(ctx, config)
+        ctx.before_send = options.before_send
+        ctx.request = TaskState(continued)
+        fields: dict[str, Any] = {"task_name": name, "task_id": key}
+        if parent is not None and not continued:
+            fields["parent_context_id"] = parent[1]
+        ctx.record(fields)
+        with self._lock:
+            self._running[key] = ctx.open()
 
     def _failure(
         self, sender: Any = None, task_id: Any = None, exception: Any = None, **kw: Any
     ) -> None:
-        ctx = self._running.get(str(task_id))
-        if ctx is not None and exception is not None:
-            ctx.request.exception = type(exception).__name__
+        with _CLOSE:
+            ctx = self._running.get(_task_key(task_id))
+            if ctx is not None and isinstance(exception, BaseException):
+                ctx.request.exception = type(exception).__name__
 
     def _retry(
         self, sender: Any = None, request: Any = None, reason: Any = None, **kw: Any
     ) -> None:
-        ctx = self._running.get(str(getattr(request, "id", None)))
-        cause = getattr(reason, "exc", None) or reason  # celery's Retry wraps the cause
-        if ctx is not None and isinstance(cause, BaseException):
-            ctx.request.exception = type(cause).__name__
+        with _CLOSE:
+            ctx = self._running.get(_task_key(getattr(request, "id", None)))
+            cause = getattr(reason, "exc", None) or reason  # celery's Retry wraps the cause
+            if ctx is not None and isinstance(cause, BaseException):
+                ctx.request.exception = type(cause).__name__
 
     def _postrun(
         self,
@@ -191,25 +208,27 @@ class MonaCelery:
         state: Any = None,
         **kw: Any,
     ) -> None:
-        with self._lock:
-            ctx = self._running.pop(str(task_id), None)
-        if ctx is None:
-            return
+        ctx = None
         with _CLOSE:
+            key = _task_key(task_id)
+            with self._lock:
+                ctx = self._running.pop(key, None)
+            if ctx is None:
+                return
             task_state = ctx.request
             names = _CONTINUED_NAMES if task_state.continued else _OWN_NAMES
             retries = getattr(getattr(task, "request", None), "retries", None)
             fields: dict[str, Any] = {
-                names[0]: retries if isinstance(retries, int) else 0,
-                names[1]: None if state is None else str(state),
+                names[0]: retries if type(retries) is int else 0,
                 names[2]: round((time.perf_counter() - task_state.started) * 1000, 3),
             }
+            if isinstance(state, str):
+                fields[names[1]] = state
             if task_state.exception is not None:
                 fields[names[3]] = task_state.exception
-            if fields[names[1]] is None:
-                del fields[names[1]]
             ctx.record(fields)
-        ctx.close()
+        if ctx is not None:
+            ctx.close()
 
     # -- shutdown -----------------------------------------------------------------
 
@@ -239,6 +258,20 @@ def _from_conf(conf: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             found[name] = value
     return found
+
+
+def _task_key(task_id: Any) -> str | None:
+    """The running task's key: its id as text (Celery's are UUID strings), None when it has
+    none that can be text."""
+    if type(task_id) is str:
+        return task_id
+    if task_id is None:
+        return "None"  # as before: str(None), a task run without an id (tests, apply())
+    try:
+        text = str(task_id)
+    except Exception:
+        return None
+    return text if type(text) is str else None
 
 
 def _parent(request: Any) -> tuple[str, str] | None:

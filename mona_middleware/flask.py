@@ -3,12 +3,18 @@
 Wraps ``app.wsgi_app`` and adds the route template from Flask's URL rule and the
 exception Flask turned into a 500. A response Flask holds whole closes the request's
 context at teardown, as OpenTelemetry and Sentry end theirs; a streamed one when its
-last chunk is sent. Options come from arguments, then ``app.config["MONA_<OPTION>"]``,
-then the environment.
+last chunk is sent. An error page Flask renders from an ``HTTPException`` (404, 405,
+400, ``abort()``) is whole too, though werkzeug builds it as a WSGI app's body.
+Options come from arguments, then ``app.config["MONA_<OPTION>"]``, then the environment.
+
+The app holds the only strong reference of the pair: the middleware calls Flask's
+``wsgi_app`` function with a weak reference to the app, so an app nobody holds any
+more is freed at once (no cycle waiting for the garbage collector).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 try:
@@ -18,15 +24,18 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
         "mona_middleware.flask needs Flask: pip install 'mona_middleware[flask]'"
     ) from exc
 
-from ._api.context import current_context
+from ._api.context import current_context, current_var
 from ._api.tracing import current_trace_id
+from ._util.log import Guard
 from ._util.options import unknown_options
 from ._web.options import ALL_OPTIONS, options_from_prefixed
-from ._web.recorder import WebMonitor
+from ._web.recorder import RequestState, WebMonitor
 from .errors import MonaConfigError
 from .wsgi import MonaWSGIMiddleware
 
 __all__ = ["MonaFlask"]
+
+_HOOK = Guard("could not read Flask's route or response for the request's context")
 
 
 class MonaFlask:
@@ -45,12 +54,13 @@ class MonaFlask:
 
     def init_app(self, app: flask.Flask) -> None:
         options = {**config_options(app.config), **self._options}
-        middleware = MonaWSGIMiddleware(app.wsgi_app, **options)
+        middleware = MonaWSGIMiddleware(_weak_wsgi_app(app), **options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         monitor = app.extensions["mona"] = middleware.monitor
         after, teardown = _hooks(monitor)
         app.after_request(after)
         app.teardown_request(teardown)
+        _note_error_pages(app)
 
     @staticmethod
     def monitor(app: flask.Flask) -> WebMonitor:
@@ -67,11 +77,70 @@ def config_options(config: Any) -> dict[str, Any]:
 
     """
     keys = {"MONA_" + name.upper() for name in ALL_OPTIONS}
-    unknown = [key for key in config if isinstance(key, str) and key.startswith("MONA_")]
-    unknown = [key for key in unknown if key not in keys]
-    if unknown:
-        raise MonaConfigError(unknown_options(unknown, keys, "app.config key"))
-    return options_from_prefixed(config)
+    try:
+        unknown = [key for key in config if isinstance(key, str) and key.startswith("MONA_")]
+        unknown = [key for key in unknown if key not in keys]
+        if unknown:
+            raise MonaConfigError(unknown_options(unknown, keys, "app.config key"))
+        return options_from_prefixed(config)
+    except MonaConfigError:
+        raise
+    except Exception as exc:  # a config whose own methods raise: found at start-up
+        raise MonaConfigError(
+            f"app.config could not be read for MONA_ options: {type(exc).__name__} raised"
+        ) from None
+
+
+class _WeakWSGIApp:
+    """``app.wsgi_app`` as Flask's function and a weak reference to the app.
+
+    The bound method would make a cycle (app -> middleware -> bound method -> app) that
+    keeps every app, and all it holds, until a full garbage collection.
+    """
+
+    __slots__ = ("_app", "_function")
+
+    def __init__(self, function: Any, app: flask.Flask) -> None:
+        self._function = function
+        self._app = weakref.ref(app)
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        return self._function(self._app(), environ, start_response)
+
+
+def _weak_wsgi_app(app: flask.Flask) -> Any:
+    """What the middleware wraps: the app's own ``wsgi_app`` without the cycle; any other
+    callable an earlier middleware put there (``ProxyFix``) is wrapped as it is."""
+    current = app.wsgi_app
+    function = getattr(current, "__func__", None)
+    if getattr(current, "__self__", None) is app and function is not None:
+        return _WeakWSGIApp(function, app)
+    return current
+
+
+def _note_error_pages(app: flask.Flask) -> None:
+    """Mark the request whose response is an ``HTTPException``'s own page as whole.
+
+    Flask renders one (a 404, 405, 400, ``abort()``, a routing redirect) by running the
+    exception as a WSGI app, so the response looks streamed, and closing its context
+    would wait for a server or test client to close a body it may never read. Flask's
+    own method runs unchanged (the class's, with a weak reference to the app: no cycle);
+    only when it returns the exception itself (no handler of the user's answered) is
+    the page known to be whole.
+    """
+    handle = type(app).handle_http_exception
+    app_ref = weakref.ref(app)
+
+    def handle_http_exception(e: Any) -> Any:
+        answer = handle(app_ref(), e)  # Flask's, and its exceptions, as without us
+        if answer is e:
+            ctx = current_var.get()
+            state = None if ctx is None else ctx.request
+            if isinstance(state, RequestState):
+                state.whole = True
+        return answer
+
+    app.handle_http_exception = handle_http_exception  # type: ignore[method-assign]
 
 
 def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:
@@ -86,25 +155,32 @@ def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:
     def after_request(response: flask.Response) -> flask.Response:
         ctx = current_context()
         state = None if ctx is None else ctx.request
-        if state is not None:
-            rule = flask.request.url_rule
-            if rule is not None:
-                state.route = rule.rule
-            state.whole = not response.is_streamed
-            if state.trace_id is None:  # OpenTelemetry's Flask span opens after our context
-                state.trace_id = current_trace_id()
+        if isinstance(state, RequestState):
+            try:  # a guarded site (see Guard): try is free until it raises
+                rule = flask.request.url_rule
+                if rule is not None:
+                    state.route = rule.rule
+                if not response.is_streamed:
+                    state.whole = True
+                if state.trace_id is None:  # OpenTelemetry's Flask span opens after ours
+                    state.trace_id = current_trace_id()
+            except Exception as exc:
+                _HOOK.caught(exc)
         return response
 
     def teardown_request(exc: BaseException | None) -> None:
         ctx = current_context()
         state = None if ctx is None else ctx.request
-        if state is None:
+        if not isinstance(state, RequestState):
             return
         if exc is not None:
             state.exception = exc
             if state.route is None:
-                rule = flask.request.url_rule
-                state.route = None if rule is None else rule.rule
+                try:
+                    rule = flask.request.url_rule
+                    state.route = None if rule is None else rule.rule
+                except Exception as error:
+                    _HOOK.caught(error)
         # An error page is never a stream the user is still sending (werkzeug calls it
         # "streamed" only because it was converted from an exception).
         if state.whole or exc is not None:

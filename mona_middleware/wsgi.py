@@ -8,14 +8,25 @@ the server closes the returned iterable (PEP 3333), not when the app returns, un
 the body is already whole (a list or tuple, or one MonaFlask closed at teardown). A body
 built by the server's ``wsgi.file_wrapper`` is returned as it is (a close hook added),
 so the server can still ``sendfile()`` it.
+
+The context is current only while the app runs: it is left when the app returns and
+set again around each chunk of the body and around ``close()`` (as Sentry's WSGI
+middleware does with its scope), so a body nobody closes (a test client that never
+reads it) never leaves a stale context in the thread, and a streaming body still
+exports into its own context. A body dropped unclosed still delivers its context when
+it is collected, counted in ``stats()["contexts_closed_unclosed_body"]``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Callable, Iterable, Iterator
+from types import GeneratorType
 from typing import Any
 
-from ._api.context import MonaContext, passing_through
+from ._api.context import MonaContext, current_var, passing_through
+from ._runtime import process
 from ._util.log import Guard
 from ._web.recorder import WebMonitor
 from ._web.routes import prepare_app, wsgi_route
@@ -23,6 +34,8 @@ from ._web.routes import prepare_app, wsgi_route
 __all__ = ["MonaWSGIMiddleware"]
 
 _ROUTE = Guard("could not read the request's route")
+_START = Guard("could not open the request's context")
+_UNCLOSED = Guard("could not close the context of a body dropped unclosed")
 
 
 class MonaWSGIMiddleware:
@@ -43,11 +56,15 @@ class MonaWSGIMiddleware:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         monitor = self.monitor
-        ctx = monitor.start(
-            environ.get("REQUEST_METHOD", "GET"),
-            environ.get("PATH_INFO", ""),
-            (lambda name: _header(environ, name)) if monitor.reads_headers else None,
-        )
+        try:
+            ctx = monitor.start(
+                environ.get("REQUEST_METHOD", "GET"),
+                environ.get("PATH_INFO", ""),
+                (lambda name: _header(environ, name)) if monitor.reads_headers else None,
+            )
+        except Exception as exc:  # an environ that is no dict: the app will say so
+            _START.caught(exc)
+            ctx = None
         if ctx is None:  # excluded or off: run without any context a server thread kept
             with passing_through():
                 return self.app(environ, start_response)
@@ -60,7 +77,7 @@ class MonaWSGIMiddleware:
         def record_status(status: str, headers: list, exc_info: Any = None) -> Any:
             try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
                 state.status = int(status[:3])
-            except ValueError:
+            except Exception:
                 pass  # not a status line PEP 3333 allows; the server will say so
             if response_hook is not None:
                 monitor.call_hook(response_hook, ctx, environ, status, headers)
@@ -80,13 +97,17 @@ class MonaWSGIMiddleware:
         if type(body) is list or type(body) is tuple:  # built whole: nothing left to stream
             monitor.finish(ctx)
             return body
-        wrapper = environ.get("wsgi.file_wrapper")
-        if (
-            isinstance(wrapper, type)
-            and isinstance(body, wrapper)
-            and _close_with(body, ctx, monitor)
-        ):
-            return body  # still the server's own type: it may sendfile() it
+        ctx.leave()  # current again only around each chunk and close(): see the docstring
+        try:
+            wrapper = environ.get("wsgi.file_wrapper")
+            if (
+                isinstance(wrapper, type)
+                and isinstance(body, wrapper)
+                and _close_with(body, ctx, monitor)
+            ):
+                return body  # still the server's own type: it may sendfile() it
+        except Exception as exc:  # an environ or a body of a kind we cannot read
+            _START.caught(exc)
         return _ClosingBody(body, ctx, monitor)
 
     def _route(self, state: Any, environ: dict[str, Any]) -> None:
@@ -112,22 +133,41 @@ def _close_with(body: Any, ctx: MonaContext, monitor: WebMonitor) -> bool:
 
     Wrapping it would hide it from the server, which only uses ``sendfile()`` for an
     instance of its own wrapper type (gunicorn, wsgiref...). Their wrappers take ``close``
-    from the file as an instance attribute, so ours can take its place.
+    from the file as an instance attribute, so ours can take its place. A wrapper
+    dropped unclosed still delivers the context (``weakref.finalize``: this rare path
+    pays for it, the common ones do not).
     """
     original = getattr(body, "close", None)
 
     def close() -> None:
+        token = current_var.set(ctx)
         try:
             if original is not None:
                 original()
         finally:
+            current_var.reset(token)
             monitor.finish(ctx)
 
     try:
         body.close = close
     except (AttributeError, TypeError):  # __slots__ or a read-only close: wrap after all
         return False
+    with contextlib.suppress(TypeError):  # not weakly referenceable: the server closes it
+        weakref.finalize(body, _dropped_unclosed, ctx, monitor)
     return True
+
+
+def _dropped_unclosed(ctx: MonaContext, monitor: WebMonitor) -> None:
+    """A body collected without ``close()``: the context is delivered all the same, and
+    counted apart (the server, or a test client, broke PEP 3333's promise to close)."""
+    state = ctx.request
+    if state is None or state.finished:
+        return
+    try:
+        process.count("contexts_closed_unclosed_body")
+        monitor.finish(ctx, flush=False)  # a collector's thread: never wait for the backend
+    except Exception as exc:
+        _UNCLOSED.caught(exc)
 
 
 class _ClosingBody:
@@ -141,21 +181,46 @@ class _ClosingBody:
         self._monitor = monitor
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._body
-        except GeneratorExit:  # the consumer stopped early; close() will follow
-            raise
-        except BaseException as exc:  # a streaming view failed mid-body: the response is over
-            self._ctx.request.exception = exc
-            self._monitor.finish(self._ctx)
-            raise
+        ctx = self._ctx
+        set_var, reset_var = current_var.set, current_var.reset
+        chunks = self._body
+        if type(chunks) is not GeneratorType:  # a generator runs no code until next()
+            token = set_var(ctx)
+            try:
+                chunks = iter(chunks)  # a custom __iter__ may run the app's code
+            finally:
+                reset_var(token)
+        take = chunks.__next__
+        while True:
+            token = set_var(ctx)  # the app's code runs in its context, chunk by chunk
+            try:
+                chunk = take()
+            except StopIteration:
+                reset_var(token)
+                break
+            except BaseException as exc:  # a streaming view failed mid-body: it is over
+                reset_var(token)
+                ctx.request.exception = exc
+                self._monitor.finish(ctx)
+                raise
+            reset_var(token)
+            yield chunk  # the server's code runs outside it
         # Fully iterated is fully sent; test clients that never call close() see it too.
-        self._monitor.finish(self._ctx)
+        self._monitor.finish(ctx)
 
     def close(self) -> None:
+        token = current_var.set(self._ctx)
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         finally:
+            current_var.reset(token)
             self._monitor.finish(self._ctx)
+
+    def __del__(self) -> None:
+        try:
+            if not self._ctx.request.finished:  # closed or fully sent: nearly always
+                _dropped_unclosed(self._ctx, self._monitor)
+        except Exception:  # the interpreter's exit: modules half gone
+            pass

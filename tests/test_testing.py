@@ -52,3 +52,21 @@ def test_a_flask_apps_requests_are_captured_as_the_docs_show(mona_capture):
     fields = mona_capture.only("PREDICT")
     assert (fields["score"], fields["items"], fields["http_status_code"]) == (0.9, 3, 200)
     assert fields["http_route"] == "/predict"
+
+
+@pytest.mark.parametrize(("method", "status"), [("get", 404), ("post", 405)])
+def test_a_flask_error_page_is_captured_without_reading_its_body(mona_capture, method, status):
+    """Flask's test client never closes a body nobody reads; an error page's context is
+    captured all the same, and later exports of the test land in no request's context."""
+    flask = pytest.importorskip("flask")
+    from mona_middleware.flask import MonaFlask
+
+    app = flask.Flask("captured")
+    MonaFlask(app, context_class="PAGES", handle_sigterm=False)
+    app.add_url_rule("/only-get", "only_get", lambda: "ok")
+
+    path = "/nowhere" if status == 404 else "/only-get"
+    assert getattr(app.test_client(), method)(path).status_code == status
+    assert mona.current_context() is None
+    fields = mona_capture.only("PAGES")
+    assert fields["http_status_code"] == status and fields["http_method"] == method.upper()

@@ -7,6 +7,7 @@ exclusions, leaks.
 
 from __future__ import annotations
 
+import gc
 import io
 import signal
 import wsgiref.util
@@ -115,12 +116,16 @@ def test_a_file_wrapper_body_stays_the_servers_type_and_closing_it_closes_the_co
     middleware = MonaWSGIMiddleware(app, handle_sigterm=False)
     body = middleware(environ, lambda status, headers, exc_info=None: None)
     assert type(body) is wsgiref.util.FileWrapper  # what a server checks before sendfile()
+    assert mona.current_context() is None  # left when the app returned
+    # The server's own wrapper, read in Python: the server's code, outside the request's
+    # context (a wrapper cannot be hooked per chunk without hiding it from sendfile()).
     assert b"".join(body) == PAYLOAD
     assert mona.flush(5) and memory.contexts() == {}  # open until the server closes it
+    assert mona.stats()["exports_outside_context"] > 0
     body.close()
     assert closed == [True]
     ((_, fields),) = contexts(memory)
-    assert fields["http_status_code"] == 206 and fields["read_in_python"] is True
+    assert fields["http_status_code"] == 206 and "read_in_python" not in fields
 
 
 def test_a_wrapper_that_refuses_a_close_hook_is_wrapped_after_all(memory):
@@ -296,3 +301,119 @@ def test_plain_wsgi_middleware_closes_when_the_server_closes_the_iterable(memory
     assert closed == [True]
     fields = only(memory, http_status_code=201)
     assert fields["iterated"] is True and fields["http_method"] == "POST"
+
+
+def _streaming_app(environ, start_response):
+    """A plain WSGI app whose body exports while it streams (a generator)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    mona.export({"view": "ran"})
+
+    def rows():
+        for n in range(3):
+            mona.export({"rows_sent": n + 1})
+            yield b"row\n"
+
+    return rows()
+
+
+ENVIRON = {"REQUEST_METHOD": "GET", "PATH_INFO": "/rows"}
+
+
+def test_the_context_is_left_when_the_app_returns_and_set_around_each_chunk(memory):
+    """A body not sent yet never leaves its context current in the caller's thread, while
+    what the body exports as it streams still lands in its own context (Sentry's way)."""
+    wrapped = MonaWSGIMiddleware(_streaming_app, context_class="ROWS", handle_sigterm=False)
+    body = wrapped(dict(ENVIRON), lambda *args: None)
+    assert mona.current_context() is None  # the server's (or a test's) code: no context
+    assert mona.export({"outside": True}) is False
+    chunks = iter(body)
+    assert next(chunks) == b"row\n"
+    assert mona.current_context() is None  # between chunks too
+    assert b"".join(chunks) == b"row\nrow\n"
+    body.close()
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key[0] == "ROWS" and fields["view"] == "ran" and fields["rows_sent"] == 3
+    assert "outside" not in fields and mona.stats()["contexts_closed_unclosed_body"] == 0
+
+
+def test_close_runs_in_the_requests_context():
+    """What the body does on close() (Flask's teardown of a streamed response) exports
+    into the request's context."""
+    seen = []
+
+    class Body:
+        def __iter__(self):
+            yield b"x"
+
+        def close(self):
+            seen.append(mona.current_context())
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        seen.append(mona.current_context())
+        return Body()
+
+    body = MonaWSGIMiddleware(app, handle_sigterm=False)(dict(ENVIRON), lambda *args: None)
+    assert list(body) == [b"x"] and mona.current_context() is None
+    body.close()
+    assert seen[0] is not None and seen == [seen[0], seen[0]]
+    assert mona.current_context() is None
+
+
+def test_two_interleaved_streams_keep_their_own_contexts(memory):
+    """Chunks of two responses served alternately by one thread (an async server's
+    worker) each export into their own request's context."""
+    wrapped = MonaWSGIMiddleware(_streaming_app, context_class="ROWS", handle_sigterm=False)
+    first = iter(wrapped(dict(ENVIRON), lambda *args: None))
+    second = iter(wrapped(dict(ENVIRON), lambda *args: None))
+    for _ in range(3):
+        next(first)
+        next(second)
+    assert list(second) == [] and list(first) == []
+    assert mona.flush(5)
+    assert sorted(f["rows_sent"] for f in memory.contexts().values()) == [3, 3]
+
+
+def test_a_body_dropped_unclosed_still_delivers_its_context_counted_apart(memory):
+    wrapped = MonaWSGIMiddleware(_streaming_app, context_class="ROWS", handle_sigterm=False)
+    body = wrapped(dict(ENVIRON), lambda *args: None)
+    chunks = iter(body)
+    assert next(chunks) == b"row\n"
+    assert mona.flush(5) and memory.contexts() == {}  # still open: it may yet be sent
+    del body, chunks  # a server (or a test) that neither finished nor closed it
+    gc.collect()
+    assert mona.flush(5)
+    ((key, fields),) = memory.contexts().items()
+    assert key[0] == "ROWS" and fields["rows_sent"] == 1 and fields["http_status_code"] == 200
+    assert mona.stats()["contexts_closed_unclosed_body"] == 1
+    assert mona.stats()["dropped"] == {}
+
+
+def test_a_file_wrapper_dropped_unclosed_still_delivers_its_context(memory, tmp_path):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"abc"))
+
+    environ = {**ENVIRON, "wsgi.file_wrapper": wsgiref.util.FileWrapper}
+    body = MonaWSGIMiddleware(app, handle_sigterm=False)(environ, lambda *args: None)
+    assert type(body) is wsgiref.util.FileWrapper and mona.current_context() is None
+    del body
+    gc.collect()
+    assert contexts(memory)[0][1]["http_status_code"] == 200
+    assert mona.stats()["contexts_closed_unclosed_body"] == 1
+
+
+def test_a_status_line_of_the_wrong_type_is_the_servers_business(memory):
+    """The middleware reads the status for its field; a value it cannot read never
+    fails the app's start_response (the server judges it, as without us)."""
+    given = []
+
+    def app(environ, start_response):
+        start_response(b"200 OK", [])  # bytes: not what PEP 3333 allows
+        return [b"ok"]
+
+    wrapped = MonaWSGIMiddleware(app, handle_sigterm=False)
+    assert wrapped(dict(ENVIRON), lambda *args: given.append(args[0])) == [b"ok"]
+    assert given == [b"200 OK"]
+    assert contexts(memory)[0][1]["http_method"] == "GET"

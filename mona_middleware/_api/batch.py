@@ -13,10 +13,14 @@ from typing import Any
 
 from .._export.items import ExplicitBatch, ExplicitMessage
 from .._runtime import process
-from .._util.log import limited
+from .._util.log import Guard, limited, safe_repr
 from .._util.protocol import check_action
-from ..errors import MonaExportError
+from ..errors import MonaError, MonaExportError
+from .context import printable_keys
 from .sampling import keep, rate_for
+
+_BATCH = Guard("export_batch() failed")
+_STR_ONLY = frozenset({str})
 
 __all__ = ["BatchOutcome", "MonaMessage", "export_batch", "queue_batch", "to_explicit"]
 
@@ -61,7 +65,13 @@ def export_batch(messages: Iterable[Any], *, default_action: str | None = None) 
     >>> export_batch([MonaMessage(message={"rows": 10}, contextClass="NIGHTLY_JOB")])
     1
     """
-    outcome = queue_batch(messages, default_action)
+    try:
+        outcome = queue_batch(messages, default_action)
+    except MonaError:
+        raise
+    except Exception as exc:  # a bug of ours: what was queued is still sent
+        _BATCH.caught(exc)
+        return 0
     return 0 if outcome is None else outcome.queued
 
 
@@ -95,7 +105,7 @@ def queue_batch(
     indices: list[int] = []
     chunk = config.batch_size  # streamed in chunks: memory stays bounded for any size
     sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
-    for index, item in enumerate(items):
+    for index, item in _read(items):
         if len(batch) >= chunk:
             _enqueue(batch, indices, outcome)
             batch, indices = ExplicitBatch(), []
@@ -111,7 +121,9 @@ def queue_batch(
                 message = dataclasses.replace(message, fields=fields)
             batch.append(message)
             indices.append(index)
-        except ValueError as exc:
+        except Exception as exc:
+            if not isinstance(exc, ValueError):  # the entry's own methods raised
+                exc = ValueError(f"could not be read: {type(exc).__name__} raised")
             process.count_refused("invalid message")
             if raising:
                 raise MonaExportError(f"export_batch message {index}: {exc}") from None
@@ -136,6 +148,30 @@ def _enqueue(batch: ExplicitBatch, indices: list[int], outcome: BatchOutcome) ->
             outcome.failures[str(index)] = (
                 "not queued: dropped, with its reason in stats()['dropped']"
             )
+
+
+def _read(items: Iterator[Any]) -> Iterator[tuple[int, Any]]:
+    """``enumerate(items)``, ending (logged, counted) where the iterable itself raises: the
+    entries read so far still go out, and the app is not the one to fail."""
+    index = 0
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:
+            reason = f"export_batch stopped at message {index}: the iterable raised"
+            process.count_refused(reason)
+            limited(
+                40,
+                f"batch:{reason}",
+                "mona_middleware: %s %s; the messages before it are queued",
+                reason,
+                type(exc).__name__,
+            )
+            return
+        yield index, item
+        index += 1
 
 
 def _batch_items(messages: Any) -> Iterator[Any] | None:
@@ -187,16 +223,20 @@ def to_explicit(item: Any, default_action: str | None) -> ExplicitMessage:
     if not isinstance(fields, Mapping):
         raise ValueError(f"'message' must be a dict, got {type(fields).__name__}")
     if not isinstance(context_class, str) or not context_class:
-        raise ValueError(f"'contextClass' must be a non-empty string, got {context_class!r}")
+        shown = safe_repr(context_class)
+        raise ValueError(f"'contextClass' must be a non-empty string, got {shown}")
     context_id = values.get("contextId")
     timestamp = values.get("exportTimestamp")
     if timestamp is None:
         timestamp = values.get("sendTimestamp")
     action = check_action(values.get("action")) or check_action(default_action)
+    fields = dict(fields)
+    if not _STR_ONLY.issuperset(map(type, fields)):  # a key that is not plain text
+        fields = printable_keys(fields, context_class)
     return ExplicitMessage(
         context_class,
         None if context_id is None else str(context_id),
-        dict(fields),
+        fields,
         timestamp,
         action,
     )

@@ -17,9 +17,9 @@ from typing import Any
 
 from .._runtime import process
 from .._util import forks
-from .._util.log import limited
+from .._util.log import Guard, limited, safe_repr
 from .._util.protocol import check_action
-from ..errors import MonaExportError
+from ..errors import MonaError, MonaExportError
 from . import sampling
 from .ids import new_context_id
 
@@ -90,7 +90,17 @@ class MonaContext:
         sub_id: str | None = None,
     ) -> None:
         self.context_class = context_class
-        self._context_id = None if context_id is None else str(context_id)
+        # A class that is no name is refused here, once: such a context is never sent
+        # (the exporter would put it on the wire as it is). One type check per context.
+        self.disabled = (type(context_class) is not str or not context_class) and not (
+            _valid_class(context_class)
+        )
+        if context_id is None or type(context_id) is str:
+            self._context_id = context_id
+        else:
+            self._context_id = _id_text(context_id)
+            if self._context_id is None:  # refused (logged, counted): never sent
+                self.disabled = True
         self.export_timestamp = export_timestamp
         self.opened_at = time.time()
         self.parent = parent
@@ -105,7 +115,6 @@ class MonaContext:
         self._token: Token | None = None
         self.closed = False
         self.late = False  # holds exports made after the request's context closed
-        self.disabled = False
         self.sampled_out = False
         # Set by web adapters: the request's state (see web.RequestState) and the user's
         # before_send hook, applied to each wire message on the exporter's thread.
@@ -113,7 +122,11 @@ class MonaContext:
         self.before_send: Any = None
 
     def rename(self, context_class: str) -> None:
-        """Change the class (``@monitor`` on a view); sampling is decided again for it."""
+        """Change the class (``@monitor`` on a view); sampling is decided again for it.
+        A class that is no name is refused (logged, counted): the name stays."""
+        if type(context_class) is not str or not context_class:
+            refuse(f"context_class must be a non-empty string, got {safe_repr(context_class)}")
+            return
         self.context_class = context_class
         config = process.config()
         if (config.sampling_rate < 1 or config.sampling_rates) and (
@@ -132,19 +145,27 @@ class MonaContext:
 
     @property
     def in_request(self) -> bool:
-        """Closed while a web request is served (the exporter asks only with its queue full).
+        """Closed while a live web request is served (the exporter asks only with its
+        queue full: such a context waits only briefly for room).
 
-        The request's own context carries ``request``; a context opened inside a view,
-        or a late export from a thread the request started, sees the request's context
-        as the current one (or an ancestor of it). Anything else may wait for room.
+        Its host state (``request``: a request, a websocket connection, a Celery task)
+        says whether it is a live web request (``live_request``; a state that does not
+        say counts as one: a server must never stall on a guess). A context opened
+        inside a view, or a late export from a thread the request started, sees the
+        request's context as the current one (or an ancestor of it). Anything else (a
+        task, a script, a job, even in a web process) waits for room.
         """
-        if self.request is not None:
+        state = self.request
+        if state is not None and getattr(state, "live_request", True):
             return True
         ctx = current_var.get()
         for _ in range(64):  # the enclosing contexts, innermost first (a cycle cannot hang)
             if ctx is None or ctx is Token.MISSING:
                 return False
-            if ctx.request is not None or ctx is PASS_THROUGH:
+            if ctx is PASS_THROUGH:
+                return True
+            state = ctx.request
+            if state is not None and getattr(state, "live_request", True):
                 return True
             token = ctx._token  # an open context: what was current when it opened
             ctx = token.old_value if token is not None else ctx.parent
@@ -156,22 +177,29 @@ class MonaContext:
         """Record ``message``'s fields for this context; see ``mona_middleware.export``."""
         if self.disabled:
             return self.sampled_out  # left out by sampling on purpose: not a failure
-        if type(message) is not dict and not isinstance(message, Mapping):
-            return refuse(f"export() takes a dict of fields, got {type(message).__name__}")
-        if action is None and export_timestamp is None:
-            fields = self._fields
-            if not self.closed and fields.keys().isdisjoint(message):
-                fields.update(message)  # the common case: no lock, one C call
-                if self.closed:  # closed by another thread meanwhile: the exporter may
-                    self._export_late(dict(message))  # have taken them; an OVERWRITE
-                return True  # sent twice stores the same
-            op: Any = dict(message)  # a key again: its new value may be dropped later
-            # (None, NaN), so the old one must still be there: a separate op
-        else:
-            try:
-                op = (check_action(action), dict(message), export_timestamp)
-            except ValueError as exc:
-                return refuse(str(exc))
+        try:
+            if type(message) is not dict:
+                if not isinstance(message, Mapping):
+                    return refuse(f"export() takes a dict of fields, got {type(message).__name__}")
+                message = dict(message)  # read once, here: a Mapping that raises fails now
+            if action is None and export_timestamp is None:
+                fields = self._fields
+                if not self.closed and fields.keys().isdisjoint(message):
+                    fields.update(message)  # the common case: no lock, one C call
+                    if self.closed:  # closed by another thread meanwhile: the exporter may
+                        self._export_late(dict(message))  # have taken them; an OVERWRITE
+                    return True  # sent twice stores the same
+                op: Any = dict(message)  # a key again: its new value may be dropped later
+                # (None, NaN), so the old one must still be there: a separate op
+            else:
+                try:
+                    op = (check_action(action), dict(message), export_timestamp)
+                except ValueError as exc:
+                    return refuse(str(exc))
+        except MonaError:
+            raise
+        except Exception as exc:  # the fields could not be read (a hostile Mapping or key)
+            return refuse(f"export() could not read its fields: {type(exc).__name__} raised")
         # ADD or NEW twice would not store the same: these ops and take_ops() share a
         # lock, so each op is either taken with the context or sent as a late export.
         with _TAKE_LOCK:
@@ -233,11 +261,26 @@ class MonaContext:
             fields, self._fields, self._ops = self._fields, {}, None
         if fields:
             ops.append(dict(fields))
+        for index, op in enumerate(ops):
+            keys = op if type(op) is dict else op[1]
+            if not _STR_ONLY.issuperset(map(type, keys)):  # a key that is not plain text
+                printable = printable_keys(keys, self.context_class)
+                ops[index] = printable if type(op) is dict else (op[0], printable, op[2])
         return ops
 
     def open(self) -> MonaContext:
         self._token = current_var.set(self)
         return self
+
+    def leave(self) -> None:
+        """Stop being the current context without closing it: a WSGI body not sent yet is
+        set current again around each chunk (see ``wsgi``), never left in the thread."""
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                current_var.reset(token)
+            except ValueError:  # left from another contextvars.Context (a server quirk)
+                current_var.set(self.parent)
 
     def close(self, *_exc_info: object) -> None:
         """Leave the context and hand it to the exporter; closing twice does nothing.
@@ -270,7 +313,51 @@ class MonaContext:
         self.close()
 
     def __repr__(self) -> str:
-        return f"MonaContext({self.context_class!r}, context_id={self._context_id!r})"
+        return f"MonaContext({safe_repr(self.context_class)}, context_id={self._context_id!r})"
+
+
+_STR_ONLY = frozenset({str})
+_OPEN = Guard("could not open a context")
+
+
+def _id_text(context_id: Any) -> str | None:
+    """A given context id that is not a ``str``, as text (``str()``: an int, a UUID), or
+    None when it cannot be (its ``__str__`` raises or returns no text): refused."""
+    try:
+        text = str(context_id)
+        if type(text) is str:
+            return text
+        reason = "its str() is not text"
+    except Exception as exc:
+        reason = f"str() raised {type(exc).__name__}"
+    refuse(f"context_id of type {type(context_id).__name__} cannot be an id ({reason})")
+    return None
+
+
+def printable_keys(fields: dict[Any, Any], context_class: Any) -> dict[Any, Any]:
+    """``fields`` without the keys whose ``repr()`` raises, each logged and counted as a
+    dropped field: the exporter names a field it cannot send by its repr, and one such
+    key must cost that field, not the whole context. Off the request's path (the
+    exporter's thread), for the rare dict with a key that is not a ``str``."""
+    kept: dict[Any, Any] = {}
+    for key, value in fields.items():
+        if type(key) is not str:
+            try:
+                repr(key)
+            except Exception as exc:
+                process.count("fields_dropped")
+                limited(
+                    40,
+                    f"field:unprintable:{type(key).__qualname__}",
+                    "mona_middleware: dropped a field of context class %s: its key, of type "
+                    "%s, cannot be printed (repr() raised %s)",
+                    safe_repr(context_class),
+                    type(key).__qualname__,
+                    type(exc).__name__,
+                )
+                continue
+        kept[key] = value
+    return kept
 
 
 # The current context of a request a middleware lets through unrecorded (an excluded
@@ -304,13 +391,19 @@ def context(
 ) -> MonaContext:
     """Open a new context (``with`` or ``async with``); exports inside go to it.
 
+    A value that cannot work (a class that is no name, an id that is no text) is logged
+    and counted, and the context is not recorded: the code inside still runs.
+
     >>> with context("FRAUD_MODEL", context_id="txn-42"):
     ...     export({"score": 0.93})
     True
     """
-    ctx = MonaContext(context_class, context_id, export_timestamp)
-    _check_new(ctx)
-    return ctx
+    try:
+        ctx = MonaContext(context_class, context_id, export_timestamp)
+        _check_new(ctx)
+        return ctx
+    except Exception as exc:
+        return _unrecorded(exc)
 
 
 def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext:
@@ -319,42 +412,61 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
     Outside any context it opens a top-level one (with a warning), as the sub-component
     usually also runs on its own.
     """
-    parent = current_var.get()
-    if parent is PASS_THROUGH:  # an excluded request: its parts are not recorded either
-        ctx = MonaContext(context_class, sub_id=sub_id)
-        ctx.disabled = True
+    try:
+        parent = current_var.get()
+        refused = False
+        if sub_id is not None and type(sub_id) is not str:
+            sub_id = _id_text(sub_id)
+            refused = sub_id is None
+        if parent is PASS_THROUGH or refused:  # an excluded request's parts, or an id
+            ctx = MonaContext(context_class, sub_id=sub_id)  # refused: not recorded
+            ctx.disabled = True
+            return ctx
+        if parent is None:
+            limited(
+                30,
+                "sub_context:no_parent",
+                "mona_middleware: sub_context(%s) outside any context opens a top-level one",
+                safe_repr(context_class),
+            )
+        ctx = MonaContext(context_class, parent=parent, sub_id=sub_id)
+        if parent is None and sub_id is not None:
+            ctx._context_id = sub_id
+        _check_new(ctx)
         return ctx
-    if parent is None:
-        limited(
-            30,
-            "sub_context:no_parent",
-            "mona_middleware: sub_context(%r) outside any context opens a top-level one",
-            context_class,
-        )
-    ctx = MonaContext(context_class, parent=parent, sub_id=sub_id)
-    if parent is None and sub_id is not None:
-        ctx._context_id = str(sub_id)
-    _check_new(ctx)
+    except Exception as exc:
+        return _unrecorded(exc)
+
+
+def _unrecorded(exc: Exception) -> MonaContext:
+    """A context that records nothing, for a ``with`` block that must still run."""
+    _OPEN.caught(exc)  # a MonaError (raise_export_exceptions) is raised again
+    ctx = MonaContext("UNRECORDED", "-")
+    ctx.disabled = True
     return ctx
 
 
 def _check_new(ctx: MonaContext) -> None:
-    """Decide once, at open: switched off, invalid, sampled out, or recorded."""
+    """Decide once, at open: switched off, invalid (refused already), sampled out, or
+    recorded."""
     config = process.config()
     if config.disable_all or process.disabled():
         ctx.disabled = True
-    elif type(ctx.context_class) is str and ctx.context_class:  # the common case, first
-        if config.sampling_rate < 1 or config.sampling_rates:
-            sample(ctx, config)
-    elif not isinstance(ctx.context_class, str) or not ctx.context_class:
-        ctx.disabled = True
-        reason = f"context_class must be a non-empty string, got {ctx.context_class!r}"
-        process.count_refused("invalid context_class")
-        if config.raise_export_exceptions:
-            raise MonaExportError(reason)
-        limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
-    else:
+    elif not ctx.disabled and (config.sampling_rate < 1 or config.sampling_rates):
         sample(ctx, config)
+
+
+def _valid_class(context_class: Any) -> bool:
+    """A class given as a ``str`` subclass is one; anything else (not text, empty) is
+    refused: counted, logged, raised with ``raise_export_exceptions``."""
+    if isinstance(context_class, str) and str.__len__(context_class):
+        return True
+    reason = f"context_class must be a non-empty string, got {safe_repr(context_class)}"
+    process.count_refused("invalid context_class")
+    if process.config().raise_export_exceptions:
+        raise MonaExportError(reason)
+    limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
+    return False
 
 
 def sample(ctx: MonaContext, config: Any) -> None:
@@ -390,9 +502,12 @@ def export(
     if action is None and export_timestamp is None and type(message) is dict:
         # MonaContext.export's common case inlined: one Python call less per export.
         fields = ctx._fields
-        if not (ctx.disabled or ctx.closed) and fields.keys().isdisjoint(message):
-            fields.update(message)
-            if ctx.closed:  # closed by another thread meanwhile: see MonaContext.export
-                ctx._export_late(dict(message))
-            return True
+        try:  # free until it raises: a key whose __eq__ raises on a hash collision
+            if not (ctx.disabled or ctx.closed) and fields.keys().isdisjoint(message):
+                fields.update(message)
+                if ctx.closed:  # closed by another thread meanwhile: see MonaContext.export
+                    ctx._export_late(dict(message))
+                return True
+        except Exception as exc:
+            return refuse(f"export() could not read its fields: {type(exc).__name__} raised")
     return ctx.export(message, action, export_timestamp)

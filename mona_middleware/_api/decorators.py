@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from .._runtime import process
-from .._util.log import Guard
+from .._util.log import Guard, limited
 from .context import PASS_THROUGH, MonaContext, context, current_var
 
 __all__ = ["monitor"]
@@ -50,7 +50,7 @@ def monitor(
         return monitor()(context_class)
 
     def decorate(fn: F) -> F:
-        scope = _Scope(context_class, fn.__name__.upper(), dict(fields or {}))
+        scope = _Scope(context_class, _name_of(fn), _static_fields(fields))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -84,6 +84,29 @@ def monitor(
         return _keep_signature(run, fn)
 
     return decorate
+
+
+def _name_of(fn: Any) -> str:
+    """The default class: the function's name in capitals (``FUNCTION`` for a callable
+    without one, an object whose ``__name__`` is no text)."""
+    name = getattr(fn, "__name__", None)
+    return name.upper() if isinstance(name, str) and name else "FUNCTION"
+
+
+def _static_fields(fields: Any) -> dict[str, Any]:
+    """``fields`` copied once, at decoration; ones that cannot be read are left out, logged:
+    the function itself must still run."""
+    try:
+        return dict(fields) if fields else {}
+    except Exception as exc:
+        limited(
+            40,
+            "monitor:fields",
+            "mona_middleware: @monitor(fields=...) could not be read (%s raised); "
+            "the function is monitored without them",
+            type(exc).__name__,
+        )
+        return {}
 
 
 def _flush() -> None:

@@ -14,12 +14,12 @@ reason, never by value.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import NoReturn
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
 from urllib.parse import quote, unquote_to_bytes
 
 from .._runtime import process
-from .._util.log import limited
+from .._util.log import Guard, limited
 from .context import current_var
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "CLASS_KEY",
     "ID_KEY",
     "MAX_ID_LENGTH",
+    "header_context_id",
     "incoming_context",
     "merge_baggage",
     "outgoing_headers",
@@ -42,6 +43,8 @@ MAX_CLASS_LENGTH = 100
 MAX_BAGGAGE_BYTES = 8192
 MAX_ENTRIES = 180
 
+_OUTGOING = Guard("could not read the call's headers for outgoing_headers()")
+
 # RFC 7230 token characters: what a baggage key may be made of.
 _KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A whole member, spaces around its parts allowed: key, raw value, properties. A value
@@ -55,6 +58,7 @@ _BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # character, space or separator a log line or a query could trip on.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/~-]*")
 _CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Characters percent-encoded in our values: all but unreserved ones and a few safe ones.
 _SAFE = "._:@+=/~-"
 _PLAIN = re.compile(r"[A-Za-z0-9._:@+=/~-]*")
@@ -114,12 +118,9 @@ def _check_context(context_class: str | None, context_id: str | None) -> tuple[s
     if context_class is None or context_id is None:
         missing = "mona.context_class" if context_class is None else "mona.context_id"
         raise BadBaggage(f"{missing} missing")
-    if not context_id:
-        raise BadBaggage("mona.context_id is empty")
-    if len(context_id) > MAX_ID_LENGTH:
-        raise BadBaggage(f"mona.context_id longer than {MAX_ID_LENGTH} characters")
-    if not _ID.fullmatch(context_id):
-        raise BadBaggage("mona.context_id holds characters an id may not have")
+    problem = id_problem(context_id)
+    if problem is not None:
+        raise BadBaggage(f"mona.context_id {problem}")
     if not context_class:
         raise BadBaggage("mona.context_class is empty")
     if len(context_class) > MAX_CLASS_LENGTH:
@@ -167,6 +168,43 @@ def incoming_context(header: str | None) -> tuple[str, str] | None:
     return None
 
 
+def id_problem(context_id: str) -> str | None:
+    """Why ``context_id`` could not be a Mona context id from a caller, or None if it can:
+    the one rule for incoming ids (baggage, ``context_id_header``)."""
+    if not context_id:
+        return "is empty"
+    if len(context_id) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} characters"
+    if _ID.fullmatch(context_id):
+        return None
+    if _CONTROL.search(context_id):
+        return "holds a control character"
+    return "holds characters an id may not have"
+
+
+def header_context_id(value: object) -> str | None:
+    """The id a request's ``context_id_header`` gives, if it is one an id may be; else None.
+
+    It comes from whoever calls the service, so it passes the rule incoming baggage ids
+    pass: a bad one (a control character, ESC, a newline, too long...) is ignored (the
+    request gets a new id), counted in ``stats()["context_id_headers_ignored"]`` and
+    logged by reason, never by value. No header (or an empty one) is no id, not counted.
+    """
+    if not value:
+        return None
+    if type(value) is str and len(value) <= MAX_ID_LENGTH and _ID.fullmatch(value):
+        return value  # nearly always: one C call
+    reason = id_problem(value) if isinstance(value, str) else "not text"
+    process.count("context_id_headers_ignored")
+    limited(
+        30,
+        f"context_id_header:{reason}",
+        "mona_middleware: context_id_header value ignored (%s); the request gets a new id",
+        reason,
+    )
+    return None
+
+
 def merge_baggage(existing: str | None, context_class: str, context_id: str) -> str:
     """``existing`` baggage with our two entries set: every other member kept verbatim.
 
@@ -194,11 +232,15 @@ def _encode(value: str) -> str:
     return value if _PLAIN.fullmatch(value) else quote(value, safe=_SAFE)
 
 
-def outgoing_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+def outgoing_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+) -> dict[str, str]:
     """The headers that carry the current context to the next service; ``{}`` outside one.
 
-    Pass the call's own ``headers`` to keep the baggage they already carry: the result
-    is then that baggage with the context's entries added.
+    Pass the call's own ``headers`` (a mapping, or a list of ``(name, value)`` pairs as
+    ``requests`` and ``httpx`` also take) to keep the baggage they already carry: the
+    result is then that baggage with the context's entries added. Never raises: headers
+    that cannot be read give ``{}`` (the call goes out as it is), logged.
 
     >>> from mona_middleware import context
     >>> with context("MODEL", context_id="r-1"):
@@ -210,12 +252,42 @@ def outgoing_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]
     ctx = current_var.get()
     if ctx is None or (ctx.disabled and not ctx.sampled_out):  # sampled out: still sent,
         return {}  # so every service agrees; PASS_THROUGH and invalid ones: nothing
-    existing = None
-    if headers:
+    try:
+        existing = _baggage_in(headers) if headers else None
+        context_class, context_id = ctx.context_class, ctx.context_id
+        if type(context_class) is not str or type(context_id) is not str:
+            return {}  # a context that is never sent either (see context())
+        return {BAGGAGE: merge_baggage(existing, context_class, context_id)}
+    except Exception as exc:
+        _OUTGOING.caught(exc)
+        return {}
+
+
+def _baggage_in(headers: Any) -> str | None:
+    """The baggage a call's headers carry, if any: a mapping's (its own ``get`` first, for
+    case-insensitive ones), or every ``baggage`` pair of a list, joined as W3C allows."""
+    if isinstance(headers, Mapping):
         existing = headers.get(BAGGAGE)
         if existing is None:
             for name, value in headers.items():
-                if name.lower() == BAGGAGE:
+                if _is_baggage(name):
                     existing = value
                     break
-    return {BAGGAGE: merge_baggage(existing, ctx.context_class, ctx.context_id)}
+        return _text(existing)
+    if isinstance(headers, (str, bytes)):
+        raise TypeError(f"headers must be a mapping or pairs, not {type(headers).__name__}")
+    values = [_text(value) for name, value in headers if _is_baggage(name)]
+    found = [value for value in values if value]
+    return ",".join(found) if found else None
+
+
+def _is_baggage(name: Any) -> bool:
+    if isinstance(name, bytes):  # raw ASGI headers
+        name = name.decode("latin-1")
+    return isinstance(name, str) and name.lower() == BAGGAGE
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value if isinstance(value, str) else None

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import threading
@@ -45,8 +46,9 @@ def wrap(fn: Callable[..., R]) -> Callable[..., R]:
     """
     captured = contextvars.copy_context()
 
-    @functools.wraps(fn)
     def run_in_context(*args: Any, **kwargs: Any) -> R:
         return captured.copy().run(fn, *args, **kwargs)
 
+    with contextlib.suppress(Exception):  # attributes that cannot be read: it still runs
+        functools.update_wrapper(run_in_context, fn)
     return run_in_context

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from .._export.exporter import BatchExporter
 from .._export.prepare import message_count
+from .._export.state import State
 from .._util import forks
 from .._util.log import limited, logger, set_logger
 from .._util.stats import COUNTERS, ExportStats
@@ -74,6 +75,8 @@ STATE = _State()
 # Not a drop reason of the exporter's own: the item never reached its queue.
 NOT_QUEUED = "could not be queued ({})"
 EXPORTER_FAILED = "the exporter could not be built"
+# How long shutdown() waits for a start under way on another thread (it takes ms).
+_START_GRACE = 0.25
 
 
 class Saved(NamedTuple):
@@ -434,7 +437,13 @@ def shutdown(timeout: float | None = None) -> bool:
         current, STATE.exporter = STATE.exporter, None
     if current is None:
         return True
-    return current.shutdown(timeout)
+    flushed = current.shutdown(timeout)
+    if current.admission.state is not State.CLOSED:
+        # Its start was under way on another thread (a first context closing), which
+        # shutdown(0) cannot wait for: shut it down once that is done, or it runs on,
+        # forgotten, with what it holds (issue 21, found by the pipeline property test).
+        flushed = current.shutdown(max(timeout or 0.0, _START_GRACE)) and flushed
+    return flushed
 
 
 def stats() -> dict[str, Any]:

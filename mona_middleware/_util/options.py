@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import MonaConfigError
-from .log import logger
+from .log import logger, safe_repr
 
 __all__ = [
     "Problem",
@@ -170,7 +170,7 @@ def shown_value(value: Any, secret: bool = False, *, quoted: bool = False) -> st
         return HIDDEN
     if isinstance(value, str) and not quoted and _PLAIN_VALUE.fullmatch(value):
         return value
-    return repr(value)
+    return safe_repr(value)
 
 
 def shown_default(value: Any) -> str:
@@ -258,6 +258,11 @@ def resolve(
     except (ValueError, TypeError) as exc:
         problem = Problem(subject, str(exc), shown_default(default))
         return invalid(problem, default, strict, problems)
+    except MonaConfigError:
+        raise
+    except Exception as exc:  # a value whose own methods raise (__str__, __iter__...)
+        reason = f"could not be read ({type(exc).__name__} raised)"
+        return invalid(Problem(subject, reason, shown_default(default)), default, strict, problems)
 
 
 def invalid(

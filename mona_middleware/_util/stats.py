@@ -38,6 +38,10 @@ COUNTERS = (
     "exports_outside_context",
     # incoming baggage that asked to continue a context and was not valid
     "incoming_contexts_ignored",
+    # context_id_header values that could not be an id (the request got a new one)
+    "context_id_headers_ignored",
+    # request contexts closed when their WSGI body was collected without close()
+    "contexts_closed_unclosed_body",
     "queue_waits",
 )
 

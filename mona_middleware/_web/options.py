@@ -133,7 +133,11 @@ class WebOptions:
     )  # fmt: skip
     context_id_header: str | None = option(
         None, "MONA_MIDDLEWARE_CONTEXT_ID_HEADER", text,
-        shown_default="none (a new UUID)", doc="take the context id from this request header",
+        shown_default="none (a new UUID)",
+        doc="take the context id from this request header; any client can send it, so its "
+        "value must be an id as incoming baggage ids are (at most 256 ASCII letters, digits "
+        "and `._:@+=/~-`), else the request gets a new id and "
+        "`stats()[\"context_id_headers_ignored\"]` counts it",
     )  # fmt: skip
     accept_incoming_context: bool = option(
         False, "MONA_MIDDLEWARE_ACCEPT_INCOMING_CONTEXT", boolean,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._api.context import MonaContext, sample
-from .._api.propagation import BAGGAGE, incoming_context
+from .._api.propagation import BAGGAGE, header_context_id, incoming_context
 from .._api.tracing import TRACE_MODULE, current_trace_id
 from .._runtime import process, signals
 from .._util.log import Guard, limited
@@ -45,7 +45,13 @@ def _ms(seconds: float) -> float:
 
 
 class RequestState:
-    """The request's facts, filled in by the adapter while it runs (``ctx.request``)."""
+    """The request's facts, filled in by the adapter while it runs (``ctx.request``).
+
+    A live web request (``live_request``): with the exporter's queue full, its context
+    waits only ``request_queue_wait`` for room (see ``MonaContext.in_request``).
+    """
+
+    live_request = True  # a class attribute: nothing to set per request
 
     __slots__ = (
         "continued",
@@ -84,6 +90,16 @@ class ConnectionState(RequestState):
         self.sent = 0
         self.close_code: int | None = None
         self.accepted = False
+
+
+def _method_text(method: object) -> str:
+    """A request method that is not a ``str``: its text when it is a ``str`` subclass or
+    ASCII bytes, else ``_OTHER`` (OpenTelemetry's name for a method it cannot name)."""
+    if isinstance(method, bytes):
+        method = method.decode("latin-1")
+    if isinstance(method, str) and str.__len__(method) <= 32:
+        return str.__str__(method)
+    return "_OTHER"
 
 
 def redacted(name: str, extra: re.Pattern[str] | None = None) -> bool:
@@ -145,7 +161,9 @@ class WebMonitor:
         None when the ``websockets`` option is off.
         """
         options = self.options
-        if self._gated and (not options.enabled or self.excluded(path)):
+        if type(method) is not str:  # a server's bug: the field must still be JSON text
+            method = _method_text(method)
+        if self._gated and (not options.enabled or (type(path) is str and self.excluded(path))):
             return None
         if websocket and not options.websockets:
             return None
@@ -172,9 +190,7 @@ class WebMonitor:
                     context_class, context_id = incoming
                     continued = True
             if context_id is None and options.context_id_header:
-                given = header(options.context_id_header)
-                if given and len(given) <= 256:
-                    context_id = given
+                context_id = header_context_id(header(options.context_id_header))
             if websocket and not continued:
                 context_class = options.websocket_context_class
             trace_id = current_trace_id() if TRACE_MODULE in _MODULES else None

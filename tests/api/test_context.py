@@ -216,3 +216,71 @@ def test_a_child_forked_while_the_exporter_held_the_take_lock_can_still_take_and
         release.set()
         holder.join(5)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_host_state_says_whether_a_context_is_a_live_web_request():
+    """A task's state (Celery's TaskState) is no web request: its contexts, and those
+    opened inside it, wait for room; one opened in a task run inside a request (an eager
+    task in a view) is the request's and does not."""
+    from mona_middleware._api.context import MonaContext
+    from mona_middleware._web.recorder import ConnectionState, RequestState, WebMonitor
+
+    class TaskLike:  # what a host declares: Celery's TaskState does the same
+        live_request = False
+
+    class Undeclared:  # says nothing: counted as a request, never stalled on a guess
+        pass
+
+    mona.configure(transport="memory")
+    assert RequestState.live_request is True and ConnectionState.live_request is True
+    task = MonaContext("TASK")
+    task.request = TaskLike()
+    assert task.in_request is False
+    with task, mona.context("ROW") as row:
+        assert row.in_request is False
+    unknown = MonaContext("HOST")
+    unknown.request = Undeclared()
+    assert unknown.in_request is True
+    request = WebMonitor({"handle_sigterm": False}).start("GET", "/", lambda name: None)
+    with task, mona.context("ROW") as row:  # an eager task inside the view
+        assert row.in_request is True
+    request.close()
+
+
+def test_a_task_state_is_not_a_web_request():
+    pytest.importorskip("celery")
+    from mona_middleware.celery import TaskState
+
+    assert TaskState(continued=False).live_request is False
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_key_whose_repr_raises_costs_its_field_not_the_context(memory, caplog):
+    key = _Unprintable()
+    with mona.context("KEYS", context_id="k-1"):
+        assert mona.export({key: 1, "kept": 2, "nan": float("nan")}) is True
+    assert mona.flush(5)
+    assert memory.contexts() == {("KEYS", "k-1"): {"kept": 2}}
+    assert mona.stats()["fields_dropped"] == 2
+    assert any("repr() raised RuntimeError" in r.getMessage() for r in caplog.records)
+
+
+def test_an_id_that_is_no_text_is_refused_and_the_block_still_runs(memory):
+    ran = []
+    with mona.context("IDS", context_id=_Unprintable()) as ctx:
+        ran.append(mona.export({"a": 1}))
+    with mona.context("IDS", context_id=42):  # str() of it: an id like any other
+        mona.export({"b": 2})
+    with mona.context("IDS", context_id="p"), mona.sub_context("PART", sub_id=_Unprintable()):
+        ran.append(mona.export({"c": 3}))
+    assert ran == [False, False] and ctx.disabled
+    assert "MonaContext(<" in repr(mona.context(_Unprintable()))  # never raises either
+    assert mona.flush(5) and memory.contexts() == {("IDS", "42"): {"b": 2}}
+    assert mona.stats()["exports_refused"] >= 2

@@ -131,3 +131,40 @@ def test_a_valid_header_with_properties_and_spaces_is_read():
         "C",
         "r1",
     )
+
+
+def test_header_pairs_and_odd_header_objects_are_read_or_ignored(memory):
+    """requests and httpx take headers as a list of pairs too; raw ASGI pairs are bytes.
+    Headers that cannot be read give nothing to add: the call goes out as the app made it."""
+    from collections.abc import Mapping
+
+    class Raising(Mapping):
+        def __getitem__(self, key):
+            raise RuntimeError("no")
+
+        def __iter__(self):
+            raise RuntimeError("no")
+
+        def __len__(self):
+            return 1
+
+    ours = "mona.context_class=MODEL,mona.context_id=r-1"
+    with mona.context("MODEL", context_id="r-1"):
+        pairs = [("Accept", "*/*"), ("Baggage", "a=1"), ("baggage", "b=2")]
+        assert mona.outgoing_headers(pairs) == {"baggage": f"a=1,b=2,{ours}"}
+        assert mona.outgoing_headers((("x", "y"),)) == {"baggage": ours}
+        assert mona.outgoing_headers([(b"baggage", b"a=1")]) == {"baggage": f"a=1,{ours}"}
+        for odd in (Raising(), "baggage=a", 42, [("only-one",)], [object()]):
+            assert mona.outgoing_headers(odd) == {}
+
+
+def test_context_id_header_values_pass_the_baggage_id_rule():
+    from mona_middleware._api.propagation import header_context_id, id_problem
+
+    assert header_context_id("req-123") == "req-123"
+    assert header_context_id(None) is None and header_context_id("") is None
+    assert id_problem("a\x1b[31m") == "holds a control character"
+    assert id_problem("a\nb") == "holds a control character"
+    assert id_problem("x" * 257) == "longer than 256 characters"
+    assert id_problem("a b") == "holds characters an id may not have"
+    assert id_problem("ok.id:1@x+y=z/w~v-u") is None

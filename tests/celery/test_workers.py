@@ -170,3 +170,40 @@ def test_a_threads_pool_worker_flushes_at_its_shutdown(mona_server, tmp_path):
     (failed,) = [f for k, f in contexts.items() if k[0] == "work.fail"]
     assert failed["exception_type"] == "ValueError" and failed["state"] == "FAILURE"
     assert failed["failing"] == 9
+
+
+def test_a_backfill_inside_a_task_waits_for_room_and_delivers_every_context(mona_server, tmp_path):
+    """A task is no web request: with a tiny queue and a slow backend its contexts wait
+    for room (backpressure) instead of being dropped as "queue full" after 5 ms."""
+    rows = 3000
+    producer = make_app(str(tmp_path / "broker"))
+    done = tmp_path / "done"
+    done.mkdir()
+    mona_server.hang(0.02)  # every POST answers 20 ms late: the exporter falls behind
+    env = {
+        "CELERY_TEST_DONE": str(done),
+        "MONA_MIDDLEWARE_QUEUE_SIZE": "8",
+        "MONA_MIDDLEWARE_BATCH_SIZE": "25",
+        "MONA_MIDDLEWARE_SENDER_THREADS": "1",
+        "MONA_MIDDLEWARE_FLUSH_INTERVAL": "0.05",
+        "MONA_MIDDLEWARE_SPOOL": "false",  # nothing parked on disk: all of it arrives
+        "MONA_MIDDLEWARE_SHUTDOWN_TIMEOUT": "60",
+    }
+    with start_worker(mona_server, tmp_path / "broker", "--pool=solo", **env) as worker:
+        producer.send_task("work.backfill", args=(rows,))
+        for _ in range(1800):  # the task's body has run (a few seconds at the backend's pace)
+            if any(done.iterdir()):
+                break
+            time.sleep(0.1)
+        stop(worker)
+    assert list(done.iterdir()), worker.output
+    assert mona_server.wait_for_messages(rows + 1, timeout=30), (
+        len(mona_server.messages()),
+        worker.output,
+    )
+    contexts = mona_server.contexts()
+    ids = sorted(int(key[1][4:]) for key in contexts if key[0] == "BACKFILL")
+    assert ids == list(range(rows))  # every row, once
+    (task,) = [f for key, f in contexts.items() if key[0] == "work.backfill"]
+    assert task["state"] == "SUCCESS"
+    assert "queue full" not in worker.output

@@ -65,6 +65,15 @@ def make_app(folder: str, broker_url: str | None = None) -> Celery:
         mona.export({"followed_up": n})
         return n
 
+    @app.task(name="work.backfill")
+    def backfill(count: int) -> int:
+        """A backfill inside a task: one context per row, as fast as they open."""
+        for n in range(count):
+            with mona.context("BACKFILL", context_id=f"row-{n}"):
+                mona.export({"row": n})
+        _ran("backfill", count)
+        return count
+
     @app.task(name="work.fail")
     def fail(n: int) -> None:
         mona.export({"failing": n})

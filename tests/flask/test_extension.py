@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import weakref
 
 import pytest
 
@@ -292,3 +294,120 @@ def test_a_view_or_hook_exception_keeps_the_route(memory, propagate):
         for f in memory.contexts().values()
     )
     assert found == [("/boom", 500, "ValueError"), ("/items/<int:item_id>", 500, "KeyError")]
+
+
+def error_app() -> flask.Flask:
+    app = make_app()
+
+    @app.post("/orders")
+    def orders():
+        mona.export({"parsed": True})
+        flask.request.get_json()  # a body that is no JSON: Flask's 400
+        return {"ok": True}
+
+    @app.get("/forbidden")
+    def forbidden():
+        mona.export({"checked": True})
+        flask.abort(403)
+
+    @app.get("/teapot")
+    def teapot():
+        flask.abort(418)
+
+    @app.errorhandler(418)
+    def handled(error):  # the user's own page: a whole body of the user's
+        return "short and stout", 418
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "data"),
+    [
+        ("get", "/nowhere", 404, None),
+        ("delete", "/items/1", 405, None),
+        ("post", "/orders", 400, "not json"),
+        ("get", "/forbidden", 403, None),
+        ("get", "/teapot", 418, None),
+    ],
+)
+def test_an_error_page_closes_its_context_without_the_body_being_read(
+    memory, method, path, status, data
+):
+    """Flask renders an HTTPException as a WSGI app's body (it looks streamed); the test
+    client never closes a body nobody reads. The context is whole all the same: sent at
+    teardown, and never left current in the caller's thread."""
+    client = error_app().test_client()
+    kwargs = {} if data is None else {"data": data, "content_type": "application/json"}
+    response = getattr(client, method)(path, **kwargs)  # the body is not read
+    assert response.status_code == status
+    assert mona.current_context() is None
+    assert mona.export({"after": "the request"}) is False  # lands in no request's context
+    fields = only(memory, http_status_code=status)
+    assert fields["http_method"] == method.upper() and "after" not in fields
+    if status in (400, 403):
+        assert fields["http_route"] == path and "exception_type" not in fields
+    response.close()
+    assert mona.flush(5) and len(memory.contexts()) == 1  # closing it later sends nothing again
+    assert mona.stats()["contexts_closed_unclosed_body"] == 0
+
+
+def test_a_streamed_response_left_unread_is_not_current_and_is_sent_when_dropped(memory):
+    client = make_app().test_client()
+    response = client.get("/stream", buffered=False)
+    assert mona.current_context() is None
+    assert mona.flush(5) and memory.contexts() == {}  # it may still be sent
+    del response
+    gc.collect()
+    fields = only(memory, http_route="/stream")
+    assert fields["http_status_code"] == 200
+    assert mona.stats()["contexts_closed_unclosed_body"] == 1
+
+
+def test_an_app_is_freed_as_soon_as_nothing_holds_it():
+    """Flask's own test_app_freed_on_zero_refcount, with the extension added: no cycle
+    through the middleware, so CPython frees the app by reference counting alone."""
+    gc.disable()
+    try:
+        app = flask.Flask("freed")
+        MonaFlask(app, handle_sigterm=False)
+        assert app.view_functions["static"]
+        weak = weakref.ref(app)
+        assert weak() is not None
+        del app
+        assert weak() is None
+    finally:
+        gc.enable()
+
+
+def test_an_app_used_for_requests_is_freed_too(memory):
+    """(Not after a 404: Flask's routing exception, traceback and frames make a cycle of
+    Flask's own, with or without the extension.)"""
+    gc.disable()
+    try:
+        app = flask.Flask("freed")
+        MonaFlask(app, handle_sigterm=False)
+        app.add_url_rule("/items/<int:n>", "item", lambda n: {"id": n})
+        app.add_url_rule("/stream", "stream", lambda: flask.Response(iter([b"0", b"1"])))
+        client = app.test_client()
+        assert client.get("/items/1").json == {"id": 1}
+        assert client.get("/stream").data == b"01"
+        weak = weakref.ref(app)
+        del app, client
+        assert weak() is None
+    finally:
+        gc.enable()
+    assert mona.flush(5) and len(memory.contexts()) == 2
+
+
+def test_a_wsgi_app_wrapped_before_the_extension_is_kept(memory):
+    """ProxyFix (or any middleware) put on app.wsgi_app first stays in the chain."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = flask.Flask("proxied")
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    MonaFlask(app, handle_sigterm=False)
+    app.add_url_rule("/ip", "ip", lambda: flask.request.remote_addr)
+    response = app.test_client().get("/ip", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert response.data == b"203.0.113.7"
+    assert only(memory, http_route="/ip")["http_status_code"] == 200

@@ -401,6 +401,8 @@ def test_trace_id_can_be_renamed_or_dropped_like_any_request_field(memory):
     assert mona.flush(5)
     keys = sorted(tuple(sorted(k for k in f if "trace" in k)) for f in memory.contexts().values())
     assert keys == [(), ("otel_trace",)]
+
+
 # -- flush_after_request: serverless web apps -----------------------------------------
 
 
@@ -458,3 +460,46 @@ def test_flush_after_request_is_off_by_default_and_read_from_the_environment(mon
     assert WebMonitor({"handle_sigterm": False}).flush_after is False
     monkeypatch.setenv("MONA_MIDDLEWARE_FLUSH_AFTER_REQUEST", "true")
     assert WebMonitor({"handle_sigterm": False}).flush_after is True
+
+
+BAD_IDS = {
+    "ESC": "req\x1b[2J",
+    "tab": "a\tb",
+    "too long": "r" * 257,
+    "space": "two words",
+}
+# What HTTP clients refuse to send, and a raw socket need not.
+RAW_BAD_IDS = {"newline": "r\nX-Admin: 1", "non-ASCII": "r\u00e9q", "NUL": "a\x00b"}
+
+
+def test_a_bad_context_id_header_is_ignored_counted_and_logged_by_reason(memory, caplog):
+    """Any client can send the header: the value passes the rule incoming baggage ids
+    pass, or the request gets a new id (counted, logged by reason, never by value)."""
+    from mona_middleware.wsgi import MonaWSGIMiddleware
+
+    for n, call in enumerate(_incoming_apps(context_id_header="X-Request-Id")):
+        assert call({"X-Request-Id": f"good-{n}"}) == 200
+        for value in BAD_IDS.values():
+            assert call({"X-Request-Id": value}) == 200
+
+    def plain(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    raw = MonaWSGIMiddleware(plain, context_id_header="X-Request-Id", handle_sigterm=False)
+    for value in RAW_BAD_IDS.values():
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_REQUEST_ID": value}
+        assert raw(environ, lambda *args: None) == [b"ok"]
+    assert mona.flush(5)
+    contexts = memory.contexts()
+    ids = [context_id for _, context_id in contexts]
+    assert {"good-0", "good-1", "good-2"} <= set(ids)
+    fresh = [i for i in ids if not i.startswith("good-")]
+    assert len(fresh) == len(contexts) - 3 and all(len(i) == 36 for i in fresh)  # new UUIDs
+    ignored = mona.stats()["context_id_headers_ignored"]
+    assert ignored == len(contexts) - 3 == 3 * len(BAD_IDS) + len(RAW_BAD_IDS)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "context_id_header value ignored (holds a control character)" in logged
+    assert "context_id_header value ignored (longer than 256 characters)" in logged
+    values = [*BAD_IDS.values(), *RAW_BAD_IDS.values()]
+    assert not any(value in logged for value in values) and "X-Admin" not in logged

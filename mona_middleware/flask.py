@@ -2,9 +2,10 @@
 
 Wraps ``app.wsgi_app`` and adds the route template from Flask's URL rule and the
 exception Flask turned into a 500. A response Flask holds whole closes the request's
-context at teardown, as OpenTelemetry and Sentry end theirs; a streamed one when its
-last chunk is sent. An error page Flask renders from an ``HTTPException`` (404, 405,
-400, ``abort()``) is whole too, though werkzeug builds it as a WSGI app's body.
+context as ``wsgi_app`` returns (after teardown), as OpenTelemetry and Sentry end
+theirs; a streamed one when its last chunk is sent. An error page Flask renders from an
+``HTTPException`` (404, 405, 400, ``abort()``) is whole too, though werkzeug builds it
+as a WSGI app's body.
 Options come from arguments, then ``app.config["MONA_<OPTION>"]``, then the environment.
 
 The app holds the only strong reference of the pair: the middleware calls Flask's
@@ -14,6 +15,7 @@ more is freed at once (no cycle waiting for the garbage collector).
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any
 
@@ -24,8 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
         "mona_middleware.flask needs Flask: pip install 'mona_middleware[flask]'"
     ) from exc
 
-from ._api.context import current_context, current_var
-from ._api.tracing import current_trace_id
+from ._api.context import current_var
+from ._api.tracing import TRACE_MODULE, current_trace_id
 from ._util.log import Guard
 from ._util.options import unknown_options
 from ._web.options import ALL_OPTIONS, options_from_prefixed
@@ -55,11 +57,11 @@ class MonaFlask:
     def init_app(self, app: flask.Flask) -> None:
         options = {**config_options(app.config), **self._options}
         middleware = MonaWSGIMiddleware(_weak_wsgi_app(app), **options)
+        middleware.status_known = True  # read from the response (_note_responses)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        monitor = app.extensions["mona"] = middleware.monitor
-        after, teardown = _hooks(monitor)
-        app.after_request(after)
-        app.teardown_request(teardown)
+        app.extensions["mona"] = middleware.monitor
+        _note_responses(app)
+        _note_exceptions(app)
         _note_error_pages(app)
 
     @staticmethod
@@ -143,49 +145,59 @@ def _note_error_pages(app: flask.Flask) -> None:
     app.handle_http_exception = handle_http_exception  # type: ignore[method-assign]
 
 
-def _hooks(monitor: WebMonitor) -> tuple[Any, Any]:
-    """Two request hooks: the route and whether the body is whole, then the close.
+def _note_responses(app: flask.Flask) -> None:
+    """Read what only Flask knows of the response as it finishes building it.
 
-    ``after_request`` runs for every response Flask builds: the view's, one a
-    ``before_request`` hook returned (an auth check's 401), an error page. Only an
-    exception Flask lets propagate (``PROPAGATE_EXCEPTIONS``, testing) skips it, and
-    teardown reads the route then. The URL rule is matched before any hook runs.
+    Flask's own ``process_response`` runs first (the user's ``after_request`` hooks
+    among it), unchanged; then whether the body is whole (the context then closes as
+    ``wsgi_app`` returns, not when a server or test client closes the body) and, with
+    OpenTelemetry, the trace id (Flask's span ends before the response is sent). A
+    method on the app, not an ``after_request`` hook: Flask checks every hook for a
+    coroutine function on every request (six calls), and a teardown hook as well.
     """
+    process = type(app).process_response
+    app_ref = weakref.ref(app)
+    modules = sys.modules
 
-    def after_request(response: flask.Response) -> flask.Response:
-        ctx = current_context()
+    def process_response(response: flask.Response) -> flask.Response:
+        response = process(app_ref(), response)  # Flask's, and its exceptions, as without us
+        ctx = current_var.get()
         state = None if ctx is None else ctx.request
-        if isinstance(state, RequestState):
+        if type(state) is RequestState:
             try:  # a guarded site (see Guard): try is free until it raises
-                rule = flask.request.url_rule
+                state.status = response.status_code
+                rule = flask.request.url_rule  # matched before any hook ran
                 if rule is not None:
                     state.route = rule.rule
                 if not response.is_streamed:
                     state.whole = True
-                if state.trace_id is None:  # OpenTelemetry's Flask span opens after ours
+                if state.trace_id is None and TRACE_MODULE in modules:
                     state.trace_id = current_trace_id()
             except Exception as exc:
                 _HOOK.caught(exc)
         return response
 
-    def teardown_request(exc: BaseException | None) -> None:
-        ctx = current_context()
-        state = None if ctx is None else ctx.request
-        if not isinstance(state, RequestState):
-            return
-        if exc is not None:
-            state.exception = exc
-            if state.route is None:
-                try:
-                    rule = flask.request.url_rule
-                    state.route = None if rule is None else rule.rule
-                except Exception as error:
-                    _HOOK.caught(error)
-        # An error page is never a stream the user is still sending (werkzeug calls it
-        # "streamed" only because it was converted from an exception).
-        if state.whole or exc is not None:
-            # The body is built; closing now (not when the server closes it) also serves
-            # test clients that never read or close the response.
-            monitor.finish(ctx)
+    app.process_response = process_response  # type: ignore[method-assign]
 
-    return after_request, teardown_request
+
+def _note_exceptions(app: flask.Flask) -> None:
+    """The exception Flask turns into a 500 page (``handle_exception``, only on errors):
+    recorded as ``exception_type``, the page whole; one it lets propagate (testing,
+    ``PROPAGATE_EXCEPTIONS``), the middleware sees itself."""
+    handle = type(app).handle_exception
+    app_ref = weakref.ref(app)
+
+    def handle_exception(e: Exception) -> Any:
+        ctx = current_var.get()
+        state = None if ctx is None else ctx.request
+        if isinstance(state, RequestState):
+            state.exception = e
+            state.whole = True  # Flask's 500 page, built from an exception: whole
+            try:  # the route now: a propagating exception skips process_response
+                rule = flask.request.url_rule
+                state.route = None if rule is None else rule.rule
+            except Exception as exc:
+                _HOOK.caught(exc)
+        return handle(app_ref(), e)
+
+    app.handle_exception = handle_exception  # type: ignore[method-assign]

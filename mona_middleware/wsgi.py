@@ -47,6 +47,10 @@ class MonaWSGIMiddleware:
     >>> app = MonaWSGIMiddleware(app, context_class="HELLO", handle_sigterm=False)
     """
 
+    # Set by an adapter that reads the status itself (MonaFlask, from Flask's response):
+    # then ``start_response`` is passed to the app as it is, with no wrapper per request.
+    status_known = False
+
     def __init__(self, app: Callable[..., Iterable[bytes]], **options: Any) -> None:
         self.app = app
         self.monitor = WebMonitor(options)
@@ -73,15 +77,18 @@ class MonaWSGIMiddleware:
         if options.request_hook is not None:
             monitor.call_hook(options.request_hook, ctx, environ)
         response_hook = options.response_hook
+        if self.status_known and response_hook is None:
+            record_status = start_response
+        else:
 
-        def record_status(status: str, headers: list, exc_info: Any = None) -> Any:
-            try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
-                state.status = int(status[:3])
-            except Exception:
-                pass  # not a status line PEP 3333 allows; the server will say so
-            if response_hook is not None:
-                monitor.call_hook(response_hook, ctx, environ, status, headers)
-            return start_response(status, headers, exc_info)
+            def record_status(status: str, headers: list, exc_info: Any = None) -> Any:
+                try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
+                    state.status = int(status[:3])
+                except Exception:
+                    pass  # not a status line PEP 3333 allows; the server will say so
+                if response_hook is not None:
+                    monitor.call_hook(response_hook, ctx, environ, status, headers)
+                return start_response(status, headers, exc_info)
 
         try:
             body = self.app(environ, record_status)
@@ -90,12 +97,12 @@ class MonaWSGIMiddleware:
             self._route(state, environ)
             monitor.finish(ctx)
             raise
-        if state.finished:  # the framework closed it already (MonaFlask, a whole body)
+        if state.finished:  # the framework closed it already
             return body
         if state.route is None:
             self._route(state, environ)
-        if type(body) is list or type(body) is tuple:  # built whole: nothing left to stream
-            monitor.finish(ctx)
+        if state.whole or type(body) is list or type(body) is tuple:
+            monitor.finish(ctx)  # built whole (MonaFlask says so): nothing left to stream
             return body
         ctx.leave()  # current again only around each chunk and close(): see the docstring
         try:

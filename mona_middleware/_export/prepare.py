@@ -24,6 +24,7 @@ __all__ = [
     "global_fields",
     "message_count",
     "messages_from",
+    "messages_op_by_op",
     "prepare",
 ]
 
@@ -55,31 +56,45 @@ def messages_from(
     stats: ExportStats,
 ) -> list[dict]:
     """Wire messages from a context's ops and own fields, already taken from it."""
+    if len(taken) != 1 or type(taken[0]) is not dict:
+        return messages_op_by_op(ctx, taken, own, config, stats)
+    # Nearly every context: plain exports, merged into one dict as they came. The
+    # general way (messages_op_by_op) gives the same message, with more calls and lists
+    # (a property test pins the two together).
     context_class = ctx.context_class
-    default_ts = default_timestamp(ctx)
-    if len(taken) == 1 and type(taken[0]) is dict:
-        # Nearly every context: plain exports, merged into one dict as they came. The
-        # general path below gives the same message, with more calls and lists.
-        clean, dropped = sanitize_fields(  # take_ops() copied it: ours to keep
-            taken[0], context_class, filter_none=config.filter_none_fields, owned=True
-        )
+    default_ts = default_timestamp(ctx)  # before any early return, as the general way
+    clean, dropped = sanitize_fields(  # take_ops() copied it: ours to keep
+        taken[0], context_class, filter_none=config.filter_none_fields, owned=True
+    )
+    if dropped:
+        stats.add("fields_dropped", dropped)
+    if own:
+        clean.update(own)  # a fresh dict from sanitize_fields: ours to change
+    if not clean:
         if dropped:
-            stats.add("fields_dropped", dropped)
-        if own:
-            clean.update(own)  # a fresh dict from sanitize_fields: ours to change
-        if not clean:
-            if dropped:
-                stats.drop("no valid fields", 1)
-            return []
-        if config.global_fields and not ctx.late:
-            clean = {**global_fields(config, context_class, stats), **clean}
-        messages = [wire_message(context_class, ctx.context_id, clean, default_ts, OVERWRITE)]
-        if ctx.before_send is not None:
-            messages = _before_send(ctx.before_send, messages, stats)
-        return messages
+            stats.drop("no valid fields", 1)
+        return []
+    if config.global_fields and not ctx.late:
+        clean = {**global_fields(config, context_class, stats), **clean}
+    messages = [wire_message(context_class, ctx.context_id, clean, default_ts, OVERWRITE)]
+    if ctx.before_send is not None:
+        messages = _before_send(ctx.before_send, messages, stats)
+    return messages
+
+
+def messages_op_by_op(
+    ctx: ClosedContext,
+    taken: list[Any],
+    own: dict[str, Any] | None,
+    config: MonaConfig,
+    stats: ExportStats,
+) -> list[dict]:
+    """``messages_from``'s general way, for any ops: each cleaned, then coalesced."""
     # Each export is cleaned before they are folded together: a value that is dropped
     # (None with filter_none_fields, NaN, an object JSON cannot carry) must leave what
     # an earlier export set for that key, as it would if each export were sent alone.
+    context_class = ctx.context_class
+    default_ts = default_timestamp(ctx)  # an invalid one is logged even if nothing goes
     ops = []
     emptied = False  # an export lost every field it had to conversion errors
     for op in taken:

@@ -4,11 +4,9 @@ general way (field by field) agree on every context: the same messages, the same
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import json
 import math
 import os
-from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,45 +18,9 @@ from mona_middleware._export.prepare import context_messages, global_fields
 from mona_middleware._util.stats import ExportStats
 from mona_middleware.config import MonaConfig
 
+from ..strategies import fields, own_fields
+
 pytestmark = pytest.mark.skipif(not wire.FAST, reason="the short way needs orjson")
-
-
-class Color(enum.Enum):
-    RED = "red"
-
-
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.sampled_from(["null", "nullable", "MONA_x", "\u2028", "\ud800"]),
-    st.just(Decimal("1.5")),
-    st.just(dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc)),
-    st.just(Color.RED),
-    st.just({1, 2}),
-    st.just(b"bytes"),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3),
-        st.tuples(inner, inner),
-        st.dictionaries(st.one_of(st.text(max_size=6), st.integers(0, 9)), inner, max_size=3),
-    ),
-    max_leaves=8,
-)
-keys = st.one_of(
-    st.text(max_size=10), st.sampled_from(["MONA_score", "MONARCH_ID", "null", "a"])
-)
-fields = st.dictionaries(keys, values, max_size=6)
-own_fields = st.one_of(
-    st.none(),
-    st.fixed_dictionaries(
-        {"http_status_code": st.sampled_from([200, 404]), "duration_ms": st.floats(0, 10)}
-    ),
-)
 
 
 def twins(cid: str, exported: dict, own: dict | None, late: bool):

@@ -58,6 +58,10 @@ DEFAULT_TOKEN_URL = "https://monalabs.frontegg.com/identity/resources/auth/v1/ap
 DEFAULT_REFRESH_URL = DEFAULT_TOKEN_URL + "/token/refresh"
 DEFAULT_FILE_PATH = "mona-messages.jsonl"
 _USE_AUTHENTICATION = "MONA_SDK_SHOULD_USE_AUTHENTICATION"
+# The user's ``error_handler(result)``, once per batch that did not land whole: ``result``
+# is a dict (``status``, ``total``, ``sent``, ``failed``, ``errors``, ``retries``,
+# ``retryable``); what it returns is ignored.
+ErrorHandler = Callable[[dict[str, Any]], object]
 
 
 _SDK_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
@@ -349,7 +353,7 @@ class MonaConfig:
         1.0, "MONA_MIDDLEWARE_CONFIG_POLL_INTERVAL", number(float, 0.01, 3600),
         shown_default="1 s", doc="how often the config file is read",
     )  # fmt: skip
-    error_handler: Any = option(
+    error_handler: ErrorHandler | None = option(
         None, None, callable_value,
         doc="`error_handler(result)` per failed batch, with `status`, `sent`, `failed`, "
         "`errors`, `retries`",

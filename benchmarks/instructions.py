@@ -37,6 +37,7 @@ from typing import Any
 
 from .common import ROOT, child_env, emit, log, sink_endpoints
 from .sinks import SinkProcess
+from .summary import instruction_parts
 
 SMALL, LARGE = 300, 1500
 WARMUP = 300
@@ -141,23 +142,6 @@ def measure(endpoints: dict[str, Any], frameworks: list[str], tools: list[str]) 
     return rows
 
 
-def parts(row: dict[str, Any]) -> dict[str, float] | None:
-    """Ours added, split: request thread, prepare, the rest, and the collector's share."""
-    on, off, split = row["tools"], row.get("collector_off") or {}, row.get("split") or {}
-    needed = ("bare" in on, "ours" in on, "bare" in off, "ours" in off)
-    if not all(needed) or not {"request", "prepare"} <= set(split):
-        return None
-    return {
-        "added": on["ours"] - on["bare"],
-        "added_collector_off": off["ours"] - off["bare"],
-        "request": split["request"] - off["bare"],
-        "prepare": split["prepare"] - split["request"],
-        "rest": off["ours"] - split["prepare"],
-        "collection": (on["ours"] - off["ours"]) - (on["bare"] - off["bare"]),
-        "per_message": off["ours"] - split["request"],  # prepare, encode, POST: one each
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", default="flask,django,starlette")
@@ -181,7 +165,7 @@ def main() -> None:
             print(f"{row['framework']:>9} {tool:>6}: {count:>10,.0f} with the collector off")
         for split, count in row["split"].items():
             print(f"{row['framework']:>9}   ours up to {split}: {count:>10,.0f}")
-        split = parts(row)
+        split = instruction_parts(row)
         if split:
             shown = ", ".join(f"{name} {value:+,.0f}" for name, value in split.items())
             print(f"{row['framework']:>9}   {shown}")

@@ -237,3 +237,20 @@ def live_split(held: list[Row], live: list[Row]) -> dict[str, Row]:
 
 def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
+
+
+def instruction_parts(row: dict[str, Any]) -> dict[str, float] | None:
+    """Ours added, split: request thread, prepare, the rest, and the collector's share."""
+    on, off, split = row["tools"], row.get("collector_off") or {}, row.get("split") or {}
+    needed = ("bare" in on, "ours" in on, "bare" in off, "ours" in off)
+    if not all(needed) or not {"request", "prepare"} <= set(split):
+        return None
+    return {
+        "added": on["ours"] - on["bare"],
+        "added_collector_off": off["ours"] - off["bare"],
+        "request": split["request"] - off["bare"],
+        "prepare": split["prepare"] - split["request"],
+        "rest": off["ours"] - split["prepare"],
+        "collection": (on["ours"] - off["ours"]) - (on["bare"] - off["bare"]),
+        "per_message": off["ours"] - split["request"],  # prepare, encode, POST: one each
+    }

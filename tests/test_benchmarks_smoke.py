@@ -67,7 +67,7 @@ def test_the_backfill_benchmark_delivers_every_context_and_every_batch_message()
 
 def test_the_instruction_counts_render_as_targets_and_a_split():
     """valgrind is too slow for the suite: the report's arithmetic on known counts."""
-    from benchmarks.markdown import TIMES
+    from benchmarks.markdown import DASH, TIMES
     from benchmarks.report import section_targets
     from benchmarks.sections import section_instructions
 
@@ -80,9 +80,22 @@ def test_the_instruction_counts_render_as_targets_and_a_split():
     ]
     section = section_instructions(rows)
     assert f"500,000 (+100,000, 1.25{TIMES})" in section
+    # A run without the collector-off counts (earlier runs): the split as they gave it,
     # added +100k = request thread +50k, prepare +30k, the rest +20k
-    assert "| flask | +100,000 | +50,000 | +30,000 | +20,000 |" in section
+    old_split = f"| flask | +100,000 | {DASH} | +50,000 | +30,000 | +20,000 | {DASH} | {DASH} |"
+    assert old_split in section
     targets = section_targets({}, {}, [], [], instructions=rows)
-    assert "0.25 (+100,000 on 400,000 per request)" in targets
+    assert f"+100,000 (0.25{TIMES} bare's 400,000)" in targets  # issue 24: ≤ 55,000 added
     assert f"10.0{TIMES} (+1,000,000 vs +100,000)" in targets
     assert section_instructions([]).startswith("Not run")
+    # With the collector off too: its share, and each part against its target.
+    rows[0]["collector_off"] = {"bare": 399_000.0, "ours": 496_000.0}
+    rows[0]["split"] = {"request": 420_000.0, "prepare": 430_000.0}
+    section = section_instructions(rows)
+    # on +100,000, off +97,000; request 420k-399k, prepare 10k, rest 66k, collection 3k
+    assert "| flask | +100,000 | +97,000 | +21,000 | +10,000 | +66,000 | +3,000 | +76,000 |" in (
+        section
+    )
+    targets = section_targets({}, {}, [], [], instructions=rows)
+    assert "| collector on minus off ≤ 5,000 instructions, flask | +3,000 | 0.60 |" in targets
+    assert "| preparing one context ≤ 8,000 instructions, flask | +10,000 | 1.25 |" in targets

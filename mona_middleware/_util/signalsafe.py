@@ -85,9 +85,16 @@ class OwnedLock:
         self._owner: int | None = None
 
     def acquire(self, timeout: float) -> bool:
-        """Within ``timeout``; False at once when this thread holds it already."""
+        """Within ``timeout``; False at once when this thread holds it already.
+
+        A free lock is taken without blocking first: on an event loop (the first
+        request's context starting the exporter) that is no blocking call at all.
+        """
         me = threading.get_ident()
-        if self._owner == me or not self._lock.acquire(True, max(timeout, 0)):
+        if self._owner == me:
+            return False
+        lock = self._lock
+        if not lock.acquire(False) and not (timeout > 0 and lock.acquire(True, timeout)):
             return False
         self._owner = me
         return True

@@ -53,8 +53,12 @@ def _drop_in_batches(prepare: bool) -> None:
 
     With ``prepare`` each context is also turned into wire messages, as the batcher would.
     """
-    from mona_middleware._export.wire import context_wire
     from mona_middleware._runtime import process
+
+    try:
+        from mona_middleware._export.wire import context_wire
+    except ImportError:  # a version before the batcher encoded (a before/after run)
+        from mona_middleware._export.prepare import context_messages as context_wire
 
     kept: list[Any] = []
 

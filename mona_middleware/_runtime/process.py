@@ -69,6 +69,9 @@ class _State:
     # Counts made before the exporter existed, folded into its stats once built.
     early: ExportStats | None = None
     builder: threading.Thread | None = None
+    # The exporter shutdown() stopped, until another is built: stats() reports its ledger
+    # (what the shutdown spooled, dropped or left unanswered), not a new, empty one's.
+    stopped: BatchExporter | None = None
 
 
 STATE = _State()
@@ -109,7 +112,7 @@ def exporter() -> BatchExporter:
             if STATE.exporter is None:
                 built = _new_exporter(config())
                 _take_early(built)
-                STATE.exporter = built
+                STATE.exporter, STATE.stopped = built, None
             current = STATE.exporter
         _install_hooks()
     if STATE.pending:
@@ -156,7 +159,7 @@ def configure(**options: Any) -> MonaConfig:
             return new_config  # e.g. one Django handler per test client: nothing to restart
         old = STATE.exporter
         _activate(new_config)
-        STATE.exporter = None
+        STATE.exporter = STATE.stopped = None
     if old is not None:
         if on_event_loop():  # its flush waits for the backend: not on the loop
             threading.Thread(
@@ -437,6 +440,7 @@ def shutdown(timeout: float | None = None) -> bool:
         current, STATE.exporter = STATE.exporter, None
     if current is None:
         return True
+    STATE.stopped = current
     flushed = current.shutdown(timeout)
     if current.admission.state is not State.CLOSED:
         # Its start was under way on another thread (a first context closing), which
@@ -458,6 +462,9 @@ def stats() -> dict[str, Any]:
         data.update(queued=len(STATE.pending), in_flight=0, spool=None, state="new")
         data["transport"] = None
         return data
+    stopped = STATE.stopped
+    if STATE.exporter is None and stopped is not None and not STATE.pending:
+        return stopped.snapshot()
     return exporter().snapshot()
 
 
@@ -477,6 +484,7 @@ def detach() -> Saved:
             STATE.config, STATE.exporter, STATE.pinned_transport, STATE.pending, STATE.early
         )
         STATE.config = STATE.exporter = STATE.pinned_transport = STATE.early = None
+        STATE.stopped = None
         STATE.pending = deque()
     return saved
 

@@ -112,5 +112,25 @@ def test_shutdown_at_once_while_another_thread_starts_the_exporter_still_stops_i
     threading.Timer(0.05, release.set).start()
     mona.shutdown(0)
     starter.join(5)
-    assert current.snapshot()["state"] == "stopped"
-    assert memory.contexts() == {("RACE", "r-1"): {"n": 1}}
+    stats = mona.stats()  # the stopped exporter's ledger, not a new one's
+    assert stats["state"] == "stopped" and current.snapshot() == stats
+    # Sent, or (shutdown(0) waits for nothing: a busy machine's batcher had not sent it)
+    # counted; never neither.
+    sent = memory.contexts() == {("RACE", "r-1"): {"n": 1}}
+    assert sent != (stats["dropped"] == {"not sent before the shutdown timeout": 1}), stats
+
+
+def test_stats_after_shutdown_tell_what_it_did_not_send(memory):
+    """The shutdown's log line sends the reader to stats(): it shows that exporter's
+    counts until a new one starts, not an empty new exporter's."""
+    mona.configure(transport=memory, flush_interval=60)
+    with mona.context("LATE", context_id="l-1"):
+        mona.export({"n": 1})
+    assert mona.shutdown(0) is False
+    stats = mona.stats()
+    assert stats["contexts"] == 1 and stats["dropped_total"] == 1 and stats["state"] == "stopped"
+    with mona.context("LATE", context_id="l-2"):  # a new exporter: its own counts
+        mona.export({"n": 2})
+    assert mona.stats()["dropped_total"] == 0 and mona.stats()["state"] != "stopped"
+    assert mona.flush(5) and ("LATE", "l-2") in memory.contexts()
+    assert mona.stats()["contexts"] == 1

@@ -409,7 +409,7 @@ class MonaConfig:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise MonaConfigError(unknown_options(unknown, OPTIONS))
-        layers = [("option", options)]
+        layers: list[tuple[str, Mapping[str, Any]]] = [("option", options)]
         problems: list[Problem] = []
         values: dict[str, Any] = {}
         for name, spec in OPTIONS.items():
@@ -477,7 +477,10 @@ class MonaConfig:
 
 
 def _resolve_auth_mode(
-    values: Mapping, options: Mapping, env: Mapping, problems: list[Problem]
+    values: Mapping[str, Any],
+    options: Mapping[str, Any],
+    env: Mapping[str, str],
+    problems: list[Problem],
 ) -> str:
     """``auth_mode``/``AUTH_MODE`` when given, else the mode mona_sdk would pick.
 
@@ -496,7 +499,7 @@ def _resolve_auth_mode(
             use_authentication = invalid(Problem(subject, str(exc), "true"), True, False, problems)
     token = values.get("access_token")
     default = _sdk_auth_choice(use_authentication, token, "MONA")
-    mode = resolve(OPTIONS["auth_mode"], [("option", options)], env, False, default, problems)
+    mode: str = resolve(OPTIONS["auth_mode"], [("option", options)], env, False, default, problems)
     sdk_mode = _sdk_auth_choice(use_authentication, token, mode)
     if sdk_mode != mode:
         why = "an access token is set" if use_authentication else f"{_USE_AUTHENTICATION}=false"

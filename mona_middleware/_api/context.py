@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._export.items import BeforeSend
 from .._runtime import process
@@ -23,6 +23,9 @@ from .._util.protocol import check_action
 from ..errors import MonaError, MonaExportError
 from . import sampling
 from .ids import new_context_id
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing's own from 3.11
 
 __all__ = [
     "PASS_THROUGH",
@@ -288,7 +291,7 @@ class MonaContext:
                 ops[index] = printable if type(op) is dict else (op[0], printable, op[2])
         return ops
 
-    def open(self) -> MonaContext:
+    def open(self) -> Self:
         self._token = current_var.set(self)
         return self
 
@@ -320,13 +323,13 @@ class MonaContext:
         if not self.disabled and (self._fields or self._ops or self._own):
             process.enqueue(self)
 
-    def __enter__(self) -> MonaContext:
+    def __enter__(self) -> Self:
         self._token = current_var.set(self)  # open(), without the extra call
         return self
 
     __exit__ = close
 
-    async def __aenter__(self) -> MonaContext:
+    async def __aenter__(self) -> Self:
         return self.open()
 
     async def __aexit__(self, *exc_info: object) -> None:

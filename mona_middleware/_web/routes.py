@@ -166,7 +166,8 @@ def _watch_quart() -> None:
         # Async on purpose: Quart runs a sync receiver in its thread pool.
         rule = request.url_rule
         if rule is not None:
-            request.scope[ROUTE_KEY] = rule.rule
+            # our own key in Quart's scope (a TypedDict to the checker, a dict at run time)
+            request.scope[ROUTE_KEY] = rule.rule  # type: ignore[literal-required]
 
     request_started.connect(note_quart_route, weak=False)
     _quart_watched = True

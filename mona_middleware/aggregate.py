@@ -51,7 +51,8 @@ def aggregate(
     >>> aggregate([{"arcClass": "C", "contextId": "1", "message": {"a": 1}}])
     {('C', '1'): {'a': 1}}
     """
-    records: dict[tuple[str, str | None], dict[str, Any]] = {}
+    # Keys as the messages carry them (a message missing its class: None).
+    records: dict[tuple[Any, Any], dict[str, Any]] = {}
     for message in messages:
         key = (message.get("arcClass") or message.get("contextClass"), message.get("contextId"))
         record = records.setdefault(key, {})

@@ -62,7 +62,8 @@ def instrument(app: web.Application, **options: Any) -> WebMonitor:
     (True, 'SHOP_API')
     """
     if MONITOR in app:
-        return app[MONITOR]
+        known: WebMonitor = app[MONITOR]
+        return known
     monitor = WebMonitor(options)
     app[MONITOR] = monitor
     app.middlewares.insert(0, _middleware(monitor))

@@ -43,14 +43,17 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._api.context import MonaContext, passing_through
+from ._api.context import passing_through
 from ._runtime import process
 from ._util.log import Guard, logger
-from ._web.recorder import WebMonitor
+from ._web.recorder import WebContext, WebMonitor
 from ._web.routes import asgi_route, prepare_app
 from .errors import MonaConfigError
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = [
     "MonaASGIMiddleware",
@@ -207,7 +210,7 @@ class MonaASGIMiddleware:
             self._close(ctx, scope, arrived, None)
 
     def _close(
-        self, ctx: MonaContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
+        self, ctx: WebContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
     ) -> None:
         """Add the route and close; runs in ``finally``, so it must never raise."""
         monitor: Any = self.monitor  # set: only a monitored request gets here
@@ -300,7 +303,7 @@ def _built_during_a_call() -> bool:
     Any caller up the stack with ``(scope, receive, send)`` parameters is one; a bounded
     walk, once per middleware built.
     """
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(64):
         if frame is None:
             return False
@@ -340,7 +343,7 @@ def _single_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _exception_group_types() -> tuple[type, ...]:
+def _exception_group_types() -> tuple[Any, ...]:  # (BaseExceptionGroup is 3.11's)
     builtin = getattr(builtins, "BaseExceptionGroup", None)  # Python >= 3.11
     if builtin is not None:
         return (builtin,)
@@ -353,6 +356,8 @@ def _header(scope: Scope) -> Callable[[str], str | None]:
 
     def header(name: str) -> str | None:
         wanted = name.lower().encode("latin-1")
+        key: bytes
+        value: bytes  # ASGI's header pairs
         for key, value in scope.get("headers") or ():
             if key.lower() == wanted:
                 return value.decode("latin-1")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import celery
@@ -70,7 +70,18 @@ class TaskState:
         self.exception: str | None = None
 
 
-class _ContinuedContext(MonaContext):
+if TYPE_CHECKING:
+
+    class _TaskContext(MonaContext):
+        """A task's context: its host state is the task's own (``TaskState``)."""
+
+        request: TaskState
+
+else:
+    _TaskContext = MonaContext  # the same class at run time: a name for the type checker
+
+
+class _ContinuedContext(_TaskContext):
     """The queuing context, continued in a task: it keeps its class (``@monitor`` inside
     the task does not rename it, or the request and the task would split in two)."""
 
@@ -96,7 +107,7 @@ class MonaCelery:
         self._given = options
         self.options = CeleryOptions.resolve(split_celery_options(options)[0])
         self.app: celery.Celery | None = None
-        self._running: dict[str, MonaContext] = {}
+        self._running: dict[str | None, _TaskContext] = {}  # (looked up by _task_key())
         self._lock = threading.Lock()
         if app is not None:
             self.init_app(app)
@@ -170,9 +181,10 @@ class MonaCelery:
         parent = _parent(getattr(task, "request", None))
         continued = options.continue_context and parent is not None
         if continued:
-            ctx: MonaContext = _ContinuedContext(parent[0], parent[1])
+            # (continued: the parent is not None)
+            ctx: _TaskContext = _ContinuedContext(parent[0], parent[1])  # type: ignore[index]
         else:
-            ctx = MonaContext(options.context_class or name)
+            ctx = _TaskContext(options.context_class or name)
         sample(ctx, config)
         ctx.before_send = options.before_send
         ctx.request = TaskState(continued)

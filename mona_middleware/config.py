@@ -58,6 +58,10 @@ DEFAULT_TOKEN_URL = "https://monalabs.frontegg.com/identity/resources/auth/v1/ap
 DEFAULT_REFRESH_URL = DEFAULT_TOKEN_URL + "/token/refresh"
 DEFAULT_FILE_PATH = "mona-messages.jsonl"
 _USE_AUTHENTICATION = "MONA_SDK_SHOULD_USE_AUTHENTICATION"
+# The user's ``error_handler(result)``, once per batch that did not land whole: ``result``
+# is a dict (``status``, ``total``, ``sent``, ``failed``, ``errors``, ``retries``,
+# ``retryable``); what it returns is ignored.
+ErrorHandler = Callable[[dict[str, Any]], object]
 
 
 _SDK_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
@@ -349,7 +353,7 @@ class MonaConfig:
         1.0, "MONA_MIDDLEWARE_CONFIG_POLL_INTERVAL", number(float, 0.01, 3600),
         shown_default="1 s", doc="how often the config file is read",
     )  # fmt: skip
-    error_handler: Any = option(
+    error_handler: ErrorHandler | None = option(
         None, None, callable_value,
         doc="`error_handler(result)` per failed batch, with `status`, `sent`, `failed`, "
         "`errors`, `retries`",
@@ -405,7 +409,7 @@ class MonaConfig:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise MonaConfigError(unknown_options(unknown, OPTIONS))
-        layers = [("option", options)]
+        layers: list[tuple[str, Mapping[str, Any]]] = [("option", options)]
         problems: list[Problem] = []
         values: dict[str, Any] = {}
         for name, spec in OPTIONS.items():
@@ -473,7 +477,10 @@ class MonaConfig:
 
 
 def _resolve_auth_mode(
-    values: Mapping, options: Mapping, env: Mapping, problems: list[Problem]
+    values: Mapping[str, Any],
+    options: Mapping[str, Any],
+    env: Mapping[str, str],
+    problems: list[Problem],
 ) -> str:
     """``auth_mode``/``AUTH_MODE`` when given, else the mode mona_sdk would pick.
 
@@ -492,7 +499,7 @@ def _resolve_auth_mode(
             use_authentication = invalid(Problem(subject, str(exc), "true"), True, False, problems)
     token = values.get("access_token")
     default = _sdk_auth_choice(use_authentication, token, "MONA")
-    mode = resolve(OPTIONS["auth_mode"], [("option", options)], env, False, default, problems)
+    mode: str = resolve(OPTIONS["auth_mode"], [("option", options)], env, False, default, problems)
     sdk_mode = _sdk_auth_choice(use_authentication, token, mode)
     if sdk_mode != mode:
         why = "an access token is set" if use_authentication else f"{_USE_AUTHENTICATION}=false"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -67,7 +68,8 @@ class MonaFlask:
     @staticmethod
     def monitor(app: flask.Flask) -> WebMonitor:
         """The ``WebMonitor`` serving ``app`` (state lives on the app, not on this object)."""
-        return app.extensions["mona"]
+        monitor: WebMonitor = app.extensions["mona"]
+        return monitor
 
 
 def config_options(config: Any) -> dict[str, Any]:
@@ -131,7 +133,8 @@ def _note_error_pages(app: flask.Flask) -> None:
     the page known to be whole.
     """
     handle = type(app).handle_http_exception
-    app_ref = weakref.ref(app)
+    # Never None when called (typed so): the app holds the method that calls it.
+    app_ref: Callable[[], flask.Flask] = weakref.ref(app)  # type: ignore[assignment]
 
     def handle_http_exception(e: Any) -> Any:
         answer = handle(app_ref(), e)  # Flask's, and its exceptions, as without us
@@ -156,7 +159,8 @@ def _note_responses(app: flask.Flask) -> None:
     coroutine function on every request (six calls), and a teardown hook as well.
     """
     process = type(app).process_response
-    app_ref = weakref.ref(app)
+    # Never None when called (typed so): the app holds the method that calls it.
+    app_ref: Callable[[], flask.Flask] = weakref.ref(app)  # type: ignore[assignment]
     modules = sys.modules
 
     def process_response(response: flask.Response) -> flask.Response:
@@ -185,7 +189,8 @@ def _note_exceptions(app: flask.Flask) -> None:
     recorded as ``exception_type``, the page whole; one it lets propagate (testing,
     ``PROPAGATE_EXCEPTIONS``), the middleware sees itself."""
     handle = type(app).handle_exception
-    app_ref = weakref.ref(app)
+    # Never None when called (typed so): the app holds the method that calls it.
+    app_ref: Callable[[], flask.Flask] = weakref.ref(app)  # type: ignore[assignment]
 
     def handle_exception(e: Exception) -> Any:
         ctx = current_var.get()

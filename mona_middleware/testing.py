@@ -36,7 +36,9 @@ class MonaCapture:
         self.flush()
         return self.transport.messages
 
-    def contexts(self, context_class: str | None = None) -> dict[tuple, dict[str, Any]]:
+    def contexts(
+        self, context_class: str | None = None
+    ) -> dict[tuple[str, str | None], dict[str, Any]]:
         """``{(class, id): fields}``, optionally for one context class."""
         self.flush()
         found = self.transport.contexts()

@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable, Iterator
 from types import GeneratorType
 from typing import Any
 
-from ._api.context import MonaContext, current_var, passing_through
+from ._api.context import current_var, passing_through
 from ._runtime import process
 from ._util.log import Guard
-from ._web.recorder import WebMonitor
+from ._web.recorder import WebContext, WebMonitor
 from ._web.routes import prepare_app, wsgi_route
 
 __all__ = ["MonaWSGIMiddleware"]
@@ -81,7 +81,9 @@ class MonaWSGIMiddleware:
             record_status = start_response
         else:
 
-            def record_status(status: str, headers: list, exc_info: Any = None) -> Any:
+            def record_status(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Any:
                 try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
                     state.status = int(status[:3])
                 except Exception:
@@ -135,7 +137,7 @@ def _header(environ: dict[str, Any], name: str) -> str | None:
     return environ.get(key if key in _UNPREFIXED else "HTTP_" + key)
 
 
-def _close_with(body: Any, ctx: MonaContext, monitor: WebMonitor) -> bool:
+def _close_with(body: Any, ctx: WebContext, monitor: WebMonitor) -> bool:
     """Make closing the server's ``wsgi.file_wrapper`` close the context; False if it cannot.
 
     Wrapping it would hide it from the server, which only uses ``sendfile()`` for an
@@ -164,7 +166,7 @@ def _close_with(body: Any, ctx: MonaContext, monitor: WebMonitor) -> bool:
     return True
 
 
-def _dropped_unclosed(ctx: MonaContext, monitor: WebMonitor) -> None:
+def _dropped_unclosed(ctx: WebContext, monitor: WebMonitor) -> None:
     """A body collected without ``close()``: the context is delivered all the same, and
     counted apart (the server, or a test client, broke PEP 3333's promise to close)."""
     state = ctx.request
@@ -182,7 +184,7 @@ class _ClosingBody:
 
     __slots__ = ("_body", "_ctx", "_monitor")
 
-    def __init__(self, body: Iterable[bytes], ctx: MonaContext, monitor: WebMonitor) -> None:
+    def __init__(self, body: Iterable[bytes], ctx: WebContext, monitor: WebMonitor) -> None:
         self._body = body
         self._ctx = ctx
         self._monitor = monitor

@@ -322,6 +322,7 @@ MODULES_TESTED_ELSEWHERE = {
     "mona_middleware.__main__": "tests/cli/test_main.py runs python -m mona_middleware",
     "mona_middleware._util.version": "a constant",
     "mona_middleware._export.items": "types only, read by tests/export/test_prepare.py",
+    "mona_middleware._web.hooks": "types only (the hooks' signatures), checked by mypy in CI",
     "mona_middleware.errors": "three exception classes, raised throughout the tests",
 }
 

@@ -181,9 +181,10 @@ def _batch_items(messages: Any) -> Iterator[Any] | None:
     ):
         return None  # one message (or text) where a batch was expected
     try:
-        return iter(messages)
+        entries: Iterator[Any] = iter(messages)
     except TypeError:
         return None
+    return entries
 
 
 _ENTRY_FIELDS = (

@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .._export.items import BeforeSend
 from .._runtime import process
 from .._util import forks
 from .._util.log import Guard, limited, safe_repr
@@ -23,8 +24,12 @@ from ..errors import MonaError, MonaExportError
 from . import sampling
 from .ids import new_context_id
 
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing's own from 3.11
+
 __all__ = [
     "PASS_THROUGH",
+    "HostState",
     "MonaContext",
     "context",
     "current_context",
@@ -49,6 +54,23 @@ def _renew_take_lock() -> None:
     the child's first take_ops() (or ADD export) would wait for it forever."""
     global _TAKE_LOCK
     _TAKE_LOCK = threading.Lock()
+
+
+class HostState(Protocol):
+    """What the core reads of a context's host (``MonaContext.request``): a web request's
+    state, a websocket connection's or a Celery task's. Each adapter owns the rest of its
+    own state; the core needs only these two facts."""
+
+    @property
+    def live_request(self) -> bool:
+        """A live web request: with the exporter's queue full, its context waits only
+        briefly for room (see ``MonaContext.in_request``)."""
+        ...
+
+    @property
+    def continued(self) -> bool:
+        """The caller's context, continued: ``@monitor`` inside must not rename it."""
+        ...
 
 
 class MonaContext:
@@ -112,14 +134,15 @@ class MonaContext:
         self._fields: dict[str, Any] = {}
         self._ops: list[Any] | None = None
         self._own: dict[str, Any] | None = None  # what the package measured (see record)
-        self._token: Token | None = None
+        self._token: Token[MonaContext | None] | None = None
         self.closed = False
         self.late = False  # holds exports made after the request's context closed
         self.sampled_out = False
-        # Set by web adapters: the request's state (see web.RequestState) and the user's
-        # before_send hook, applied to each wire message on the exporter's thread.
-        self.request: Any = None
-        self.before_send: Any = None
+        # Set by adapters: the host's state (a web request's, a connection's, a task's)
+        # and the user's before_send hook, applied to each wire message on the
+        # exporter's thread.
+        self.request: HostState | None = None
+        self.before_send: BeforeSend | None = None
 
     def rename(self, context_class: str) -> None:
         """Change the class (``@monitor`` on a view); sampling is decided again for it.
@@ -268,7 +291,7 @@ class MonaContext:
                 ops[index] = printable if type(op) is dict else (op[0], printable, op[2])
         return ops
 
-    def open(self) -> MonaContext:
+    def open(self) -> Self:
         self._token = current_var.set(self)
         return self
 
@@ -300,13 +323,13 @@ class MonaContext:
         if not self.disabled and (self._fields or self._ops or self._own):
             process.enqueue(self)
 
-    def __enter__(self) -> MonaContext:
+    def __enter__(self) -> Self:
         self._token = current_var.set(self)  # open(), without the extra call
         return self
 
     __exit__ = close
 
-    async def __aenter__(self) -> MonaContext:
+    async def __aenter__(self) -> Self:
         return self.open()
 
     async def __aexit__(self, *exc_info: object) -> None:

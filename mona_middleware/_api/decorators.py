@@ -13,7 +13,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .._runtime import process
 from .._util.log import Guard, limited
@@ -26,6 +26,21 @@ _EXIT = Guard("@monitor could not close its context")
 _FLUSH = Guard("@monitor(flush=True) could not flush")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# What type checkers see: ``@monitor`` (bare) and ``@monitor(...)`` both give back the
+# function's own type, its signature kept.
+@overload
+def monitor(context_class: F, /) -> F: ...
+
+
+@overload
+def monitor(
+    context_class: str | None = None,
+    *,
+    fields: Mapping[str, Any] | None = None,
+    flush: bool = False,
+) -> Callable[[F], F]: ...
 
 
 def monitor(

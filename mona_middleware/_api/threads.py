@@ -11,10 +11,11 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["MonaThread", "wrap"]
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -38,7 +39,7 @@ class MonaThread(threading.Thread):
         self._mona_context.run(super().run)
 
 
-def wrap(fn: Callable[..., R]) -> Callable[..., R]:
+def wrap(fn: Callable[P, R]) -> Callable[P, R]:
     """Bind ``fn`` to the current context, e.g. ``executor.submit(mona.wrap(work), item)``.
 
     Each call runs in its own copy of the captured contextvars, so one wrapped function
@@ -46,7 +47,7 @@ def wrap(fn: Callable[..., R]) -> Callable[..., R]:
     """
     captured = contextvars.copy_context()
 
-    def run_in_context(*args: Any, **kwargs: Any) -> R:
+    def run_in_context(*args: P.args, **kwargs: P.kwargs) -> R:
         return captured.copy().run(fn, *args, **kwargs)
 
     with contextlib.suppress(Exception):  # attributes that cannot be read: it still runs

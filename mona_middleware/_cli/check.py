@@ -295,7 +295,7 @@ def _unknown_variables(env: Mapping[str, str]) -> list[str]:
     )
     warnings = []
     for var in unknown:
-        match = closest(var, known)
+        match = closest(var, known)  # type: ignore[arg-type]  # None discarded above
         hint = f"did you mean {match}?" if match else "a typo, or a mona_sdk setting"
         warnings.append(f"{var} is not read by mona_middleware ({hint})")
     return warnings
@@ -340,7 +340,8 @@ def probe_rest(config: MonaConfig, timeout: float) -> list[Probe]:
 def _probe_export(
     session: Any, url: str, user_id: str | None, headers: dict[str, str], timeout: float
 ) -> Probe:
-    body = {"userId": user_id, "messages": []}  # stores nothing, but is authenticated
+    # stores nothing, but is authenticated
+    body: dict[str, Any] = {"userId": user_id, "messages": []}
     try:
         response = session.post(url, json=body, headers=headers, timeout=timeout)
     except requests.RequestException as exc:

@@ -135,8 +135,11 @@ def starlette_app() -> Any:
         mona.export({"tenant": tenant, "model_version": MODEL_VERSION})
         return JSONResponse({"tenant": tenant})
 
+    # (the ignores: see tests/typing, Starlette's middleware factory and ``app=``)
     middleware = Middleware(
-        MonaASGIMiddleware, context_class=CONTEXT_CLASS, excluded_urls=EXCLUDED_URLS
+        MonaASGIMiddleware,  # type: ignore[arg-type]
+        context_class=CONTEXT_CLASS,
+        excluded_urls=EXCLUDED_URLS,
     )
     routes = [
         Route("/predict", predict, methods=["POST"]),
@@ -157,7 +160,11 @@ def fastapi_app() -> Any:
     from mona_middleware.asgi import MonaASGIMiddleware
 
     app = FastAPI(title="mona demo")
-    app.add_middleware(MonaASGIMiddleware, context_class=CONTEXT_CLASS, excluded_urls=EXCLUDED_URLS)
+    app.add_middleware(
+        MonaASGIMiddleware,  # type: ignore[arg-type]  # see starlette_app()
+        context_class=CONTEXT_CLASS,
+        excluded_urls=EXCLUDED_URLS,
+    )
 
     # Annotations are strings here (``from __future__ import annotations``) that FastAPI
     # resolves in the module: builtins only, the body as a plain dict.

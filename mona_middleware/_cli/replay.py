@@ -286,8 +286,7 @@ class Replayer:
         except FileNotFoundError:
             return fresh
         except (OSError, ValueError) as exc:
-            why = f"{marker.name} cannot be read ({exc})"
-            return _restart(path, why, fresh)
+            return _restart(path, f"{marker.name} cannot be read ({exc})", fresh)
         if isinstance(saved, int) and not isinstance(saved, bool):
             return _migrate(path, handle, saved, fresh)
         try:

@@ -203,7 +203,7 @@ class Admission:
     def take_all(self) -> list[Any]:
         """Everything queued, markers aside (shutdown's leftovers); popleft, not iteration:
         a producer may still append."""
-        taken = []
+        taken: list[Any] = []
         queue = self.queue
         while True:
             try:

@@ -83,7 +83,7 @@ class Batcher:
         if now < self._next_probe:
             return False
         self._next_probe = now + self.config.retry_max_backoff
-        return self.pool.spool.pending()[0] > 0
+        return self.pool.spool.pending()[0] > 0  # type: ignore[union-attr]  # asked with one
 
     def drive(self) -> None:
         """Turns on the caller's thread until the queue is empty (no batching thread may

@@ -34,7 +34,7 @@ def coalesce(ops: list[Op]) -> list[Part]:
 
 
 def _timestamp(op: Op) -> Any:
-    return None if type(op) is dict else op[2]
+    return None if type(op) is dict else op[2]  # type: ignore[index]  # (else: a tuple)
 
 
 def _fold(ops: Any, ts: Any) -> list[Part]:

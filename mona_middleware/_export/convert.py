@@ -153,7 +153,7 @@ def sanitize_fields(
     ``MONARCH_ID`` stays ``MONARCH_ID``), instead of being lost.
     """
     if _plain(fields, filter_none):
-        return (fields if owned else dict(fields)), 0
+        return (fields if owned else dict(fields)), 0  # type: ignore[return-value]  # owned: a dict
     clean: dict[str, Any] = {}
     dropped = 0
     for key, value in fields.items():

@@ -221,8 +221,8 @@ class Delivery:
             stats.add("messages_resent_from_spool", outcome.sent)
         if outcome.complete:
             stats.add("batches_sent")
-            if from_spool is not None:
-                self.spool.done(from_spool)
+            if from_spool is not None:  # a file from the spool: there is one
+                self.spool.done(from_spool)  # type: ignore[union-attr]
             return
         stats.add("batches_failed")
         refused = sum(outcome.refused.values())
@@ -236,8 +236,8 @@ class Delivery:
         if outcome.unsent:
             self.backend_ok = False
             self._keep_for_later(outcome, from_spool)
-        elif from_spool is not None:
-            self.spool.done(from_spool)  # refused for good: not again
+        elif from_spool is not None:  # (a file from the spool: there is one)
+            self.spool.done(from_spool)  # type: ignore[union-attr]  # refused for good: not again
         if self.config.log_failed_messages and (refused or not self._spooled(outcome)):
             log_failed(batch, outcome)
         report(outcome, self.transport.name, self.config.error_handler)
@@ -245,11 +245,12 @@ class Delivery:
     def _keep_for_later(self, outcome: Outcome, from_spool: SpoolFile | None) -> None:
         """Out of retries: back to the spool, or counted as lost."""
         unsent = outcome.unsent
+        # A file from the spool (from_spool): there is one, hence the ignores.
         if from_spool is not None and len(unsent) == 1 and len(unsent[0]) == outcome.total:
-            self.spool.release(from_spool)  # all of it, as it was: the file stays
+            self.spool.release(from_spool)  # type: ignore[union-attr]  # all of it, as it was: the file stays
             return
         if from_spool is not None:
-            self.spool.done(from_spool)  # what was sent is gone; the rest is written anew
+            self.spool.done(from_spool)  # type: ignore[union-attr]  # what was sent is gone; the rest is written anew
         error = outcome.last.error if outcome.last else "unknown"
         for batch in unsent:
             if self.spool is not None and self.spool.write(batch):

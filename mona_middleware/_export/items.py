@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
+    "BeforeSend",
     "ClosedContext",
     "ExplicitBatch",
     "ExplicitMessage",
@@ -28,6 +29,9 @@ __all__ = [
 Op = dict[str, Any] | tuple[str | None, dict[str, Any], Any]
 # A coalesced message before it goes on the wire: (action, fields, timestamp or None).
 Part = tuple[str, dict[str, Any], Any]
+# The user's ``before_send(message) -> message or None`` (a web or Celery option), run on
+# each wire message on the batching thread: the message, changed or not, or None to drop it.
+BeforeSend = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 class ClosedContext(Protocol):
@@ -37,7 +41,7 @@ class ClosedContext(Protocol):
     export_timestamp: Any
     opened_at: float
     late: bool  # holds exports made after its request closed (no global fields again)
-    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None
+    before_send: BeforeSend | None
 
     @property
     def context_id(self) -> str: ...
@@ -74,13 +78,13 @@ class ExplicitMessage:
     action: str | None
 
 
-class ExplicitBatch(list):
+class ExplicitBatch(list[ExplicitMessage]):
     """The queue item for one ``export_batch`` call (a list of ``ExplicitMessage``)."""
 
     # Identity, not contents: the queue finds and removes this very batch (``deque.remove``).
-    __eq__ = object.__eq__  # type: ignore[assignment]
-    __ne__ = object.__ne__  # type: ignore[assignment]
-    __hash__ = object.__hash__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__  # type: ignore[assignment]  # list declares __hash__ None
 
 
 class FlushMarker:

@@ -9,12 +9,12 @@ that did not land whole: a rate-limited log line, the ``error_handler``, and, wi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._util import jsonwire
 from .._util.log import limited, logger
+from ..config import ErrorHandler
 from ..transports.base import SendResult, WireBatch
 
 __all__ = ["TOO_LARGE", "Outcome", "log_failed", "report"]
@@ -55,9 +55,7 @@ def log_failed(batch: WireBatch, outcome: Outcome) -> None:
     logger.error("mona_middleware: failed to send the following to Mona: %s", failed)
 
 
-def report(
-    outcome: Outcome, transport: str, handler: Callable[[dict[str, Any]], Any] | None
-) -> None:
+def report(outcome: Outcome, transport: str, handler: ErrorHandler | None) -> None:
     """A batch that did not land whole: a log line (rate-limited) and the error handler."""
     last = outcome.last or SendResult(total=outcome.total)
     failed = outcome.total - outcome.sent

@@ -16,7 +16,7 @@ from .._util.stats import ExportStats
 from ..config import MonaConfig
 from .coalesce import coalesce
 from .convert import normalize_timestamp, sanitize_fields
-from .items import ClosedContext, ExplicitMessage, is_explicit
+from .items import BeforeSend, ClosedContext, ExplicitMessage, is_explicit
 
 __all__ = [
     "context_messages",
@@ -132,7 +132,7 @@ def messages_op_by_op(
     return messages
 
 
-def _before_send(hook: Any, messages: list[dict], stats: ExportStats) -> list[dict]:
+def _before_send(hook: BeforeSend, messages: list[dict], stats: ExportStats) -> list[dict]:
     """The user's last word on each message: return it (changed or not), or None to drop it."""
     kept = []
     for message in messages:

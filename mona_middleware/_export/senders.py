@@ -102,7 +102,7 @@ class SenderPool:
         # The backend is down and every sender is busy retrying: straight to disk (resent
         # when it answers again) rather than filling the queue until it drops.
         down = spool is not None and not self.delivery.backend_ok and self._jobs.full()
-        if down and spool.write(batch):
+        if down and spool.write(batch):  # type: ignore[union-attr]  # down: there is a spool
             return
         with self._ledger_lock:
             closed = self._closed

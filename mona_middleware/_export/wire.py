@@ -29,7 +29,7 @@ from .prepare import default_timestamp, global_fields, messages_from
 try:
     import orjson
 except ImportError:  # the optional `fast` extra
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # None: not installed
 
 __all__ = ["FAST", "context_wire", "encode_all"]
 

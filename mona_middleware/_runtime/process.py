@@ -100,7 +100,7 @@ def config() -> MonaConfig:
             if STATE.config is None:
                 _activate(MonaConfig.resolve(strict=False))
             current = STATE.config
-    return current
+    return current  # type: ignore[return-value]  # set: _activate() sets it
 
 
 def exporter() -> BatchExporter:
@@ -170,14 +170,15 @@ def configure(**options: Any) -> MonaConfig:
     return new_config
 
 
-def resume_spool() -> bool:
+def resume_spool() -> bool | None:
     """Build the exporter, and start it now if an earlier process left batches in the
     spool to resend.
 
     Called when a middleware is set up, so a restarted app resends them even before
     its first request. On a running event loop both are done on a thread (False then).
-    True when it started for that reason. The exit hooks are installed here, on the
-    caller's thread: the main thread may take SIGTERM, a helper thread may not.
+    True when it started for that reason (None: a start was under way on another
+    thread). The exit hooks are installed here, on the caller's thread: the main thread
+    may take SIGTERM, a helper thread may not.
     """
     _install_hooks()
     if on_event_loop():
@@ -186,7 +187,7 @@ def resume_spool() -> bool:
     return _resume_spool_here()
 
 
-def _resume_spool_here() -> bool:
+def _resume_spool_here() -> bool | None:
     try:
         current = exporter()
         if current.spool is not None and current.spool.has_pending():

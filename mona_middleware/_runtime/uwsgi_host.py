@@ -41,7 +41,7 @@ def running_module() -> Any | None:
     if "uwsgi" not in sys.builtin_module_names:
         return None
     try:
-        import uwsgi  # type: ignore[import-not-found]
+        import uwsgi
     except ImportError:
         return None
     return uwsgi

@@ -17,7 +17,7 @@ __all__ = ["ENCODER", "array", "decoded", "dumps", "dumps_lines", "encoded"]
 try:
     import orjson
 except ImportError:  # the optional `fast` extra
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # None: not installed
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 

@@ -251,7 +251,7 @@ def resolve(
     else:
         if env_value(spec, env) is None:
             return default
-        raw, parse = env[spec.env], spec.env_parse
+        raw, parse = env[spec.env], spec.env_parse  # type: ignore[index]  # set: env_value()
         subject = f"{spec.env}={shown_value(raw, spec.secret)}"
     try:
         return parse(raw)

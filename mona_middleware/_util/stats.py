@@ -56,7 +56,8 @@ class ExportStats:
         self._counts: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
-        self._latency = [0, 0.0, 0.0]  # sends, total seconds, max seconds (since last read)
+        # sends (an int), total seconds, max seconds (since the last read)
+        self._latency: list[Any] = [0, 0.0, 0.0]
 
     def add(self, name: str, amount: int = 1) -> None:
         log = self._log

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -27,6 +27,7 @@ from .._util.options import (
 )
 from ..config import OPTIONS as CONFIG_OPTIONS
 from ..errors import MonaConfigError
+from .hooks import BeforeSend, RequestHook, ResponseHook, RouteResolver
 
 __all__ = [
     "ALL_OPTIONS",
@@ -169,24 +170,24 @@ class WebOptions:
         DEFAULT_FIELD_NAMES, None, _field_names, shown_default="see above",
         doc='rename (`{"route": "endpoint"}`) or drop (`{"duration_ms": None}`) request fields',
     )  # fmt: skip
-    request_hook: Callable[..., Any] | None = option(
+    request_hook: RequestHook | None = option(
         None, None, callable_value,
         doc="called when the context opens: WSGI `(ctx, environ)`, ASGI `(ctx, scope)` "
         "(websocket connections too), "
         "Django and aiohttp `(ctx, request)`",
     )  # fmt: skip
-    response_hook: Callable[..., Any] | None = option(
+    response_hook: ResponseHook | None = option(
         None, None, callable_value,
         doc="called with the response: WSGI `(ctx, environ, status, headers)`, ASGI "
         "`(ctx, scope, status, headers)`, Django and aiohttp `(ctx, request, response)`",
     )  # fmt: skip
-    route_resolver: Callable[[Any], str | None] | None = option(
+    route_resolver: RouteResolver | None = option(
         None, None, callable_value,
         doc="`route_resolver(scope_or_environ) -> str or None`, called after the app ran: "
         "the route template where the framework offers none (plain ASGI/WSGI middlewares; "
         "None falls back to the framework's)",
     )  # fmt: skip
-    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
+    before_send: BeforeSend | None = option(
         None, None, callable_value,
         doc="`before_send(message) -> message or None`: change or drop each wire message "
         "(runs on the exporter's thread)",
@@ -275,7 +276,7 @@ class CeleryOptions:
         (), "MONA_MIDDLEWARE_EXCLUDED_TASKS", _patterns,
         doc="regexes (comma-separated in the variable); a matching task name is not recorded",
     )  # fmt: skip
-    before_send: Callable[[dict[str, Any]], dict[str, Any] | None] | None = option(
+    before_send: BeforeSend | None = option(
         None, None, callable_value,
         doc="`before_send(message) -> message or None`, as for the web adapters",
     )  # fmt: skip

@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._api.context import MonaContext, sample
 from .._api.propagation import BAGGAGE, header_context_id, incoming_context
@@ -21,7 +21,14 @@ from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
 
-__all__ = ["REDACTED", "ConnectionState", "RequestState", "WebMonitor", "redacted"]
+__all__ = [
+    "REDACTED",
+    "ConnectionState",
+    "RequestState",
+    "WebContext",
+    "WebMonitor",
+    "redacted",
+]
 
 _MODULES = sys.modules  # OpenTelemetry is in use only once the app has imported it
 _OPEN = Guard("could not open the request's context")
@@ -92,6 +99,21 @@ class ConnectionState(RequestState):
         self.accepted = False
 
 
+if TYPE_CHECKING:
+
+    class WebContext(MonaContext):
+        """A request's (or a websocket connection's) context, as ``WebMonitor.start``
+        opens it: a ``MonaContext`` whose host state is the request's own, typed for the
+        adapters that fill it in (the core reads it as a ``HostState``)."""
+
+        request: RequestState
+
+else:
+    # The same class at run time: a name for the type checker only (no subclass to
+    # look methods up through on the request's path).
+    WebContext = MonaContext
+
+
 def _method_text(method: object) -> str:
     """A request method that is not a ``str``: its text when it is a ``str`` subclass or
     ASCII bytes, else ``_OTHER`` (OpenTelemetry's name for a method it cannot name)."""
@@ -132,13 +154,15 @@ class WebMonitor:
             for name in sorted(self.options.capture_headers)
         )
         self.flush_after = self.options.flush_after_request
-        options = self.options
+        resolved = self.options
         # Decided once. Without these options no header is read: adapters may pass no
         # header lookup, and start() takes its short path (the context and its state).
         self.reads_headers = bool(
-            options.accept_incoming_context or options.context_id_header or options.capture_headers
+            resolved.accept_incoming_context
+            or resolved.context_id_header
+            or resolved.capture_headers
         )
-        self._gated = not options.enabled or bool(options.excluded_urls)
+        self._gated = not resolved.enabled or bool(resolved.excluded_urls)
         self._all_named = all(self._names)  # no field renamed away: finish()'s short path
         process.resume_spool()
         if self.options.handle_sigterm:
@@ -154,7 +178,7 @@ class WebMonitor:
         header: Callable[[str], str | None] | None,
         *,
         websocket: bool = False,
-    ) -> MonaContext | None:
+    ) -> WebContext | None:
         """Open a fresh context for this request (None when off or excluded); never raises.
 
         ``websocket``: a connection's context (``websocket_context_class``, its own fields),
@@ -173,9 +197,10 @@ class WebMonitor:
             config = process.config()
         if config.disable_all or (watcher is not None and watcher.disabled):
             return None  # the kill switch: pass through at near-zero cost
+        ctx: WebContext | None  # (an annotation: no code)
         if not self.reads_headers and not websocket and TRACE_MODULE not in _MODULES:
             try:  # the common request: a new context and its state, nothing else to read
-                ctx = MonaContext(options.context_class)
+                ctx = WebContext(options.context_class)
                 if config.sampling_rate < 1 or config.sampling_rates:
                     sample(ctx, config)
                 ctx.before_send = options.before_send
@@ -185,28 +210,30 @@ class WebMonitor:
                 _OPEN.caught(exc)
                 return None
         ctx = None
+        # ``header`` is None only when no option reads headers (``reads_headers``): the
+        # lookups below are behind those options, hence the ignores (no check to pay).
         try:  # a guarded site (see Guard): try is free on this path, a with is not
             context_class, context_id, continued = options.context_class, None, False
             if options.accept_incoming_context:
-                incoming = incoming_context(header(BAGGAGE))  # validated; bad ones counted
+                incoming = incoming_context(header(BAGGAGE))  # type: ignore[misc]  # validated; bad ones counted
                 if incoming is not None:
                     context_class, context_id = incoming
                     continued = True
             if context_id is None and options.context_id_header:
-                context_id = header_context_id(header(options.context_id_header))
+                context_id = header_context_id(header(options.context_id_header))  # type: ignore[misc]
             if websocket and not continued:
                 context_class = options.websocket_context_class
             trace_id = current_trace_id() if TRACE_MODULE in _MODULES else None
             if context_id is None and trace_id is not None and options.context_id_from_trace:
                 context_id = trace_id
-            ctx = MonaContext(context_class, context_id)
+            ctx = WebContext(context_class, context_id)
             sample(ctx, config)  # the switch and the class are checked already
             ctx.before_send = options.before_send
             state = ctx.request = ConnectionState(method) if websocket else RequestState(method)
             state.continued = continued
             state.trace_id = trace_id
             if options.capture_headers and not ctx.disabled:
-                fields = self.headers(header)
+                fields = self.headers(header)  # type: ignore[arg-type]
                 ctx.export(self.own_fields(fields) if continued else fields)
             return ctx.open()  # a new value for the var: never a context a server leaked
         except Exception as exc:
@@ -245,7 +272,7 @@ class WebMonitor:
                 getattr(hook, "__qualname__", hook),
             )
 
-    def finish(self, ctx: MonaContext, flush: bool = True) -> None:
+    def finish(self, ctx: WebContext, flush: bool = True) -> None:
         """Add the request fields and close the context: once, however the request ended.
 
         With ``flush_after_request`` it is delivered before this returns (``flush``
@@ -272,17 +299,18 @@ class WebMonitor:
                 took = (state.ended or time.perf_counter()) - state.started
                 took = int(took * 1_000_000 + 0.5) / 1000  # _ms(), without the call
                 path = state.route
-                fields = (
-                    {method: state.method, status: state.status, duration: took}
+                # The names are all given on this path (_all_named): no None key.
+                fields: dict[str, Any] = (
+                    {method: state.method, status: state.status, duration: took}  # type: ignore[dict-item]
                     if path is None
-                    else {method: state.method, route: path, status: state.status, duration: took}
+                    else {method: state.method, route: path, status: state.status, duration: took}  # type: ignore[dict-item]
                 )
                 ctx.record(fields)
                 ctx.close()
                 if self.flush_after and flush:
                     self.flush_now()
                 return
-            fields: dict[str, Any] = {}
+            fields = {}
             if type(state) is ConnectionState:
                 method = status = None  # a connection has no status; its method is GET
                 fields["messages_received"] = state.received

@@ -29,19 +29,21 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from .._util.log import limited
+from .hooks import RouteResolver
 
 __all__ = ["ROUTE_KEY", "asgi_route", "prepare_app", "wsgi_route"]
 
 # The scope / environ key a framework hook (or the user's own code) puts the template under.
 ROUTE_KEY = "mona_middleware.route"
 
-Resolver = Callable[[Any], Any]
-
 _starlette_template: Callable[[MutableMapping[str, Any], str, str], str | None] | None = None
 
 
 def asgi_route(
-    scope: MutableMapping[str, Any], path: str, root_path: str, resolver: Resolver | None = None
+    scope: MutableMapping[str, Any],
+    path: str,
+    root_path: str,
+    resolver: RouteResolver | None = None,
 ) -> str | None:
     """The template of the request ``scope`` describes, after the app has run; or None.
 
@@ -65,7 +67,9 @@ def asgi_route(
     return None
 
 
-def wsgi_route(environ: MutableMapping[str, Any], resolver: Resolver | None = None) -> str | None:
+def wsgi_route(
+    environ: MutableMapping[str, Any], resolver: RouteResolver | None = None
+) -> str | None:
     """The template of the request ``environ`` describes, after the app has run; or None.
 
     >>> wsgi_route({"mona_middleware.route": "/items/{id}"})
@@ -107,7 +111,7 @@ def prepare_app(app: Any) -> None:
         limited(30, f"routes:{type(exc).__name__}", "mona_middleware: no route hook: %r", exc)
 
 
-def _resolved(resolver: Resolver, where: Any) -> str | None:
+def _resolved(resolver: RouteResolver, where: Any) -> str | None:
     try:
         found = resolver(where)
     except Exception as exc:
@@ -162,7 +166,8 @@ def _watch_quart() -> None:
         # Async on purpose: Quart runs a sync receiver in its thread pool.
         rule = request.url_rule
         if rule is not None:
-            request.scope[ROUTE_KEY] = rule.rule
+            # our own key in Quart's scope (a TypedDict to the checker, a dict at run time)
+            request.scope[ROUTE_KEY] = rule.rule  # type: ignore[literal-required]
 
     request_started.connect(note_quart_route, weak=False)
     _quart_watched = True

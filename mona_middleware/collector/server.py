@@ -26,7 +26,7 @@ import re
 import socket
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -239,7 +239,7 @@ class CollectorHandler(JsonRequestHandler):
         self.send_json(200, config.issuer.token_response(config.token_ttl))
 
     def route_refresh(self, _: str) -> None:
-        _, token = self._token_field("refreshToken")
+        _body, token = self._token_field("refreshToken")
         if not self.config.issuer.verify(token, REFRESH):
             raise HttpError(401, "refreshToken is invalid or expired")
         self.send_json(200, self.config.issuer.token_response(self.config.token_ttl))
@@ -314,7 +314,8 @@ class CollectorHandler(JsonRequestHandler):
     def _authorize_read(self) -> None:
         if not self.config.require_auth:
             return
-        token = self._bearer_token() or (self.query.get("token") or [None])[0]
+        given: Sequence[str | None] = self.query.get("token") or [None]
+        token = self._bearer_token() or given[0]
         if not self.config.issuer.verify(token, ACCESS):
             raise HttpError(401, "a token is required: Authorization: Bearer or ?token=", BEARER)
 

@@ -67,7 +67,7 @@ class MonaSingleMessage:
     either is sent as the message's timestamp, ``exportTimestamp`` first.
     """
 
-    message: dict
+    message: dict[str, Any]
     contextClass: str
     contextId: str | None = None
     action: str | None = None
@@ -269,7 +269,8 @@ class Client:
         is not active; with ``raise_export_exceptions``, ``MonaExportException`` instead.
         """
         result = self.export_batch([message], filter_none_fields=filter_none_fields)
-        return bool(result) and result["failed"] == 0  # sampled out on purpose: True too
+        # A dict when truthy (False is the only other answer); sampled out on purpose: True too.
+        return bool(result) and result["failed"] == 0  # type: ignore[index]
 
     send_event = export
 
@@ -471,10 +472,13 @@ class AsyncClient(Client):
     async def flush_async(
         self, timeout: float = 10.0, event_loop: Any = None, executor: Any = None
     ) -> dict[str, Any]:
-        return await self._in_executor(self.flush, (timeout,), event_loop, executor)
+        flushed: dict[str, Any] = await self._in_executor(
+            self.flush, (timeout,), event_loop, executor
+        )
+        return flushed
 
     async def _in_executor(
-        self, function: Callable[..., Any], args: tuple, event_loop: Any, executor: Any
+        self, function: Callable[..., Any], args: tuple[Any, ...], event_loop: Any, executor: Any
     ) -> Any:
         loop = event_loop or self._event_loop or asyncio.get_running_loop()
         call = functools.partial(function, *args)

@@ -15,7 +15,7 @@ from django.apps import AppConfig
 from . import checks
 
 
-class MonaDjangoConfig(AppConfig):
+class MonaDjangoConfig(AppConfig):  # type: ignore[misc]  # Django: no type information
     """``INSTALLED_APPS = [..., "mona_middleware.django"]``."""
 
     name = "mona_middleware.django"

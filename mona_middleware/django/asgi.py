@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..asgi import MonaLifespan, Receive, Scope, Send, answer_lifespan, lifespan_wrapped
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["answer_lifespan_in", "answers_lifespan", "asgi_application", "building_handler"]
 
@@ -50,7 +53,7 @@ def building_handler() -> Any:
     or None (a bounded look up the stack, once per middleware built)."""
     from django.core.handlers.base import BaseHandler
 
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(8):
         if frame is None:
             return None

@@ -124,17 +124,15 @@ def _wrapped(target: str) -> bool:
             tree = ast.parse(source.read())
     except (ImportError, ValueError, OSError, SyntaxError):
         return True  # Django's own checks report an ASGI_APPLICATION that does not load
-    values = []
+    values: list[ast.expr] = []
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == attr for t in node.targets)
-        ) or (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and node.target.id == attr
-            and node.value is not None
-        ):
+        if isinstance(node, ast.Assign):
+            named = any(isinstance(t, ast.Name) and t.id == attr for t in node.targets)
+        elif isinstance(node, ast.AnnAssign):
+            named = isinstance(node.target, ast.Name) and node.target.id == attr
+        else:
+            continue
+        if named and node.value is not None:
             values.append(node.value)
     if not values:
         return True  # no plain assignment we can read: say nothing rather than guess

@@ -26,9 +26,9 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.core.signals import got_request_exception
 from django.http import HttpRequest
 
-from .._api.context import MonaContext, passing_through
+from .._api.context import passing_through
 from .._util.log import Guard, logger
-from .._web.recorder import RequestState, WebMonitor
+from .._web.recorder import RequestState, WebContext, WebMonitor
 from ..asgi import lifespan_answered
 from .asgi import answer_lifespan_in, building_handler
 from .closing import close_after_sending
@@ -113,7 +113,7 @@ class MonaMiddleware:
         if state is not None:
             state.exception = exception
 
-    def _start(self, request: HttpRequest) -> MonaContext | None:
+    def _start(self, request: HttpRequest) -> WebContext | None:
         monitor = self.monitor
         ctx = monitor.start(
             request.method or "GET", request.path_info, lambda name: request.headers.get(name)
@@ -123,12 +123,12 @@ class MonaMiddleware:
             monitor.call_hook(monitor.options.request_hook, ctx, request)
         return ctx
 
-    def _respond(self, ctx: MonaContext, request: HttpRequest, response: Any) -> Any:
+    def _respond(self, ctx: WebContext, request: HttpRequest, response: Any) -> Any:
         """Record what the response says and arrange for the context to close once sent."""
         monitor = self.monitor
         following = False
         with _FOLLOW:
-            state: RequestState = ctx.request
+            state = ctx.request
             state.route = route_template(request)
             state.status = response.status_code
             if state.exception is not None and state.status < 500:
@@ -140,11 +140,11 @@ class MonaMiddleware:
             monitor.finish(ctx)
         return response
 
-    def _fail(self, ctx: MonaContext, request: HttpRequest, exc: BaseException) -> None:
+    def _fail(self, ctx: WebContext, request: HttpRequest, exc: BaseException) -> None:
         ctx.request.route = route_template(request)  # reads attributes only: cannot raise
         self._finish(ctx, exc)
 
-    def _finish(self, ctx: MonaContext, exc: BaseException | None) -> None:
+    def _finish(self, ctx: WebContext, exc: BaseException | None) -> None:
         if exc is not None and not ctx.request.finished:
             ctx.request.exception = exc
         self.monitor.finish(ctx)

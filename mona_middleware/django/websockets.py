@@ -18,12 +18,15 @@ imported here: the router is recognised by its shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._api.context import current_context
 from .._util.log import Guard
 from ..asgi import ASGIApp, MonaASGIMiddleware, Receive, Scope, Send
 from .conf import build_monitor
+
+if TYPE_CHECKING:
+    from .._web.recorder import WebContext
 
 __all__ = ["channels_route", "websocket_application"]
 
@@ -85,7 +88,8 @@ class _RouteRecorder:
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = current_context()
+        # The connection's own context (MonaASGIMiddleware opened it just before).
+        ctx: WebContext | None = current_context()  # type: ignore[assignment]
         if ctx is not None and ctx.request is not None:
             try:
                 path = scope.get("path", "")

@@ -22,7 +22,8 @@ __all__ = [
 def create_transport(config: MonaConfig) -> Transport:
     """The transport ``config`` asks for (``transport="auto"`` picks by credentials)."""
     if not isinstance(config.transport, str):
-        return config.transport
+        given: Transport = config.transport  # a transport object, not a name
+        return given
     name, _reason = config.transport_choice()
     if name == "rest":
         return MonaRestTransport(config)

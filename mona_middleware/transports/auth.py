@@ -129,7 +129,7 @@ class MonaTokenAuth(NoAuth):
                     raise
         raise AuthError("no token", transient=True)  # unreachable: the loop returns or raises
 
-    def _request(self, session: requests.Session, url: str, body: dict[str, Any]) -> dict:
+    def _request(self, session: requests.Session, url: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             response = session.post(url, json=body, timeout=self._config.http_timeout)
         except requests.RequestException as exc:
@@ -141,7 +141,7 @@ class MonaTokenAuth(NoAuth):
                 f"token endpoint refused the credentials: HTTP {response.status_code}", False
             )
         try:
-            data = response.json()
+            data: dict[str, Any] = response.json()
             if not data.get("accessToken"):
                 raise ValueError
             return data

@@ -8,7 +8,7 @@ import itertools
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._util import forks
 
@@ -34,7 +34,13 @@ def renew_batch_keys() -> None:
     _key_prefix, _key_counter = os.urandom(8).hex(), itertools.count(1)
 
 
-class WireBatch(list):
+if TYPE_CHECKING:
+    _Messages = list[dict[str, Any]]
+else:
+    _Messages = list  # the same base at run time: no generic alias to subclass
+
+
+class WireBatch(_Messages):
     """One batch of wire messages, with the ``Idempotency-Key`` that every send of it carries.
 
     The key stays the same on each retry and when the batch is spooled and resent, so a
@@ -51,8 +57,8 @@ class WireBatch(list):
         self.ambiguous = ambiguous
 
     # Identity, not contents: two batches of equal messages are still two batches.
-    __eq__ = object.__eq__  # type: ignore[assignment]
-    __ne__ = object.__ne__  # type: ignore[assignment]
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
     __hash__ = object.__hash__  # type: ignore[assignment]
 
 

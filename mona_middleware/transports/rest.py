@@ -124,7 +124,8 @@ class MonaRestTransport(Transport):
     def _send_encodable(self, messages: list[dict[str, Any]]) -> SendResult:
         """One message JSON cannot carry (e.g. an int of 5,000 digits) must not sink the
         batch: send the others and count that one as refused, with the reason."""
-        good, reasons = [], Counter()
+        good: list[dict[str, Any]] = []
+        reasons: Counter[str] = Counter()
         for message in messages:
             try:
                 jsonwire.encoded(message)
@@ -132,7 +133,8 @@ class MonaRestTransport(Transport):
             except ValueError as exc:
                 reasons[f"not JSON: {_short(str(exc))}"] += 1
         if good and hasattr(messages, "key"):  # keep the batch's key and what is known of it
-            good = type(messages)(good, key=messages.key, ambiguous=messages.ambiguous)
+            # a WireBatch (its key), whose type takes these arguments
+            good = type(messages)(good, key=messages.key, ambiguous=messages.ambiguous)  # type: ignore[call-overload, attr-defined]
         result = self.send(good) if good else SendResult(total=0)
         bad = len(messages) - len(good)
         result.total += bad
@@ -198,7 +200,7 @@ class MonaRestTransport(Transport):
         """``proxies``, ``verify`` and ``cert`` from the environment for ``url``, as requests
         would find them (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...), read once."""
         known = self._local.environment
-        settings = known.get(url)
+        settings: dict[str, Any] | None = known.get(url)
         if settings is None:
             with requests.Session() as probe:
                 found = probe.merge_environment_settings(url, {}, None, None, None)

@@ -8,6 +8,7 @@ still go out.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -98,7 +99,7 @@ def queue_batch(
         process.count_refused(reason)
         if raising:
             raise MonaExportError(reason)
-        limited(40, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
+        limited(logging.ERROR, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
         return None
     outcome = BatchOutcome()
     batch = ExplicitBatch()
@@ -129,7 +130,7 @@ def queue_batch(
                 raise MonaExportError(f"export_batch message {index}: {exc}") from None
             outcome.failures[str(index)] = str(exc)
             limited(
-                40,
+                logging.ERROR,
                 f"batch:{exc}",
                 "mona_middleware: export_batch message %d skipped: %s",
                 index,
@@ -163,7 +164,7 @@ def _read(items: Iterator[Any]) -> Iterator[tuple[int, Any]]:
             reason = f"export_batch stopped at message {index}: the iterable raised"
             process.count_refused(reason)
             limited(
-                40,
+                logging.ERROR,
                 f"batch:{reason}",
                 "mona_middleware: %s %s; the messages before it are queued",
                 reason,

@@ -9,6 +9,7 @@ context closes, so the request pays for one ``dict.update`` per export.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -370,7 +371,7 @@ def printable_keys(fields: dict[Any, Any], context_class: Any) -> dict[Any, Any]
             except Exception as exc:
                 process.count("fields_dropped")
                 limited(
-                    40,
+                    logging.ERROR,
                     f"field:unprintable:{type(key).__qualname__}",
                     "mona_middleware: dropped a field of context class %s: its key, of type "
                     "%s, cannot be printed (repr() raised %s)",
@@ -405,7 +406,7 @@ def refuse(reason: str) -> bool:
     process.count_refused(reason)
     if process.config().raise_export_exceptions:
         raise MonaExportError(reason)
-    limited(40, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
+    limited(logging.ERROR, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
     return False
 
 
@@ -447,7 +448,7 @@ def sub_context(context_class: str, *, sub_id: str | None = None) -> MonaContext
             return ctx
         if parent is None:
             limited(
-                30,
+                logging.WARNING,
                 "sub_context:no_parent",
                 "mona_middleware: sub_context(%s) outside any context opens a top-level one",
                 safe_repr(context_class),
@@ -488,7 +489,7 @@ def _valid_class(context_class: Any) -> bool:
     process.count_refused("invalid context_class")
     if process.config().raise_export_exceptions:
         raise MonaExportError(reason)
-    limited(40, "context_class", "mona_middleware: context not recorded: %s", reason)
+    limited(logging.ERROR, "context_class", "mona_middleware: context not recorded: %s", reason)
     return False
 
 

@@ -11,6 +11,7 @@ and take no lock: a signal handler may call them (see ``_export.admission``).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from typing import Any
@@ -86,7 +87,7 @@ def _seconds(value: Any, default: float | None, call: str) -> Any:
         if not math.isnan(seconds):
             return min(max(seconds, 0.0), threading.TIMEOUT_MAX)
     limited(
-        30,
+        logging.WARNING,
         f"timeout:{call}",
         "mona_middleware: %s(timeout=...) takes a number of seconds, got %s; using %s",
         call,

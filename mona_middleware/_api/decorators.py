@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
@@ -115,7 +116,7 @@ def _static_fields(fields: Any) -> dict[str, Any]:
         return dict(fields) if fields else {}
     except Exception as exc:
         limited(
-            40,
+            logging.ERROR,
             "monitor:fields",
             "mona_middleware: @monitor(fields=...) could not be read (%s raised); "
             "the function is monitored without them",

@@ -13,6 +13,7 @@ reason, never by value.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
@@ -160,7 +161,7 @@ def incoming_context(header: str | None) -> tuple[str, str] | None:
         reason = "unreadable baggage header"
     process.count("incoming_contexts_ignored")
     limited(
-        30,
+        logging.WARNING,
         f"incoming:{reason}",
         "mona_middleware: incoming context ignored (%s); the request gets its own context",
         reason,
@@ -197,7 +198,7 @@ def header_context_id(value: object) -> str | None:
     reason = id_problem(value) if isinstance(value, str) else "not text"
     process.count("context_id_headers_ignored")
     limited(
-        30,
+        logging.WARNING,
         f"context_id_header:{reason}",
         "mona_middleware: context_id_header value ignored (%s); the request gets a new id",
         reason,

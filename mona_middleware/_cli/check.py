@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -244,7 +245,9 @@ def _kill_switch(config: MonaConfig, env: Mapping[str, str]) -> str | None:
     if config.config_file:
         watcher = ConfigFileWatcher(config.config_file, config.config_poll_interval)
         level = logger.level
-        logger.setLevel(max(level, 40))  # its "disable_all is now ON" is said below instead
+        logger.setLevel(
+            max(level, logging.ERROR)
+        )  # its "disable_all is now ON" is said below instead
         try:
             watcher.poll()
         finally:

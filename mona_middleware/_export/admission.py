@@ -14,6 +14,7 @@ signal handler, and no consumer, ever waits for a producer.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -132,7 +133,13 @@ class Admission:
         """Count ``items`` as dropped for ``reason``; False, for the caller to return."""
         count = message_count(items)
         self.stats.drop(reason, count)
-        limited(30, f"drop:{reason}", "mona_middleware: dropped %d message(s): %s", count, reason)
+        limited(
+            logging.WARNING,
+            f"drop:{reason}",
+            "mona_middleware: dropped %d message(s): %s",
+            count,
+            reason,
+        )
         return False
 
     # -- producers --------------------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import logging
 import math
 import time
 import uuid
@@ -178,7 +179,7 @@ def sanitize_fields(
         except FieldError as exc:
             dropped += 1
             limited(
-                40,
+                logging.ERROR,
                 f"field:{context_class}:{key!r}",
                 "mona_middleware: dropped field %r of context class %r: %s",
                 key,
@@ -188,7 +189,7 @@ def sanitize_fields(
         except Exception as exc:  # a user object whose conversion hook failed
             dropped += 1
             limited(
-                40,
+                logging.ERROR,
                 f"field:{context_class}:{key!r}",
                 "mona_middleware: dropped field %r of context class %r: converting it raised %s",
                 key,
@@ -241,7 +242,7 @@ def normalize_timestamp(value: Any, context_class: str) -> float | int | str:
         except ValueError:
             pass
     limited(
-        40,
+        logging.ERROR,
         f"timestamp:{context_class}",
         "mona_middleware: invalid exportTimestamp %r for context class %r "
         "(expected Unix seconds or an ISO-8601 string); using the current time",

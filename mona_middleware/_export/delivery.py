@@ -15,6 +15,7 @@ those messages are counted in ``possibly_duplicated`` and logged.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from .outcome import TOO_LARGE, Outcome, log_failed, report
 from .spool import Spool, SpoolFile
 
 __all__ = ["Delivery", "Progress"]
+
 
 def _never() -> bool:
     return False
@@ -112,7 +114,7 @@ class Delivery:
                 return
             outcome.too_large += 1
             limited(
-                40,
+                logging.ERROR,
                 "too large",
                 "mona_middleware: the backend refused a %s message as too large (HTTP 413); "
                 "it was dropped (lower max_message_bytes to cut its largest fields)",
@@ -160,7 +162,7 @@ class Delivery:
     def _possibly_duplicated(self, batch: WireBatch, count: int, outcome: Outcome) -> None:
         outcome.duplicated += count
         limited(
-            30,
+            logging.WARNING,
             "possibly duplicated",
             "mona_middleware: a batch of %d message(s) was sent again after a send that got "
             "no answer (%s); the backend did not say it honours idempotency keys, so it may "
@@ -255,7 +257,7 @@ class Delivery:
         for batch in unsent:
             if self.spool is not None and self.spool.write(batch):
                 limited(
-                    30,
+                    logging.WARNING,
                     "spooled",
                     "mona_middleware: backend unavailable (%s); %d message(s) "
                     "kept in the spool %s to resend later",

@@ -11,6 +11,7 @@ and ``stats`` never wait for a lock the code a signal interrupted may hold.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -138,7 +139,7 @@ class BatchExporter:
         if self.pid != _getpid():  # an exporter the process does not own
             self.after_fork()
         limited(
-            30,
+            logging.WARNING,
             "hookless_fork",
             "mona_middleware: this process was forked without Python's at-fork hooks; "
             "the exporter started afresh (under uWSGI set enable-threads and "

@@ -8,6 +8,7 @@ that did not land whole: a rate-limited log line, the ``error_handler``, and, wi
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ def report(outcome: Outcome, transport: str, handler: ErrorHandler | None) -> No
     failed = outcome.total - outcome.sent
     error = last.error or (TOO_LARGE if outcome.too_large else "unknown")
     limited(
-        40,
+        logging.ERROR,
         f"send:{error}",
         "mona_middleware: %d of %d message(s) not accepted by %s: %s",
         failed,
@@ -87,4 +88,6 @@ def report(outcome: Outcome, transport: str, handler: ErrorHandler | None) -> No
             }
         )
     except Exception:
-        limited(40, "error_handler", "mona_middleware: error_handler raised", exc_info=True)
+        limited(
+            logging.ERROR, "error_handler", "mona_middleware: error_handler raised", exc_info=True
+        )

@@ -6,6 +6,7 @@ become coalesced, converted, validated messages.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -155,8 +156,8 @@ def _before_send(hook: BeforeSend, messages: list[dict], stats: ExportStats) -> 
             except ValueError as exc:
                 # Not the original either: the hook may have been removing a secret.
                 stats.drop("before_send returned a message that is not JSON", 1)
-                limited(40, "before_send:json", "mona_middleware: before_send returned a "
-                        "message that is not JSON (%s); it is dropped", exc)  # fmt: skip
+                limited(logging.ERROR, "before_send:json", "mona_middleware: before_send "
+                        "returned a message that is not JSON (%s); it is dropped", exc)  # fmt: skip
                 continue
             kept.append(result)
         else:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import socket
@@ -159,7 +160,9 @@ class Spool:
             data = jsonwire.dumps_lines(messages)
         except ValueError as exc:  # cannot happen to converted messages; never lose them quietly
             self._stats.drop("not JSON", len(messages))
-            limited(40, "spool:json", "mona_middleware: could not spool a batch: %s", exc)
+            limited(
+                logging.ERROR, "spool:json", "mona_middleware: could not spool a batch: %s", exc
+            )
             return True
         if len(data) > self.max_bytes:
             return self._full(len(messages))  # the spool's cap is smaller than this one batch
@@ -176,7 +179,12 @@ class Spool:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     temporary.unlink()
-                limited(40, "spool:write", "mona_middleware: could not write the spool: %s", exc)
+                limited(
+                    logging.ERROR,
+                    "spool:write",
+                    "mona_middleware: could not write the spool: %s",
+                    exc,
+                )
                 return False
         self._stats.add("messages_spooled", len(messages))
         return True
@@ -184,7 +192,7 @@ class Spool:
     def _full(self, count: int) -> bool:
         self._stats.drop("spool full", count)
         limited(
-            30,
+            logging.WARNING,
             "spool:full",
             "mona_middleware: the spool is full (%d bytes); a batch was dropped",
             self.max_bytes,
@@ -233,7 +241,7 @@ class Spool:
             total -= size
             self._stats.drop("spool full (oldest dropped)", _count(path))
             limited(
-                30,
+                logging.WARNING,
                 "spool:oldest",
                 "mona_middleware: the spool is full (%d bytes); dropped its oldest batch",
                 self.max_bytes,
@@ -284,7 +292,7 @@ class Spool:
     def _lost(self, count: int, reason: str, why: str, item: SpoolFile) -> None:
         self._stats.drop(reason, count)
         limited(
-            40,
+            logging.ERROR,
             f"spool:{reason}",
             "mona_middleware: %s: %d message(s) of %s dropped (%s)",
             reason,
@@ -309,7 +317,13 @@ class Spool:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            limited(40, "spool:done", "mona_middleware: could not remove %s: %s", item.path, exc)
+            limited(
+                logging.ERROR,
+                "spool:done",
+                "mona_middleware: could not remove %s: %s",
+                item.path,
+                exc,
+            )
 
     def release(self, item: SpoolFile) -> None:
         try:
@@ -318,7 +332,11 @@ class Spool:
             pass
         except OSError as exc:
             limited(
-                40, "spool:release", "mona_middleware: could not release %s: %s", item.path, exc
+                logging.ERROR,
+                "spool:release",
+                "mona_middleware: could not release %s: %s",
+                item.path,
+                exc,
             )
 
     # -- looking ------------------------------------------------------------------

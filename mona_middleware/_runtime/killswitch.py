@@ -10,6 +10,7 @@ returns False.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 
@@ -49,7 +50,13 @@ class ConfigFileWatcher:
             self._apply(False, "missing")
             return
         except OSError as exc:
-            limited(30, "killswitch:stat", "mona_middleware: cannot read %s: %s", self.path, exc)
+            limited(
+                logging.WARNING,
+                "killswitch:stat",
+                "mona_middleware: cannot read %s: %s",
+                self.path,
+                exc,
+            )
             return
         signature = (stat.st_mtime, stat.st_size)
         if signature == self._seen:
@@ -61,7 +68,7 @@ class ConfigFileWatcher:
             disable = bool(data.get("disable_all", False)) if isinstance(data, dict) else False
         except (OSError, ValueError) as exc:
             limited(
-                40,
+                logging.ERROR,
                 "killswitch:parse",
                 "mona_middleware: %s is not a JSON object (%s); keeping disable_all=%s",
                 self.path,

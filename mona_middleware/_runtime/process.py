@@ -17,6 +17,7 @@ by reason, never lost silently.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import threading
@@ -327,7 +328,7 @@ def _count_lost(item: Any, reason: str, exc: Exception, stats: ExportStats | Non
         amount = 1
     (stats or _early()).drop(reason, amount)
     limited(
-        40,
+        logging.ERROR,
         f"lost:{reason}",
         "mona_middleware: %d message(s) dropped: %s",
         amount,
@@ -364,7 +365,9 @@ def count(name: str, amount: int = 1) -> None:
         try:
             current = exporter()
         except Exception as exc:
-            limited(40, "count:build", "mona_middleware: %s", EXPORTER_FAILED, exc_info=exc)
+            limited(
+                logging.ERROR, "count:build", "mona_middleware: %s", EXPORTER_FAILED, exc_info=exc
+            )
     if current is None:
         _early().add(name, amount)
         if on_event_loop():
@@ -411,7 +414,7 @@ def export_outside_context() -> bool:
         return False  # switched off on purpose: nothing to warn about
     count("exports_outside_context")
     limited(
-        30,
+        logging.WARNING,
         "outside_context",
         "mona_middleware: export() called outside any context; the fields were not recorded "
         "(open one with mona_middleware.context(...) or a middleware)",

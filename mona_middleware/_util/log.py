@@ -313,4 +313,10 @@ class Guard:
         if isinstance(error, MonaError):
             raise error
         with contextlib.suppress(Exception):  # a broken log handler: still not the app's
-            limited(40, f"guard:{self.what}", "mona_middleware: %s", self.what, exc_info=error)
+            limited(
+                logging.ERROR,
+                f"guard:{self.what}",
+                "mona_middleware: %s",
+                self.what,
+                exc_info=error,
+            )

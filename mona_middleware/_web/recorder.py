@@ -8,6 +8,7 @@ template, exception).
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -266,7 +267,7 @@ class WebMonitor:
             hook(*args)
         except Exception:
             limited(
-                40,
+                logging.ERROR,
                 f"hook:{hook!r}",
                 "mona_middleware: %s raised; the request goes on",
                 getattr(hook, "__qualname__", hook),

@@ -24,6 +24,7 @@ The raw path is never a substitute: one template per URL would swamp Mona's segm
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -108,19 +109,24 @@ def prepare_app(app: Any) -> None:
         if pyramid_router is not None and isinstance(target, pyramid_router.Router):
             _subscribe_pyramid(target)
     except Exception as exc:  # a framework release we do not know: no template, no failure
-        limited(30, f"routes:{type(exc).__name__}", "mona_middleware: no route hook: %r", exc)
+        limited(
+            logging.WARNING,
+            f"routes:{type(exc).__name__}",
+            "mona_middleware: no route hook: %r",
+            exc,
+        )
 
 
 def _resolved(resolver: RouteResolver, where: Any) -> str | None:
     try:
         found = resolver(where)
     except Exception as exc:
-        limited(40, "route_resolver", "mona_middleware: route_resolver raised %r", exc)
+        limited(logging.ERROR, "route_resolver", "mona_middleware: route_resolver raised %r", exc)
         return None
     if found is None or isinstance(found, str):
         return found or None
     limited(
-        40,
+        logging.ERROR,
         "route_resolver:type",
         "mona_middleware: route_resolver must return a str or None, got %s",
         type(found).__name__,

@@ -9,6 +9,7 @@ whole body is over the limit, which no batch of small messages is.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .._util import jsonwire
@@ -44,7 +45,7 @@ def fit_messages(messages: list[Any], limit: int) -> int:
             size -= field_size
             dropped += 1
             limited(
-                40,
+                logging.ERROR,
                 f"too large:{message.get('arcClass')}:{name}",
                 "mona_middleware: field %r of a %s message is %d bytes as JSON, over "
                 "max_message_bytes (%d); it was dropped and the rest of the message sent",

@@ -110,13 +110,7 @@ class MonaASGIMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         monitor = self.monitor
         if scope["type"] != "http" or monitor is None:
-            if scope["type"] == "lifespan":
-                await _Lifespan(self.app).run(scope, receive, send)
-                return
-            if scope["type"] == "websocket" and monitor is not None and monitor.options.websockets:
-                await self._websocket(scope, receive, send)
-                return
-            await self.app(scope, receive, send)  # others (or unusable options): untouched
+            await self._other_scope(scope, receive, send)
             return
         path = scope.get("path", "")
         ctx = monitor.start(
@@ -160,6 +154,18 @@ class MonaASGIMiddleware:
             self._close(ctx, scope, arrived, sent_at)
             if monitor.flush_after:
                 await _flush_off_loop()  # serverless: delivered before the app returns
+
+    def _other_scope(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """What runs a scope that is not an HTTP request (or any, with unusable options).
+
+        Not a coroutine: it returns the awaitable, so no extra frame sits under a
+        long-lived websocket connection."""
+        monitor = self.monitor
+        if scope["type"] == "lifespan":
+            return _Lifespan(self.app).run(scope, receive, send)
+        if scope["type"] == "websocket" and monitor is not None and monitor.options.websockets:
+            return self._websocket(scope, receive, send)
+        return self.app(scope, receive, send)  # others (or unusable options): untouched
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One context for the whole connection: messages each way, how and when it closed.

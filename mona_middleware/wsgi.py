@@ -36,6 +36,8 @@ __all__ = ["MonaWSGIMiddleware"]
 _ROUTE = Guard("could not read the request's route")
 _START = Guard("could not open the request's context")
 _UNCLOSED = Guard("could not close the context of a body dropped unclosed")
+_Environ = dict[str, Any]
+_Headers = list[tuple[str, str]]
 
 
 class MonaWSGIMiddleware:
@@ -56,9 +58,7 @@ class MonaWSGIMiddleware:
         self.monitor = WebMonitor(options)
         prepare_app(app)  # Falcon's and Pyramid's templates need a hook in the app
 
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: _Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         monitor = self.monitor
         try:
             ctx = monitor.start(
@@ -81,9 +81,7 @@ class MonaWSGIMiddleware:
             record_status = start_response
         else:
 
-            def record_status(
-                status: str, headers: list[tuple[str, str]], exc_info: Any = None
-            ) -> Any:
+            def record_status(status: str, headers: _Headers, exc_info: Any = None) -> Any:
                 try:  # noqa: SIM105 - contextlib.suppress costs a µs on every request
                     state.status = int(status[:3])
                 except Exception:
@@ -95,9 +93,7 @@ class MonaWSGIMiddleware:
         try:
             body = self.app(environ, record_status)
         except BaseException as exc:
-            state.exception = exc
-            self._route(state, environ)
-            monitor.finish(ctx)
+            self._failed(ctx, environ, exc)
             raise
         if state.finished:  # the framework closed it already
             return body
@@ -119,7 +115,14 @@ class MonaWSGIMiddleware:
             _START.caught(exc)
         return _ClosingBody(body, ctx, monitor)
 
-    def _route(self, state: Any, environ: dict[str, Any]) -> None:
+    def _failed(self, ctx: WebContext, environ: _Environ, exc: BaseException) -> None:
+        """The app raised before it returned a body: its context closes now, with the error."""
+        state = ctx.request
+        state.exception = exc
+        self._route(state, environ)
+        self.monitor.finish(ctx)
+
+    def _route(self, state: Any, environ: _Environ) -> None:
         """The template, read once the app has routed (never the raw path); never raises."""
         if state.route is None and not state.finished:
             try:
@@ -132,7 +135,7 @@ class MonaWSGIMiddleware:
 _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
-def _header(environ: dict[str, Any], name: str) -> str | None:
+def _header(environ: _Environ, name: str) -> str | None:
     key = name.upper().replace("-", "_")
     return environ.get(key if key in _UNPREFIXED else "HTTP_" + key)
 

@@ -95,11 +95,7 @@ def queue_batch(
         return BatchOutcome(disabled=True)
     items = _batch_items(messages)
     if items is None:
-        reason = f"export_batch() takes an iterable of messages, got {type(messages).__name__}"
-        process.count_refused(reason)
-        if raising:
-            raise MonaExportError(reason)
-        limited(logging.ERROR, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
+        _refuse(messages, raising)
         return None
     outcome = BatchOutcome()
     batch = ExplicitBatch()
@@ -123,22 +119,36 @@ def queue_batch(
             batch.append(message)
             indices.append(index)
         except Exception as exc:
-            if not isinstance(exc, ValueError):  # the entry's own methods raised
-                exc = ValueError(f"could not be read: {type(exc).__name__} raised")
-            process.count_refused("invalid message")
-            if raising:
-                raise MonaExportError(f"export_batch message {index}: {exc}") from None
-            outcome.failures[str(index)] = str(exc)
-            limited(
-                logging.ERROR,
-                f"batch:{exc}",
-                "mona_middleware: export_batch message %d skipped: %s",
-                index,
-                exc,
-            )
+            _skip(index, exc, raising, outcome)
     if batch:
         _enqueue(batch, indices, outcome)
     return outcome
+
+
+def _refuse(messages: object, raising: bool) -> None:
+    """``messages`` is no batch: counted, and raised or logged."""
+    reason = f"export_batch() takes an iterable of messages, got {type(messages).__name__}"
+    process.count_refused(reason)
+    if raising:
+        raise MonaExportError(reason)
+    limited(logging.ERROR, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
+
+
+def _skip(index: int, exc: Exception, raising: bool, outcome: BatchOutcome) -> None:
+    """Entry ``index`` is unusable: counted, and raised or logged; the rest still go out."""
+    if not isinstance(exc, ValueError):  # the entry's own methods raised
+        exc = ValueError(f"could not be read: {type(exc).__name__} raised")
+    process.count_refused("invalid message")
+    if raising:
+        raise MonaExportError(f"export_batch message {index}: {exc}") from None
+    outcome.failures[str(index)] = str(exc)
+    limited(
+        logging.ERROR,
+        f"batch:{exc}",
+        "mona_middleware: export_batch message %d skipped: %s",
+        index,
+        exc,
+    )
 
 
 def _enqueue(batch: ExplicitBatch, indices: list[int], outcome: BatchOutcome) -> None:

@@ -68,38 +68,49 @@ def monitor(
     def decorate(fn: F) -> F:
         scope = _Scope(context_class, _name_of(fn), _static_fields(fields))
         if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                opened = scope.enter()
-                try:
-                    return await fn(*args, **kwargs)
-                except BaseException as exc:
-                    scope.failed(opened, exc)
-                    raise
-                finally:
-                    scope.exit(opened)
-                    if flush and opened is not None:
-                        await _flush_async()
-
-            return _keep_signature(run_async, fn)
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            opened = scope.enter()
-            try:
-                return fn(*args, **kwargs)
-            except BaseException as exc:
-                scope.failed(opened, exc)
-                raise
-            finally:
-                scope.exit(opened)
-                if flush and opened is not None:
-                    _flush()
-
-        return _keep_signature(run, fn)
+            return _keep_signature(_async_wrapper(fn, scope, flush), fn)
+        return _keep_signature(_sync_wrapper(fn, scope, flush), fn)
 
     return decorate
+
+
+def _sync_wrapper(fn: Callable[..., Any], scope: _Scope, flush: bool) -> Callable[..., Any]:
+    """``@monitor``'s wrapper of a plain function: one context per call."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        opened = scope.enter()
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            scope.failed(opened, exc)
+            raise
+        finally:
+            scope.exit(opened)
+            if flush and opened is not None:
+                _flush()
+
+    return run
+
+
+def _async_wrapper(fn: Callable[..., Any], scope: _Scope, flush: bool) -> Callable[..., Any]:
+    """``@monitor``'s wrapper of a coroutine function: one context per call, flushed off
+    the event loop."""
+
+    @functools.wraps(fn)
+    async def run_async(*args: Any, **kwargs: Any) -> Any:
+        opened = scope.enter()
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException as exc:
+            scope.failed(opened, exc)
+            raise
+        finally:
+            scope.exit(opened)
+            if flush and opened is not None:
+                await _flush_async()
+
+    return run_async
 
 
 def _name_of(fn: Any) -> str:

@@ -197,6 +197,28 @@ def django_app() -> Any:
     """Django in one module: settings, views and URLs; returns the WSGI application."""
     import django
     from django.conf import settings
+
+    urls = _django_urls()
+    if not settings.configured:
+        settings.configure(
+            SECRET_KEY="mona-demo-only",
+            DEBUG=False,
+            ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+            INSTALLED_APPS=["mona_middleware.django"],  # its system checks
+            MIDDLEWARE=["mona_middleware.django.MonaMiddleware"],
+            ROOT_URLCONF=urls,
+            DATABASES={},
+            USE_TZ=True,
+            MONA={"context_class": CONTEXT_CLASS, "excluded_urls": [EXCLUDED_URLS]},
+        )
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+def _django_urls() -> types.ModuleType:
+    """The demo's views and their URLs, as the module Django's ``ROOT_URLCONF`` names."""
     from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
     from django.urls import path
     from django.utils.decorators import method_decorator
@@ -236,22 +258,7 @@ def django_app() -> Any:
         path("fail", fail),
         path("health", health),
     ]
-    if not settings.configured:
-        settings.configure(
-            SECRET_KEY="mona-demo-only",
-            DEBUG=False,
-            ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-            INSTALLED_APPS=["mona_middleware.django"],  # its system checks
-            MIDDLEWARE=["mona_middleware.django.MonaMiddleware"],
-            ROOT_URLCONF=urls,
-            DATABASES={},
-            USE_TZ=True,
-            MONA={"context_class": CONTEXT_CLASS, "excluded_urls": [EXCLUDED_URLS]},
-        )
-    django.setup()
-    from django.core.wsgi import get_wsgi_application
-
-    return get_wsgi_application()
+    return urls
 
 
 APPS: dict[str, Callable[[], Any]] = {

@@ -178,25 +178,23 @@ def sanitize_fields(
             clean["MY_" + name if name.startswith("MONA_") else name] = _convert(value, 0)
         except FieldError as exc:
             dropped += 1
-            limited(
-                logging.ERROR,
-                f"field:{context_class}:{key!r}",
-                "mona_middleware: dropped field %r of context class %r: %s",
-                key,
-                context_class,
-                exc,
-            )
+            _log_dropped(context_class, key, "%s", exc)
         except Exception as exc:  # a user object whose conversion hook failed
             dropped += 1
-            limited(
-                logging.ERROR,
-                f"field:{context_class}:{key!r}",
-                "mona_middleware: dropped field %r of context class %r: converting it raised %s",
-                key,
-                context_class,
-                type(exc).__name__,
-            )
+            _log_dropped(context_class, key, "converting it raised %s", type(exc).__name__)
     return clean, dropped
+
+
+def _log_dropped(context_class: str, key: object, reason: str, detail: object) -> None:
+    """Log a field ``sanitize_fields`` drops (rate-limited per class and key)."""
+    limited(
+        logging.ERROR,
+        f"field:{context_class}:{key!r}",
+        "mona_middleware: dropped field %r of context class %r: " + reason,
+        key,
+        context_class,
+        detail,
+    )
 
 
 def _plain(fields: Mapping[str, Any], filter_none: bool) -> bool:

@@ -22,6 +22,9 @@ from .._runtime import process, signals
 from .._util.log import Guard, limited
 from .options import DEFAULT_FIELD_NAMES, WebOptions, split_options
 
+if TYPE_CHECKING:
+    from ..config import MonaConfig
+
 __all__ = [
     "REDACTED",
     "ConnectionState",
@@ -210,7 +213,18 @@ class WebMonitor:
             except Exception as exc:
                 _OPEN.caught(exc)
                 return None
-        ctx = None
+        return self._start_general(method, header, websocket, config)
+
+    def _start_general(
+        self,
+        method: str,
+        header: Callable[[str], str | None] | None,
+        websocket: bool,
+        config: MonaConfig,
+    ) -> WebContext | None:
+        """``start`` beyond the common request: headers read, OpenTelemetry, a websocket."""
+        options = self.options
+        ctx: WebContext | None = None
         # ``header`` is None only when no option reads headers (``reads_headers``): the
         # lookups below are behind those options, hence the ignores (no check to pay).
         try:  # a guarded site (see Guard): try is free on this path, a with is not
@@ -287,7 +301,7 @@ class WebMonitor:
             ctx.close()
             return
         try:  # a guarded site (see Guard)
-            method, route, status, duration, exception, trace = self._names
+            method, route, status, duration, _, _ = self._names  # the rest: _general_fields()
             if (
                 self._all_named
                 and type(state) is RequestState
@@ -311,41 +325,47 @@ class WebMonitor:
                 if self.flush_after and flush:
                     self.flush_now()
                 return
-            fields = {}
-            if type(state) is ConnectionState:
-                method = status = None  # a connection has no status; its method is GET
-                fields["messages_received"] = state.received
-                fields["messages_sent"] = state.sent
-                if state.close_code is not None:
-                    fields["close_code"] = state.close_code
-            if method:
-                fields[method] = state.method
-            if route and state.route is not None:
-                fields[route] = state.route
-            error = state.exception
-            if status:
-                code = state.status
-                if code is None and error is not None:
-                    code = 500  # the app raised before it answered: the server sends a 500
-                if code is not None:
-                    fields[status] = code
-            if duration:
-                ended = state.ended or time.perf_counter()
-                fields[duration] = _ms(ended - state.started)
-            if exception and error is not None:
-                fields[exception] = type(error).__name__
-            if trace and (state.trace_id is not None or TRACE_MODULE in _MODULES):
-                trace_id = state.trace_id or current_trace_id()  # a span opened after us
-                if trace_id is not None:
-                    fields[trace] = trace_id
-            if state.continued:
-                fields = self.own_fields(fields)
-            ctx.record(fields)
+            ctx.record(self._general_fields(state))
         except Exception as exc:
             _RECORD.caught(exc)
         ctx.close()
         if self.flush_after and flush:
             self.flush_now()
+
+    def _general_fields(self, state: RequestState) -> dict[str, Any]:
+        """``finish``'s fields beyond the common request: each by its (renamed) name, for a
+        connection, an exception, a trace id or a continued context."""
+        method, route, status, duration, exception, trace = self._names
+        fields: dict[str, Any] = {}
+        if type(state) is ConnectionState:
+            method = status = None  # a connection has no status; its method is GET
+            fields["messages_received"] = state.received
+            fields["messages_sent"] = state.sent
+            if state.close_code is not None:
+                fields["close_code"] = state.close_code
+        if method:
+            fields[method] = state.method
+        if route and state.route is not None:
+            fields[route] = state.route
+        error = state.exception
+        if status:
+            code = state.status
+            if code is None and error is not None:
+                code = 500  # the app raised before it answered: the server sends a 500
+            if code is not None:
+                fields[status] = code
+        if duration:
+            ended = state.ended or time.perf_counter()
+            fields[duration] = _ms(ended - state.started)
+        if exception and error is not None:
+            fields[exception] = type(error).__name__
+        if trace and (state.trace_id is not None or TRACE_MODULE in _MODULES):
+            trace_id = state.trace_id or current_trace_id()  # a span opened after us
+            if trace_id is not None:
+                fields[trace] = trace_id
+        if state.continued:
+            fields = self.own_fields(fields)
+        return fields
 
     def flush_now(self) -> None:
         """Deliver what this process holds, within ``shutdown_timeout`` (serverless)."""

@@ -114,7 +114,24 @@ class Collector:
         self._seen_lock = threading.Lock()
         self._accepted = accepted or _log_accepted
         self._import_user_files()
-        self._config = ServerConfig(
+        self._config = self._server_config(
+            allow_no_auth, token_ttl, max_body, max_messages, max_fields, max_values
+        )
+        self._port = port
+        self._server: CollectorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _server_config(
+        self,
+        allow_no_auth: bool,
+        token_ttl: float,
+        max_body: int,
+        max_messages: int,
+        max_fields: int,
+        max_values: int,
+    ) -> ServerConfig:
+        """What the HTTP server's handlers read: this collector's store, issuer and rules."""
+        return ServerConfig(
             self.store,
             self.issuer,
             self.require_auth,
@@ -128,9 +145,6 @@ class Collector:
             max_fields=max_fields,
             max_values=max_values,
         )
-        self._port = port
-        self._server: CollectorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def _hosts(self, names: Iterable[str] | None) -> frozenset[str] | None:
         if names is None:

@@ -39,6 +39,17 @@ Without ?user= the read API answers for every user id. Lists answer total and tr
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``collector`` subcommand's options."""
+    _add_serving_arguments(parser)
+    _add_admission_arguments(parser)
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every request (tokens masked)"
+    )
+    parser.epilog = ROUTES_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the collector listens, what it stores in, and the credentials it issues for."""
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
@@ -60,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve /monaExport without a token on a non-loopback host",
     )
+
+
+def _add_admission_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a request may carry, which hosts it may name, and how strictly it is checked."""
     parser.add_argument(
         "--max-body",
         type=int,
@@ -88,11 +103,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " every route, the page included (its URL with the token is printed); by default a"
         " loopback collector takes any, as a local dev server",
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log every request (tokens masked)"
-    )
-    parser.epilog = ROUTES_HELP
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def banner(collector: Collector) -> str:

@@ -135,6 +135,26 @@ _checked_lock = threading.Lock()
 _STAT_KEYS = ("messages_sent", "messages_failed", "dropped_total", "messages_spooled")
 
 
+def _options_of(given: dict[str, Any]) -> dict[str, Any]:
+    """``configure()``'s options from the ``Client`` arguments given, as mona_sdk reads them
+    (its one sampling method at a time)."""
+    if given.get("sampling_config_name") and given.get("context_class_to_sampling_rate"):
+        raise MonaInitializationException(
+            "Only one sampling method can be used at a time. Either remove "
+            "sampling_config_name or context_class_to_sampling_rate."
+        )
+    if given.get("sampling_config_name"):
+        logger.warning(
+            "mona_middleware: sampling_config_name=%r does not apply (sampling configs "
+            "are not fetched from Mona); use context_class_to_sampling_rate",
+            given["sampling_config_name"],
+        )
+    options = {_OPTION_OF[name]: value for name, value in given.items() if name in _OPTION_OF}
+    if given.get("should_use_authentication") is False and "auth_mode" not in options:
+        options["auth_mode"] = "NO_AUTH"
+    return options
+
+
 class Client:
     """mona_sdk 0.0.58's ``Client``: the same constructor, each argument honoured here.
 
@@ -195,20 +215,7 @@ class Client:
         given = {name: value for name, value in locals().items() if value is not _UNSET}
         given.pop("self")
         self._sdk_arguments = dict(given)  # for the real mona_sdk, if services are asked for
-        if given.get("sampling_config_name") and given.get("context_class_to_sampling_rate"):
-            raise MonaInitializationException(
-                "Only one sampling method can be used at a time. Either remove "
-                "sampling_config_name or context_class_to_sampling_rate."
-            )
-        if given.get("sampling_config_name"):
-            logger.warning(
-                "mona_middleware: sampling_config_name=%r does not apply (sampling configs "
-                "are not fetched from Mona); use context_class_to_sampling_rate",
-                given["sampling_config_name"],
-            )
-        options = {_OPTION_OF[name]: value for name, value in given.items() if name in _OPTION_OF}
-        if given.get("should_use_authentication") is False and "auth_mode" not in options:
-            options["auth_mode"] = "NO_AUTH"
+        options = _options_of(given)
         self._active = True
         defaults = _env_config()
         for name in _RAISE_ARGUMENTS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import pytest
 
@@ -127,8 +128,16 @@ def test_stats_after_shutdown_tell_what_it_did_not_send(memory):
     with mona.context("LATE", context_id="l-1"):
         mona.export({"n": 1})
     assert mona.shutdown(0) is False
-    stats = mona.stats()
-    assert stats["contexts"] == 1 and stats["dropped_total"] == 1 and stats["state"] == "stopped"
+    # shutdown(0) waits for nothing: the message is counted as not sent in time, unless a
+    # busy machine's batcher had already handed it to the sender, which then finishes.
+    for _ in range(500):
+        stats = mona.stats()
+        sent = ("LATE", "l-1") in memory.contexts()
+        if sent or stats["dropped_total"]:
+            break
+        time.sleep(0.01)
+    assert stats["contexts"] == 1 and stats["state"] == "stopped", stats
+    assert sent != (stats["dropped"] == {"not sent before the shutdown timeout": 1}), stats
     with mona.context("LATE", context_id="l-2"):  # a new exporter: its own counts
         mona.export({"n": 2})
     assert mona.stats()["dropped_total"] == 0 and mona.stats()["state"] != "stopped"

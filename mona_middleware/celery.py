@@ -169,7 +169,7 @@ class MonaCelery:
         ):
             return
         config = process.config()
-        if config.disable_all or process.disabled():
+        if process.switched_off(config):
             return
         name = getattr(task, "name", None)
         name = name if isinstance(name, str) and name else "celery_task"

@@ -366,6 +366,15 @@ class MonaConfig:
         "MONA_MIDDLEWARE_SELF_METRICS", "MONA_MIDDLEWARE_SELF_METRICS_CLASS", text,
         doc="their context class",
     )  # fmt: skip
+    # Derived once, when the configuration is made, and read where a context opens (an
+    # attribute read, not an expression per request). Not options: never set by hand.
+    samples: bool = dataclasses.field(init=False, repr=False, compare=False)
+    """Sampling is active: some context may be left out (a rate below 1, by default or
+    for a class)."""
+
+    def __post_init__(self) -> None:
+        samples = self.sampling_rate < 1 or bool(self.sampling_rates)
+        object.__setattr__(self, "samples", samples)  # frozen: set once, here
 
     @classmethod
     def resolve(

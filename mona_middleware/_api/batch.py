@@ -14,10 +14,10 @@ from typing import Any
 
 from .._export.items import ExplicitBatch, ExplicitMessage
 from .._runtime import process
-from .._util.log import Guard, limited, safe_repr
+from .._util.log import Guard, limited, refuse, safe_repr
 from .._util.protocol import check_action
-from ..errors import MonaError, MonaExportError
-from .context import printable_keys
+from ..errors import MonaError
+from .context import printable_keys, refuse_export
 from .sampling import keep, rate_for
 
 _BATCH = Guard("export_batch() failed")
@@ -91,17 +91,17 @@ def queue_batch(
     """
     config = process.config()
     raising = config.raise_export_exceptions if raise_errors is None else raise_errors
-    if config.disable_all or process.disabled():
+    if process.switched_off(config):
         return BatchOutcome(disabled=True)
     items = _batch_items(messages)
     if items is None:
-        _refuse(messages, raising)
+        kind = type(messages).__name__
+        refuse_export(f"export_batch() takes an iterable of messages, got {kind}", raising)
         return None
     outcome = BatchOutcome()
     batch = ExplicitBatch()
     indices: list[int] = []
     chunk = config.batch_size  # streamed in chunks: memory stays bounded for any size
-    sampled = config.sampling_rate < 1 or bool(config.sampling_rates)
     for index, item in _read(items):
         if len(batch) >= chunk:
             _enqueue(batch, indices, outcome)
@@ -109,7 +109,9 @@ def queue_batch(
         outcome.total += 1
         try:
             message = to_explicit(item, default_action)
-            if sampled and not keep(message.context_id, rate_for(config, message.context_class)):
+            if config.samples and not keep(
+                message.context_id, rate_for(config, message.context_class)
+            ):
                 process.count_sampled_out()
                 outcome.sampled_out += 1
                 continue
@@ -125,29 +127,19 @@ def queue_batch(
     return outcome
 
 
-def _refuse(messages: object, raising: bool) -> None:
-    """``messages`` is no batch: counted, and raised or logged."""
-    reason = f"export_batch() takes an iterable of messages, got {type(messages).__name__}"
-    process.count_refused(reason)
-    if raising:
-        raise MonaExportError(reason)
-    limited(logging.ERROR, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
-
-
 def _skip(index: int, exc: Exception, raising: bool, outcome: BatchOutcome) -> None:
     """Entry ``index`` is unusable: counted, and raised or logged; the rest still go out."""
     if not isinstance(exc, ValueError):  # the entry's own methods raised
         exc = ValueError(f"could not be read: {type(exc).__name__} raised")
-    process.count_refused("invalid message")
-    if raising:
-        raise MonaExportError(f"export_batch message {index}: {exc}") from None
-    outcome.failures[str(index)] = str(exc)
-    limited(
-        logging.ERROR,
-        f"batch:{exc}",
-        "mona_middleware: export_batch message %d skipped: %s",
-        index,
-        exc,
+    if not raising:
+        outcome.failures[str(index)] = str(exc)
+    refuse(
+        f"export_batch message {index}: {exc}",
+        raising=raising,
+        count=process.count_refused,
+        key=f"batch:{exc}",
+        line="mona_middleware: export_batch message %d skipped: %s",
+        args=(index, exc),
     )
 
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._export.items import BeforeSend
 from .._runtime import process
 from .._util import forks
-from .._util.log import Guard, limited, safe_repr
+from .._util.log import Guard, limited, refuse, safe_repr
 from .._util.protocol import check_action
-from ..errors import MonaError, MonaExportError
+from ..errors import MonaError
 from . import sampling
 from .ids import new_context_id
 
@@ -37,7 +37,7 @@ __all__ = [
     "current_var",
     "export",
     "passing_through",
-    "refuse",
+    "refuse_export",
     "sample",
     "sub_context",
 ]
@@ -149,13 +149,13 @@ class MonaContext:
         """Change the class (``@monitor`` on a view); sampling is decided again for it.
         A class that is no name is refused (logged, counted): the name stays."""
         if type(context_class) is not str or not context_class:
-            refuse(f"context_class must be a non-empty string, got {safe_repr(context_class)}")
+            refuse_export(
+                f"context_class must be a non-empty string, got {safe_repr(context_class)}"
+            )
             return
         self.context_class = context_class
         config = process.config()
-        if (config.sampling_rate < 1 or config.sampling_rates) and (
-            self.sampled_out or not self.disabled
-        ):
+        if config.samples and (self.sampled_out or not self.disabled):
             keep = sampling.keep(self.context_id, sampling.rate_for(config, context_class))
             self.disabled = self.sampled_out = not keep
 
@@ -204,7 +204,9 @@ class MonaContext:
         try:
             if type(message) is not dict:
                 if not isinstance(message, Mapping):
-                    return refuse(f"export() takes a dict of fields, got {type(message).__name__}")
+                    return refuse_export(
+                        f"export() takes a dict of fields, got {type(message).__name__}"
+                    )
                 message = dict(message)  # read once, here: a Mapping that raises fails now
             if action is None and export_timestamp is None:
                 fields = self._fields
@@ -219,11 +221,11 @@ class MonaContext:
                 try:
                     op = (check_action(action), dict(message), export_timestamp)
                 except ValueError as exc:
-                    return refuse(str(exc))
+                    return refuse_export(str(exc))
         except MonaError:
             raise
         except Exception as exc:  # the fields could not be read (a hostile Mapping or key)
-            return refuse(f"export() could not read its fields: {type(exc).__name__} raised")
+            return refuse_export(f"export() could not read its fields: {type(exc).__name__} raised")
         # ADD or NEW twice would not store the same: these ops and take_ops() share a
         # lock, so each op is either taken with the context or sent as a late export.
         with _TAKE_LOCK:
@@ -354,7 +356,7 @@ def _id_text(context_id: Any) -> str | None:
         reason = "its str() is not text"
     except Exception as exc:
         reason = f"str() raised {type(exc).__name__}"
-    refuse(f"context_id of type {type(context_id).__name__} cannot be an id ({reason})")
+    refuse_export(f"context_id of type {type(context_id).__name__} cannot be an id ({reason})")
     return None
 
 
@@ -401,13 +403,13 @@ def passing_through() -> Iterator[None]:
         current_var.reset(token)
 
 
-def refuse(reason: str) -> bool:
-    """Count and log a refused call (or raise, if the user asked for that); False."""
-    process.count_refused(reason)
-    if process.config().raise_export_exceptions:
-        raise MonaExportError(reason)
-    limited(logging.ERROR, f"refused:{reason}", "mona_middleware: export refused: %s", reason)
-    return False
+def refuse_export(reason: str, raising: bool | None = None) -> bool:
+    """``refuse`` a call of the API: counted in ``exports_refused``, raised as
+    ``MonaExportError`` when ``raising`` (by default ``raise_export_exceptions``), else
+    logged; False."""
+    if raising is None:
+        raising = process.config().raise_export_exceptions
+    return refuse(reason, raising=raising, count=process.count_refused)
 
 
 def context(
@@ -474,9 +476,9 @@ def _check_new(ctx: MonaContext) -> None:
     """Decide once, at open: switched off, invalid (refused already), sampled out, or
     recorded."""
     config = process.config()
-    if config.disable_all or process.disabled():
+    if process.switched_off(config):
         ctx.disabled = True
-    elif not ctx.disabled and (config.sampling_rate < 1 or config.sampling_rates):
+    elif not ctx.disabled and config.samples:
         sample(ctx, config)
 
 
@@ -485,17 +487,18 @@ def _valid_class(context_class: Any) -> bool:
     refused: counted, logged, raised with ``raise_export_exceptions``."""
     if isinstance(context_class, str) and str.__len__(context_class):
         return True
-    reason = f"context_class must be a non-empty string, got {safe_repr(context_class)}"
-    process.count_refused("invalid context_class")
-    if process.config().raise_export_exceptions:
-        raise MonaExportError(reason)
-    limited(logging.ERROR, "context_class", "mona_middleware: context not recorded: %s", reason)
-    return False
+    return refuse(
+        f"context_class must be a non-empty string, got {safe_repr(context_class)}",
+        raising=process.config().raise_export_exceptions,
+        count=process.count_refused,
+        key="context_class",
+        line="mona_middleware: context not recorded: %s",
+    )
 
 
 def sample(ctx: MonaContext, config: Any) -> None:
     """Sampling's one decision for a context, by its id (mona_sdk's rule)."""
-    if config.sampling_rate < 1 or config.sampling_rates:
+    if config.samples:
         rate = sampling.rate_for(config, ctx.context_class)
         if not sampling.keep(ctx.context_id, rate):
             ctx.disabled = ctx.sampled_out = True
@@ -533,5 +536,5 @@ def export(
                     ctx._export_late(dict(message))
                 return True
         except Exception as exc:
-            return refuse(f"export() could not read its fields: {type(exc).__name__} raised")
+            return refuse_export(f"export() could not read its fields: {type(exc).__name__} raised")
     return ctx.export(message, action, export_timestamp)

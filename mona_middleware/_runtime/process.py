@@ -42,10 +42,10 @@ __all__ = [
     "count",
     "current_exporter",
     "detach",
-    "disabled",
     "enqueue",
     "enqueue_explicit",
     "exporter",
+    "file_switched_off",
     "flush",
     "pin_transport",
     "restore",
@@ -390,15 +390,21 @@ def _activate(new_config: MonaConfig) -> None:
         ).start()
 
 
-def disabled() -> bool:
-    """The live kill switch (``disable_all`` in the config file) is on."""
+def file_switched_off() -> bool:
+    """Only the live switch: ``{"disable_all": true}`` in the config file, as last read
+    (``switched_off()`` is the whole answer)."""
     watcher = STATE.watcher
     return watcher is not None and watcher.disabled
 
 
-def switched_off() -> bool:
-    """``MONA_DISABLE_ALL`` or the live kill switch: nothing is recorded or sent."""
-    return config().disable_all or disabled()
+def switched_off(current: MonaConfig | None = None) -> bool:
+    """Nothing is recorded or sent: the static switch (``disable_all``, e.g.
+    ``MONA_DISABLE_ALL``) or the live one (``file_switched_off``). ``current``: the
+    config the caller holds already (one call, not two, where a context opens)."""
+    if (config() if current is None else current).disable_all:
+        return True
+    watcher = STATE.watcher
+    return watcher is not None and watcher.disabled
 
 
 def count_refused(reason: str) -> None:

@@ -12,13 +12,22 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..errors import MonaError
+from ..errors import MonaError, MonaExportError
 from . import forks
 
-__all__ = ["Guard", "RateLimitedLog", "limited", "logger", "safe_repr", "set_logger"]
+__all__ = [
+    "Guard",
+    "RateLimitedLog",
+    "limited",
+    "logger",
+    "refuse",
+    "safe_repr",
+    "set_logger",
+]
 
 
 class _PackageLogger:
@@ -320,3 +329,38 @@ class Guard:
                 self.what,
                 exc_info=error,
             )
+
+
+def refuse(
+    reason: str,
+    *,
+    raising: bool,
+    error: type[MonaError] = MonaExportError,
+    count: Callable[[str], object] | None = None,
+    key: str | None = None,
+    line: str = "mona_middleware: export refused: %s",
+    args: tuple[object, ...] | None = None,
+) -> bool:
+    """The one way a user's mistake is refused (a bad call, a value that cannot work):
+    counted, then raised as ``error(reason)`` when the user asked for exceptions
+    (``raise_export_exceptions``), else logged at ERROR, at most once a minute per
+    ``key`` (``refused:<reason>`` unless given). Returns False, the refused call's answer.
+
+    The counter is the caller's (``count(reason)``): this base layer knows no process.
+    ``line % args`` is the log line (``args`` default to ``(reason,)``); the exception
+    always carries ``reason``, with no internal exception chained to it.
+
+    >>> refuse("export() takes a dict of fields, got list", raising=False)
+    False
+    """
+    if count is not None:
+        count(reason)
+    if raising:
+        raise error(reason) from None
+    limited(
+        logging.ERROR,
+        f"refused:{reason}" if key is None else key,
+        line,
+        *((reason,) if args is None else args),
+    )
+    return False

@@ -195,17 +195,17 @@ class WebMonitor:
             return None
         if websocket and not options.websockets:
             return None
-        runtime = process.STATE  # config() and disabled(), without their two calls
+        runtime = process.STATE  # config() and switched_off() inlined: no call here
         config, watcher = runtime.config, runtime.watcher
         if config is None:
             config = process.config()
         if config.disable_all or (watcher is not None and watcher.disabled):
-            return None  # the kill switch: pass through at near-zero cost
+            return None  # switched off: pass through at near-zero cost
         ctx: WebContext | None  # (an annotation: no code)
         if not self.reads_headers and not websocket and TRACE_MODULE not in _MODULES:
             try:  # the common request: a new context and its state, nothing else to read
                 ctx = WebContext(options.context_class)
-                if config.sampling_rate < 1 or config.sampling_rates:
+                if config.samples:
                     sample(ctx, config)
                 ctx.before_send = options.before_send
                 ctx.request = RequestState(method)

@@ -32,7 +32,7 @@ from .._api.batch import queue_batch
 from .._api.context import MonaContext, context, current_context, sub_context
 from .._api.ids import new_context_id
 from .._runtime import process
-from .._util.log import logger
+from .._util.log import logger, refuse
 from ..config import NOT_APPLYING
 from ..errors import MonaExportError
 from .mona_thread import MonaThread
@@ -103,9 +103,7 @@ def _raising() -> bool:
 
 def _error(message: str) -> None:
     """mona-client's failures: logged, raised only when the user asked for it."""
-    if _raising():
-        raise MonaExportException(message)
-    logger.error("mona_middleware: %s", message)
+    refuse(message, raising=_raising(), error=MonaExportException, line="mona_middleware: %s")
 
 
 # -- setup
@@ -179,7 +177,7 @@ def get_full_context_id() -> str:
     return "" if ctx is None else ctx.context_id
 
 
-def _disabled() -> bool:
+def _switched_off() -> bool:
     return process.switched_off()
 
 
@@ -199,7 +197,7 @@ def _protected() -> bool:
 
 def reset() -> None:
     """Close every context of this thread (each is queued for export)."""
-    if _disabled():
+    if _switched_off():
         return
     _close_from(0)
 
@@ -216,7 +214,7 @@ def init(
     Inside a ``with new_mona_context`` it keeps that context (logged), as mona-client did.
     ``context_id`` may hold sub-context ids (``"main.sub"``); empty means a new id.
     """
-    if _disabled():
+    if _switched_off():
         return ""
     if _protected():
         logger.error(
@@ -272,7 +270,7 @@ def init_sub_context(
     ARC_class: str | None = None,
 ) -> str:
     """Open a sub-context in the current one; its own id (not the full one), or ''."""
-    if _disabled():
+    if _switched_off():
         return ""
     return _open_sub(arc_class or ARC_class, sub_context_id, protected=False)
 
@@ -295,7 +293,7 @@ def _open_sub(arc_class: Any, sub_context_id: Any, protected: bool) -> str:
 def close_sub_context(sub_context_id: str = "") -> str:
     """Close the given sub-context (the innermost when '') and those inside it; the full
     id left open. Not open, the main context, or a ``with``'s: logged, nothing closed."""
-    if _disabled():
+    if _switched_off():
         return ""
     levels = _levels.get()
     pieces = [piece for level in levels for piece in level.pieces]
@@ -334,7 +332,7 @@ def new_mona_context(
     ARC_class: str | None = None,
 ) -> Iterator[str]:
     """A main context for the ``with`` block; yields its full id ('' when switched off)."""
-    if _disabled():
+    if _switched_off():
         yield ""
         return
     if _protected():
@@ -358,7 +356,7 @@ def new_mona_sub_context(
     ARC_class: str | None = None,
 ) -> Iterator[str]:
     """A sub-context of the current context for the ``with`` block; yields its own id."""
-    if _disabled():
+    if _switched_off():
         yield ""
         return
     depth = len(_levels.get())
@@ -400,7 +398,7 @@ def export(message: Mapping[str, Any], export_timestamp: Any = None) -> bool | N
     ``MONA_SHOULD_RAISE_EXCEPTIONS=true``). A bad ``export_timestamp`` is logged and
     replaced by the current time, as mona-client did.
     """
-    if _disabled():
+    if _switched_off():
         return None
     if not isinstance(message, Mapping):
         _error(f"Tried to send non-dict message to mona: export() got {type(message).__name__}")
@@ -421,7 +419,7 @@ def export_batch(events: Iterable[Mapping[str, Any]]) -> None:
     each its own main context (with the global init message). One without ``message``
     is skipped, logged with its index (or ``MonaBatchMissingKeyException`` when raising).
     """
-    if _disabled():
+    if _switched_off():
         return
     try:
         items = list(events)
@@ -431,9 +429,14 @@ def export_batch(events: Iterable[Mapping[str, Any]]) -> None:
     messages = []
     for index, event in enumerate(items):
         if not isinstance(event, Mapping) or "message" not in event:
-            if _raising():
-                raise MonaBatchMissingKeyException("message")
-            logger.error("mona_middleware: export_batch event %d has no 'message'; skipped", index)
+            refuse(
+                "message",  # mona-client's exception names the missing key
+                raising=_raising(),
+                error=MonaBatchMissingKeyException,
+                key=f"refused:no message:{index}",
+                line="mona_middleware: export_batch event %d has no 'message'; skipped",
+                args=(index,),
+            )
             continue
         fields = event["message"]
         if isinstance(fields, Mapping):

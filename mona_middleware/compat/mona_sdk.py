@@ -27,7 +27,7 @@ from typing import Any
 
 from .._api.batch import queue_batch
 from .._runtime import process
-from .._util.log import logger
+from .._util.log import logger, refuse
 from ..config import MonaConfig
 from ..errors import MonaConfigError, MonaExportError
 
@@ -322,10 +322,12 @@ class Client:
     send_events_batch = export_batch
 
     def _refused(self, reason: str) -> bool:
-        if self.raise_export_exceptions:
-            raise MonaExportException(reason)
-        logger.error("mona_middleware: %s", reason)
-        return False
+        return refuse(
+            reason,
+            raising=self.raise_export_exceptions,
+            error=MonaExportException,
+            line="mona_middleware: %s",
+        )
 
     def flush(self, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until what was queued is delivered; what happened since the last flush.

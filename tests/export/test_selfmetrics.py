@@ -63,7 +63,7 @@ def test_the_kill_switch_silences_self_metrics_too(memory, tmp_path):
         mona.export({"n": 1})  # starts the exporter; its batcher reports every 50 ms
     assert wait_until(lambda: reports() > 0, timeout=5)
     switch.write_text(json.dumps({"disable_all": True}))
-    assert wait_until(lambda: _runtime.disabled(), timeout=5)
+    assert wait_until(lambda: _runtime.file_switched_off(), timeout=5)
     time.sleep(0.1)  # a report being made as the switch flipped
     silenced = reports()
     time.sleep(0.5)  # about ten intervals

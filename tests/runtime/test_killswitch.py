@@ -42,13 +42,13 @@ def test_the_kill_switch_file_flips_both_ways_while_the_app_serves(memory, tmp_p
     client = app.test_client()
     assert client.get("/r/1").json == {"exported": True}
     switch.write_text(json.dumps({"disable_all": True, "note": "incident 42"}))
-    assert wait_until(_runtime.disabled)
+    assert wait_until(_runtime.file_switched_off)
     assert client.get("/r/2").json == {"exported": False}
     with mona.context("BATCH") as ctx:
         assert mona.export({"x": 1}) is False and ctx.disabled
     assert mona.export({"outside": 1}) is False  # and no "outside any context" warning
     switch.write_text(json.dumps({"disable_all": False}))
-    assert wait_until(lambda: not _runtime.disabled())
+    assert wait_until(lambda: not _runtime.file_switched_off())
     assert client.get("/r/3").json == {"exported": True}
     assert mona.flush(5)
     assert sorted(f["n"] for f in memory.contexts().values()) == [1, 3]
@@ -98,11 +98,11 @@ def test_mona_client_config_file_is_the_live_switch_when_ours_is_not_set(
     switch.write_text(json.dumps({"disable_all": True}))
     monkeypatch.setenv("MONA_CLIENT_CONFIG_FILE", str(switch))
     mona.configure(transport=memory, config_poll_interval=0.02)
-    assert _runtime.disabled()
+    assert _runtime.file_switched_off()
     with mona.context("C", context_id="off"):
         assert mona.export({"x": 1}) is False
     switch.write_text(json.dumps({"disable_all": False}))  # the operator flips it back
-    assert wait_until(lambda: not _runtime.disabled())
+    assert wait_until(lambda: not _runtime.file_switched_off())
     with mona.context("C", context_id="on"):
         assert mona.export({"x": 2}) is True
     assert mona.flush(5)

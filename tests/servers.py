@@ -30,6 +30,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def mona_settings(server: MonaTestServer) -> dict[str, str]:
+    """The variables a user sets to reach Mona (mona_sdk's own names), pointed at ``server``."""
+    return {
+        "MONA_SDK_API_KEY": server.api_key,
+        "MONA_SDK_SECRET": server.secret,
+        "MONA_SDK_AUTH_API_TOKEN_URL": server.token_url,
+        "MONA_SDK_REFRESH_TOKEN_URL": server.refresh_url,
+        "MONA_SDK_OVERRIDE_REST_API_URL": server.export_url,
+    }
+
+
 def mona_env(server: MonaTestServer, **extra: str) -> dict[str, str]:
     """Environment that sends a child process's exports to ``server`` quickly."""
     env = {
@@ -37,19 +48,26 @@ def mona_env(server: MonaTestServer, **extra: str) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("MONA_", "AUTH_MODE"))
     }
+    env.update(mona_settings(server))
     env.update(
         {
-            "MONA_SDK_API_KEY": server.api_key,
-            "MONA_SDK_SECRET": server.secret,
-            "MONA_SDK_AUTH_API_TOKEN_URL": server.token_url,
-            "MONA_SDK_REFRESH_TOKEN_URL": server.refresh_url,
-            "MONA_SDK_OVERRIDE_REST_API_URL": server.export_url,
             "MONA_MIDDLEWARE_FLUSH_INTERVAL": "30",  # only shutdown flushes, as under test
             "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
         }
     )
     env.update(extra)
     return env
+
+
+def run_code(
+    code: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter with ``env`` (``mona_env``), bounded; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 class AppServer:

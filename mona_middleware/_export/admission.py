@@ -146,7 +146,7 @@ class Admission:
 
     def wait_for_room(self, in_request: bool, full: Callable[[], bool]) -> str | None:
         """Backpressure, off the hot path: None once ``full()`` is false, else why not
-        (``refusal()`` says why waiting cannot help: shut down, nothing drains the queue)."""
+        (``refusal()`` says why waiting cannot help: shut down, no batcher takes from the queue)."""
         deadline = time.monotonic() + self.request_wait if in_request else None
         self.stats.add("queue_waits")
         waiter: SimpleQueue[None] = SimpleQueue()

@@ -50,7 +50,7 @@ class Batcher:
         self.metrics = metrics
         self.wake_at = min(config.batch_size, WAKE_EVERY)
         self.finishing = False  # shutdown: submit what is left and stop once empty
-        self._driving = OwnedLock()  # one thread at a time drives turns (``drive``)
+        self._drive_lock = OwnedLock()  # one thread at a time drives turns (``drive``)
         self._batch: list[dict[str, Any]] = []  # prepared, waiting for a full POST
         self._due = 0.0  # when it goes anyway (flush_interval after its first message)
         self._next_probe = 0.0
@@ -89,20 +89,20 @@ class Batcher:
         """Turns on the caller's thread until the queue is empty (no batching thread may
         run). One thread at a time: another already driving takes what this one queued,
         and so does the code a signal handler interrupted."""
-        while self._driving.acquire(0):
+        while self._drive_lock.acquire(0):
             try:
                 self.finishing = True
                 self.turn()
             except Exception:
                 logger.exception("mona_middleware: could not send on this thread")
             finally:
-                self._driving.release()
+                self._drive_lock.release()
             if not self.admission.queue:
                 return
 
     def drives_here(self) -> bool:
         """Whether this thread is in ``drive`` (a signal handler interrupted it)."""
-        return self._driving.owned_here()
+        return self._drive_lock.owned_here()
 
     def turn(self) -> None:
         """Prepare everything queued; submit full batches, and a partial one when due."""
@@ -186,4 +186,3 @@ class Batcher:
                 self.stats.add("contexts")
             messages.extend(self.prepare(item))
         return WireBatch(messages)
-

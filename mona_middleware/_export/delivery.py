@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from .._util import jsonwire
 from .._util.log import limited, logger
-from .._util.signalsafe import Kick
+from .._util.signalsafe import WakeAll
 from .._util.stats import ExportStats
 from ..config import MonaConfig
 from ..transports.base import SendResult, Transport, WireBatch
@@ -63,7 +63,7 @@ class Delivery:
         self.spool = spool
         self.backend_ok = True  # worth trying the spool (set by every success)
         self.stopping = False  # shutdown: no more waiting, no more retries
-        self._kick = Kick()
+        self._backoff_waits = WakeAll()  # the senders' backoff sleeps, which flush cuts short
         self._encoded = bool(getattr(transport, "encoded_messages", False))
         # A Retry-After holds back the whole backend, not only the batch that got it:
         # the other senders (and the spool) wait for it too.
@@ -75,7 +75,7 @@ class Delivery:
         Takes no lock: safe from a signal handler."""
         if stopping:
             self.stopping = True
-        self._kick.kick()
+        self._backoff_waits.wake_all()
 
     # -- one batch, start to end ------------------------------------------------------
 
@@ -202,13 +202,14 @@ class Delivery:
     def _sleep(self, delay: float, strict: bool) -> bool:
         """Wait; False when shutdown wants the batch now (it goes to the spool)."""
         end = time.monotonic() + delay
-        kicks = self._kick.generation
+        waits = self._backoff_waits
+        wakes = waits.generation
         while not self.stopping:
             remaining = end - time.monotonic()
             if remaining <= 0:
                 return True
-            self._kick.sleep(remaining)
-            if self._kick.generation != kicks and not strict:
+            waits.sleep(remaining)
+            if waits.generation != wakes and not strict:
                 return True
         return False
 
@@ -273,7 +274,7 @@ class Delivery:
 
     # -- the spool ----------------------------------------------------------------------
 
-    def drain_spool(self, more_work: Callable[[], bool], probe: bool = False) -> None:
+    def resend_spooled(self, more_work: Callable[[], bool], probe: bool = False) -> None:
         """Resend spooled batches while the backend answers and no fresh batch is waiting.
 
         With ``probe``, try one batch even if the last send failed: the backend may be back.

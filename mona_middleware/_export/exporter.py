@@ -90,7 +90,7 @@ class BatchExporter:
         # The hot path is admission's: callers reach it through these two names.
         self.enqueue = admission.enqueue
         self.enqueue_explicit = admission.enqueue_explicit
-        self._lifecycle = OwnedLock()  # guards the state's transitions (start, shutdown)
+        self._transition_lock = OwnedLock()  # guards the state's transitions (start, shutdown)
         self._closed = threading.Event()
         self._flushing: set[int] = set()  # threads waiting in flush()
         self._stopping = False  # a shutdown holds the lifecycle lock
@@ -115,7 +115,7 @@ class BatchExporter:
         if self._state is State.CLOSED:
             return "exporter shut down"
         if sys.is_finalizing() or self._thread is None or not self._thread.is_alive():
-            return "queue full"  # nothing will drain it any more: never hang
+            return "queue full"  # no batcher takes from it any more: never hang
         return None
 
     def _not_open(self, item: Any) -> bool:
@@ -156,7 +156,7 @@ class BatchExporter:
         shut down or while the interpreter exits; None when a start is under way here."""
         if self._state is _OPEN or self._state is State.INLINE:
             return True
-        if not self._lifecycle.acquire(5.0):
+        if not self._transition_lock.acquire(5.0):
             return None
         try:
             if self._state is not State.UNOPENED:
@@ -166,7 +166,7 @@ class BatchExporter:
             self._state = self._start_threads()
             return True
         finally:
-            self._lifecycle.release()
+            self._transition_lock.release()
 
     def _start_threads(self) -> State:
         main = threading.main_thread()
@@ -224,7 +224,7 @@ class BatchExporter:
             return False  # it goes on when the handler returns; shutting down under it would not
         # Wait for another thread's start (it ends in moments) whatever the timeout.
         wait = timeout if self._stopping else max(timeout, 5.0)
-        if not self._lifecycle.acquire(wait):  # another thread's shutdown did not end in
+        if not self._transition_lock.acquire(wait):  # another thread's shutdown did not end in
             return self._closed.is_set()  # time, or a handler interrupted this thread's
         try:
             state, flushed = self._state, True
@@ -241,7 +241,7 @@ class BatchExporter:
             self._closed.set()
             return flushed and not leftover
         finally:
-            self._lifecycle.release()
+            self._transition_lock.release()
 
     def _stop_threads(self, timeout: float, deadline: float) -> bool:
         flushed = self.flush(timeout * 0.8)  # keep a fifth of the time for the spool

@@ -147,7 +147,7 @@ class SenderPool:
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
-            self._answered(job.seq)
+            self._retire_job(job.seq)
 
     def in_flight(self) -> int:
         """Messages submitted and not yet answered; takes no lock (``stats()``)."""
@@ -167,16 +167,16 @@ class SenderPool:
                 else:
                     self._send(job, retry=True)
                     if self.spool is not None and self._jobs.empty():
-                        delivery.drain_spool(lambda: not self._jobs.empty())
+                        delivery.resend_spooled(lambda: not self._jobs.empty())
             except Exception:
                 logger.exception("mona_middleware: unexpected error in a sender thread")
 
     def _spool_round(self, job: Job) -> None:
         try:
             if self.spool is not None and not job.claimed:
-                self.delivery.drain_spool(lambda: not self._jobs.empty(), probe=True)
+                self.delivery.resend_spooled(lambda: not self._jobs.empty(), probe=True)
         finally:
-            self._answered(job.seq)
+            self._retire_job(job.seq)
 
     def _send(self, job: Job, retry: bool) -> None:
         with self._ledger_lock:
@@ -188,7 +188,7 @@ class SenderPool:
                 job.batch, account_if=lambda _: self._claim(job), retry=retry, progress=job
             )
         finally:
-            self._answered(job.seq)
+            self._retire_job(job.seq)
 
     def _claim(self, job: Job) -> bool:
         with self._ledger_lock:
@@ -197,7 +197,8 @@ class SenderPool:
             job.claimed = True
             return True
 
-    def _answered(self, seq: int) -> None:
+    def _retire_job(self, seq: int) -> None:
+        """Job ``seq`` was answered: out of the ledger; the markers it held back are done."""
         with self._ledger_lock:
             self._ledger.pop(seq, None)
             done = [m for m in self._markers if not any(s <= m.upto for s in self._ledger)]
@@ -247,4 +248,3 @@ class SenderPool:
         for batch in batches:
             if batch and (self.spool is None or not self.spool.write(batch)):
                 self.stats.drop("not sent before the shutdown timeout", len(batch))
-

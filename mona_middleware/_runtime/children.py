@@ -42,21 +42,23 @@ class _Holder:
 
 _HOLDER = _Holder()
 _flush: Callable[[], object] | None = None
-_drain: Callable[[], object] | None = None
+_flush_in_handler: Callable[[], object] | None = None
 _armed_pid: int | None = None
 
 
-def install(flush: Callable[[], object], drain: Callable[[], object] | None = None) -> None:
+def install(
+    flush: Callable[[], object], flush_in_handler: Callable[[], object] | None = None
+) -> None:
     """Make every ``multiprocessing`` child of this process (and this process, if it is
     one) call ``flush`` before it exits; once per process, later calls do nothing.
 
-    ``drain`` (a flush that takes no lock the interrupted code may hold) runs in the
+    ``flush_in_handler`` (a flush that takes no lock the interrupted code may hold) runs in the
     SIGTERM handler itself, before the exit starts.
     """
-    global _flush, _drain
+    global _flush, _flush_in_handler
     if _flush is not None:
         return
-    _flush, _drain = flush, drain
+    _flush, _flush_in_handler = flush, flush_in_handler
     import multiprocessing  # here, not at import: only a process that exports pays for it
     from multiprocessing import util
 
@@ -83,10 +85,10 @@ def _arm() -> None:
     _armed_pid = os.getpid()
     util.Finalize(None, _flush_before_exit, exitpriority=EXIT_PRIORITY)
     if signals.flush_on_sigterm() and signals.exits_on_sigterm(signal.getsignal(signal.SIGTERM)):
-        signal.signal(signal.SIGTERM, _drain_then_exit)
+        signal.signal(signal.SIGTERM, _flush_then_exit)
 
 
-def _drain_then_exit(signum: int, frame: object) -> None:
+def _flush_then_exit(signum: int, frame: object) -> None:
     """SIGTERM in a child: deliver first, then exit through the finalizers.
 
     Raising at once is not enough: the SIGTERM of ``Pool.terminate()`` may land while
@@ -96,8 +98,8 @@ def _drain_then_exit(signum: int, frame: object) -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the delivery gets its time whole
     try:
-        if _drain is not None:
-            _drain()
+        if _flush_in_handler is not None:
+            _flush_in_handler()
     except Exception:
         logger.exception("mona_middleware: the flush on SIGTERM failed")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # delivered: a second SIGTERM kills

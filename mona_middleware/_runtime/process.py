@@ -112,8 +112,9 @@ def exporter() -> BatchExporter:
         with STATE.lock:
             if STATE.exporter is None:
                 built = _new_exporter(config())
-                _take_early(built)
+                # Published first: a count() that misses the fold sees it and folds its own.
                 STATE.exporter, STATE.stopped = built, None
+                _take_early(built)
             current = STATE.exporter
         _install_hooks()
     if STATE.pending:
@@ -358,22 +359,20 @@ def _take_early(built: BatchExporter) -> None:
 
 
 def count(name: str, amount: int = 1) -> None:
-    """Add to one of ``stats()``'s counters from anywhere, an event loop included (where
-    no exporter is built: the count waits in ``early`` for it)."""
+    """Add to one of ``stats()``'s counters from anywhere, an event loop included.
+
+    Never builds the exporter (its transport, spool, threads and exit hooks are not a
+    counter's business): before it exists the count waits in ``early``, folded into its
+    stats when it is built, and ``stats()`` shows it meanwhile.
+    """
     current = STATE.exporter
-    if current is None and not on_event_loop():
-        try:
-            current = exporter()
-        except Exception as exc:
-            limited(
-                logging.ERROR, "count:build", "mona_middleware: %s", EXPORTER_FAILED, exc_info=exc
-            )
-    if current is None:
-        _early().add(name, amount)
-        if on_event_loop():
-            _build_off_loop()
-    else:
+    if current is not None:
         current.stats.add(name, amount)
+        return
+    _early().add(name, amount)
+    current = STATE.exporter
+    if current is not None:  # built meanwhile, maybe after it folded the early counts
+        _take_early(current)
 
 
 def _activate(new_config: MonaConfig) -> None:
@@ -474,8 +473,23 @@ def stats() -> dict[str, Any]:
         return data
     stopped = STATE.stopped
     if STATE.exporter is None and stopped is not None and not STATE.pending:
-        return stopped.snapshot()
+        return _with_early(stopped.snapshot())  # and what was counted since it stopped
     return exporter().snapshot()
+
+
+def _with_early(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a snapshot) with the counts waiting in ``early`` added."""
+    early = STATE.early
+    if early is None:
+        return data
+    counted = early.snapshot()
+    for name in COUNTERS:
+        data[name] += counted[name]
+    dropped = data["dropped"]
+    for reason, amount in counted["dropped"].items():
+        dropped[reason] = dropped.get(reason, 0) + amount
+    data["dropped_total"] = sum(dropped.values())
+    return data
 
 
 def current_exporter() -> BatchExporter | None:
@@ -520,8 +534,9 @@ def _atexit() -> None:
         current.shutdown(current.config.shutdown_timeout)
 
 
-def _drain() -> None:
-    """Deliver what this process holds without shutting down (takes no exporter lock)."""
+def _flush_in_handler() -> None:
+    """Deliver what this process holds without shutting down, from a signal handler (takes
+    no exporter lock)."""
     current = STATE.exporter
     if current is not None and current.pid == os.getpid():
         current.flush(current.config.shutdown_timeout)
@@ -557,6 +572,7 @@ def _install_hooks() -> None:
             uwsgi_host.install_atexit(_atexit)  # uWSGI workers may leave without atexit
         if not STATE.children_hooked and ("multiprocessing" in sys.modules or not on_event_loop()):
             STATE.children_hooked = True
-            children.install(_atexit, _drain)  # multiprocessing children leave with os._exit
+            # multiprocessing children leave with os._exit: they flush through these
+            children.install(_atexit, _flush_in_handler)
     except Exception:
         logger.exception("mona_middleware: could not install the exit hooks")

@@ -15,7 +15,7 @@ import contextlib
 import threading
 from queue import Empty, SimpleQueue
 
-__all__ = ["Kick", "OwnedLock", "Wakeup"]
+__all__ = ["OwnedLock", "WakeAll", "Wakeup"]
 
 
 class Wakeup:
@@ -26,7 +26,7 @@ class Wakeup:
     def __init__(self) -> None:
         self._queue: SimpleQueue[None] = SimpleQueue()
         # Read without a lock by callers that wake often (only the first wakes); a race
-        # costs a spare wake-up, never a missed one: the waiter clears it before draining.
+        # costs a spare wake-up, never a missed one: the waiter clears it before emptying its queue.
         self.pending = False
 
     def set(self) -> None:
@@ -48,24 +48,24 @@ class Wakeup:
         return True
 
 
-class Kick:
-    """Wakes every thread sleeping on it at once (``kick``), from any thread or handler.
+class WakeAll:
+    """Wakes every thread sleeping on it at once (``wake_all``), from any thread or handler.
 
-    Each sleeping thread has its own ``SimpleQueue``; ``generation`` counts the kicks,
-    so a sleeper can tell a kick from its timeout.
+    Each sleeping thread has its own ``SimpleQueue``; ``generation`` counts the wake-ups,
+    so a sleeper can tell a wake-up from its timeout.
     """
 
     def __init__(self) -> None:
         self.generation = 0
         self._sleepers: dict[int, SimpleQueue[None]] = {}
 
-    def kick(self) -> None:
-        self.generation += 1  # two racing kickers may count one: still a change
+    def wake_all(self) -> None:
+        self.generation += 1  # two racing wakers may count one: still a change
         for waiter in list(self._sleepers.values()):
             waiter.put(None)
 
     def sleep(self, seconds: float) -> None:
-        """Sleep up to ``seconds``; a kick (even one that came before, since the caller
+        """Sleep up to ``seconds``; a wake-up (even one that came before, since the caller
         read ``generation``) ends it early: callers compare ``generation`` afterwards."""
         waiter = self._sleepers.get(threading.get_ident())
         if waiter is None:

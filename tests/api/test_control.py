@@ -102,10 +102,10 @@ def test_shutdown_at_once_while_another_thread_starts_the_exporter_still_stops_i
     held, release = threading.Event(), threading.Event()
 
     def starting() -> None:  # what start() does on the closing thread, held a while
-        assert current._lifecycle.acquire(5)
+        assert current._transition_lock.acquire(5)
         held.set()
         release.wait(5)
-        current._lifecycle.release()
+        current._transition_lock.release()
 
     starter = threading.Thread(target=starting)
     starter.start()

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 
 import pytest
 
 import mona_middleware as mona
 from mona_middleware.compat import mona_client as client
 
-from ..mona_server import MonaTestServer
+from ..servers import mona_env, run_code
 
 # mona-client 0.2.5's README, "Quick Start and Example", verbatim but the import line.
 QUICK_START = """
@@ -63,34 +60,10 @@ my_data = [
 """
 
 
-def server_env(server: MonaTestServer) -> dict[str, str]:
-    """The Mona settings of the app, pointed at the local server (mona_sdk's variables)."""
-    return {
-        "MONA_SDK_API_KEY": server.api_key,
-        "MONA_SDK_SECRET": server.secret,
-        "MONA_SDK_AUTH_API_TOKEN_URL": server.token_url,
-        "MONA_SDK_REFRESH_TOKEN_URL": server.refresh_url,
-        "MONA_SDK_OVERRIDE_REST_API_URL": server.export_url,
-    }
-
-
-def run_snippet(code: str, server: MonaTestServer, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONA_", "AUTH_MODE"))}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**clean, **server_env(server), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 def test_the_quick_start_stores_the_contexts_its_readme_promises(mona_server):
     # mona-client's own variables are set too, as a user moving over has them
     env = {"MONA_HOST": "10.0.0.1", "MONA_PORT": "24224", "MONA_USER_ID": mona_server.user_id}
-    done = run_snippet(MY_DATA + QUICK_START, mona_server, **env)
+    done = run_code(MY_DATA + QUICK_START, mona_env(mona_server, **env))
 
     assert mona_server.contexts() == {
         ("MY_COOL_ALGORITHM_NAME", "row-1"): {"score": 0.5, "MY_MONA_x": 1},
@@ -107,7 +80,7 @@ def test_the_concurrency_example_prints_true_and_exports_to_the_same_context(mon
         "print(client.get_full_context_id() == main_context)",
         "print(client.get_full_context_id() == main_context)\n    client.export({'in_thread': 1})",
     )
-    done = run_snippet(code, mona_server)
+    done = run_code(code, mona_env(mona_server))
     assert done.stdout.split() == ["True"]
     ((key, fields),) = mona_server.contexts().items()
     assert key[0] == "threaded_algorithm_name" and fields == {"in_thread": 1}
@@ -252,7 +225,7 @@ client.export({"rows": 10})
 client.init_sub_context("STEP", "load")
 client.export({"ok": True})
 """
-    run_snippet(code, mona_server)
+    run_code(code, mona_env(mona_server))
     assert mona_server.contexts() == {
         ("JOB", "nightly-7"): {"rows": 10},
         ("STEP", "nightly-7.load"): {"ok": True},
@@ -272,7 +245,7 @@ with client.new_mona_context(ARC_class="MY_COOL_ALGORITHM_NAME"):
 
 
 def test_the_0_1_quick_start_and_sub_context_examples(mona_server):
-    run_snippet(V01_QUICK_START, mona_server)
+    run_code(V01_QUICK_START, mona_env(mona_server))
     contexts = mona_server.contexts()
     (main,) = [key for key in contexts if key[0] == "MY_COOL_ALGORITHM_NAME"]
     (sub,) = [key for key in contexts if key[0] == "MY_COOL_SUB_COMPONENT_NAME"]

@@ -7,8 +7,6 @@ import asyncio
 import dataclasses
 import inspect
 import json
-import os
-import subprocess
 import sys
 
 import pytest
@@ -19,7 +17,7 @@ from mona_middleware.compat import mona_sdk as compat
 from mona_middleware.compat.mona_sdk import Client, MonaSingleMessage
 
 from ..mona_server import MonaTestServer
-from ..servers import free_port
+from ..servers import free_port, mona_env, mona_settings, run_code
 
 try:
     import mona_sdk as real_sdk
@@ -85,29 +83,9 @@ RESULT = "\nprint(json.dumps({'single': succeed_to_export, 'batch': export_resul
 OURS = "from mona_middleware.compat.mona_sdk import Client, MonaSingleMessage"
 
 
-def server_env(server: MonaTestServer) -> dict[str, str]:
-    """The environment a mona_sdk user points at Mona, pointed at the local server."""
-    return {
-        "MONA_SDK_API_KEY": server.api_key,
-        "MONA_SDK_SECRET": server.secret,
-        "MONA_SDK_AUTH_API_TOKEN_URL": server.token_url,
-        "MONA_SDK_REFRESH_TOKEN_URL": server.refresh_url,
-        "MONA_SDK_OVERRIDE_REST_API_URL": server.export_url,
-        "MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION": "0",
-    }
-
-
 def run_user_code(code: str, server: MonaTestServer, **env: str) -> dict:
     """Run ``code`` in a fresh interpreter as a user would; its last printed JSON line."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MONA_", "AUTH_MODE"))}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**clean, **server_env(server), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_code(code, mona_env(server, MONA_SDK_NUM_OF_RETRIES_FOR_AUTHENTICATION="0", **env))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -327,7 +305,7 @@ def test_async_client(mona_server):
 
 
 def test_a_client_per_call_without_arguments_restarts_nothing(mona_server, monkeypatch):
-    for name, value in server_env(mona_server).items():
+    for name, value in mona_settings(mona_server).items():
         monkeypatch.setenv(name, value)
     Client().export(MonaSingleMessage(message={"n": 0}, contextClass="C", contextId="0"))
     first = process.current_exporter()

@@ -189,3 +189,50 @@ def test_the_exporter_is_never_built_on_a_running_loop(monkeypatch):
     assert mona.flush(5)
     assert transport.contexts() == {("FIRST", "1"): {"a": 1}}
     assert len(built_on) == 1 and built_on[0] is not threading.current_thread()
+
+
+def test_counting_a_refusal_builds_no_exporter_and_stats_show_the_count(memory, monkeypatch):
+    """A counter lives without the exporter: no transport, spool, thread or exit hook
+    for a refused call; the count waits for the exporter and ``stats()`` shows it."""
+    import asyncio
+    import threading
+
+    from mona_middleware._export import exporter as exporter_module
+    from mona_middleware._runtime import process
+
+    built: list[str] = []
+    create_transport, spool_for = process.create_transport, exporter_module.spool_for
+    monkeypatch.setattr(
+        process, "create_transport", lambda cfg: built.append("transport") or create_transport(cfg)
+    )
+    monkeypatch.setattr(
+        exporter_module, "spool_for", lambda *a: built.append("spool") or spool_for(*a)
+    )
+    monkeypatch.setattr(process.STATE, "hooks_installed", False)
+    threads = set(threading.enumerate())
+
+    async def refuse_on_the_loop() -> None:
+        with mona.context(""):  # refused: an empty context_class
+            pass
+
+    with mona.context(""):
+        pass
+    asyncio.run(refuse_on_the_loop())
+    assert process.current_exporter() is None
+    assert built == [] and set(threading.enumerate()) <= threads
+    assert process.STATE.hooks_installed is False
+    assert mona.stats()["exports_refused"] == 2  # builds it now, with the early counts
+    assert built == ["transport", "spool"]
+    assert mona.stats()["exports_refused"] == 2  # folded once
+
+
+def test_a_count_after_shutdown_shows_in_stats_beside_the_stopped_ledger(memory):
+    from mona_middleware._runtime import process
+
+    export_contexts(2, cls="DONE")
+    assert mona.shutdown(5)
+    with mona.context(""):
+        pass
+    stats = mona.stats()
+    assert process.current_exporter() is None
+    assert (stats["contexts"], stats["exports_refused"], stats["state"]) == (2, 1, "stopped")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mona_middleware._util.signalsafe import Kick, Wakeup
+from mona_middleware._util.signalsafe import WakeAll, Wakeup
 
 
 def test_a_wakeup_wakes_its_waiter_and_folds_wakeups_that_came_meanwhile():
@@ -36,22 +36,22 @@ def test_a_wakeup_from_another_thread_ends_the_wait():
     timer.join()
 
 
-def test_a_kick_wakes_every_sleeper_and_changes_the_generation():
-    kick = Kick()
+def test_wake_all_wakes_every_sleeper_and_changes_the_generation():
+    waits = WakeAll()
     woken = []
 
     def sleeper():
-        before = kick.generation
-        kick.sleep(30)
-        woken.append(kick.generation != before)
+        before = waits.generation
+        waits.sleep(30)
+        woken.append(waits.generation != before)
 
     threads = [threading.Thread(target=sleeper) for _ in range(3)]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
-    while len(kick._sleepers) < 3 and time.monotonic() < deadline:
+    while len(waits._sleepers) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    kick.kick()
+    waits.wake_all()
     for thread in threads:
         thread.join(20)
     assert woken == [True, True, True]
@@ -63,21 +63,21 @@ def test_a_signal_handler_may_wake_while_the_code_it_interrupted_was_waking():
     code = textwrap.dedent(
         """
         import signal, time
-        from mona_middleware._util.signalsafe import Kick, Wakeup
-        wakeup, kick = Wakeup(), Kick()
+        from mona_middleware._util.signalsafe import WakeAll, Wakeup
+        wakeup, waits = Wakeup(), WakeAll()
         handled = 0
         def handler(signum, frame):
             global handled
             handled += 1
             wakeup.set()
-            kick.kick()
+            waits.wake_all()
         signal.signal(signal.SIGALRM, handler)
         signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
         end = time.monotonic() + 1.5
         loops = 0
         while time.monotonic() < end:
             wakeup.set()
-            kick.kick()
+            waits.wake_all()
             wakeup.wait(0)
             loops += 1
         signal.setitimer(signal.ITIMER_REAL, 0)

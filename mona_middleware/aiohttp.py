@@ -36,9 +36,9 @@ except ImportError as exc:  # pragma: no cover - exercised by the tox core env
 from ._api.context import passing_through
 from ._runtime import process
 from ._util.log import Guard
-from ._web.recorder import WebMonitor
+from ._web.recorder import WebRecorder
 
-__all__ = ["MONITOR", "instrument"]
+__all__ = ["MONITOR", "RECORDER", "instrument"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,48 +46,51 @@ _ROUTE = Guard("could not read the request's route")
 _CLOSE = Guard("could not close the request's context")
 _FLUSH = Guard("flush at the aiohttp app's cleanup failed")
 
-# Where the app keeps its monitor: ``app[MONITOR]`` (an AppKey where aiohttp has them).
-MONITOR: Any = web.AppKey("mona_monitor", WebMonitor) if hasattr(web, "AppKey") else "mona_monitor"
+# Where the app keeps its recorder: ``app[RECORDER]`` (an AppKey where aiohttp has them).
+RECORDER: Any = (
+    web.AppKey("mona_recorder", WebRecorder) if hasattr(web, "AppKey") else "mona_recorder"
+)
+MONITOR = RECORDER  # its name before 0.2 ("monitor" is the decorator's word now)
 
 
-def instrument(app: web.Application, **options: Any) -> WebMonitor:
-    """Monitor ``app``: its first middleware, and a flush on its cleanup. Returns the monitor.
+def instrument(app: web.Application, **options: Any) -> WebRecorder:
+    """Monitor ``app``: its first middleware, and a flush on its cleanup. Returns the recorder.
 
     ``options`` are the common adapter and exporter options. Call it before the app
     starts (aiohttp freezes the middleware list then); a second call changes nothing.
 
     >>> app = web.Application()
-    >>> monitor = instrument(app, context_class="SHOP_API", handle_sigterm=False)
-    >>> app[MONITOR] is monitor, monitor.options.context_class
+    >>> recorder = instrument(app, context_class="SHOP_API", handle_sigterm=False)
+    >>> app[RECORDER] is recorder, recorder.options.context_class
     (True, 'SHOP_API')
     """
-    if MONITOR in app:
-        known: WebMonitor = app[MONITOR]
+    if RECORDER in app:
+        known: WebRecorder = app[RECORDER]
         return known
-    monitor = WebMonitor(options)
-    app[MONITOR] = monitor
-    app.middlewares.insert(0, _middleware(monitor))
+    recorder = WebRecorder(options)
+    app[RECORDER] = recorder
+    app.middlewares.insert(0, _middleware(recorder))
     app.on_cleanup.append(_flush_on_cleanup)
-    return monitor
+    return recorder
 
 
-def _middleware(monitor: WebMonitor) -> Any:
-    options = monitor.options
+def _middleware(recorder: WebRecorder) -> Any:
+    options = recorder.options
     request_hook, response_hook = options.request_hook, options.response_hook
 
     @web.middleware
     async def mona_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        ctx = monitor.start(request.method, request.path, request.headers.get)
+        ctx = recorder.start(request.method, request.path, request.headers.get)
         if ctx is None:  # excluded or off: no context the connection's task may hold
             with passing_through():
                 return await handler(request)
         state = ctx.request
-        monitor.call_hook(request_hook, ctx, request)
+        recorder.call_hook(request_hook, ctx, request)
         try:
             response = await handler(request)
             state.status = response.status
             if response_hook is not None:
-                monitor.call_hook(response_hook, ctx, request, response)
+                recorder.call_hook(response_hook, ctx, request, response)
             return response
         except web.HTTPException as exc:  # raised responses (404, redirects): a status
             state.status = exc.status
@@ -96,19 +99,19 @@ def _middleware(monitor: WebMonitor) -> Any:
             state.exception = exc
             raise
         finally:
-            _close(monitor, ctx, request)
+            _close(recorder, ctx, request)
 
     return mona_middleware
 
 
-def _close(monitor: WebMonitor, ctx: Any, request: web.Request) -> None:
+def _close(recorder: WebRecorder, ctx: Any, request: web.Request) -> None:
     """Add the route and close; runs in ``finally``, so it must never raise."""
     try:  # guarded sites (see Guard): try is free on this path, a with is not
         ctx.request.route = route(request)
     except Exception as exc:
         _ROUTE.caught(exc)
     try:
-        monitor.finish(ctx)
+        recorder.finish(ctx)
     except Exception as exc:
         _CLOSE.caught(exc)
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ._api.context import passing_through
 from ._runtime import process
 from ._util.log import Guard, logger
-from ._web.recorder import WebContext, WebMonitor
+from ._web.recorder import WebContext, WebRecorder
 from ._web.routes import asgi_route, prepare_app
 from .errors import MonaConfigError
 
@@ -85,36 +85,38 @@ class MonaASGIMiddleware:
     >>> app = MonaASGIMiddleware(app, context_class="HELLO", handle_sigterm=False)
     """
 
-    monitor: WebMonitor | None  # None: an option error found on a call (passes through)
+    recorder: WebRecorder | None  # None: an option error found on a call (passes through)
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         global _wrappers_built
         self.app = app
         try:
-            self.monitor = WebMonitor(options)
+            self.recorder = WebRecorder(options)
         except MonaConfigError as exc:
             if not _built_during_a_call():
                 raise  # at start-up: the deployment stops, naming the option
             _unusable_options(exc)
-            self.monitor = None
+            self.recorder = None
         _wrappers_built = True
         prepare_app(app)  # Quart's and Falcon's templates need a hook in the app
 
     @classmethod
-    def with_monitor(cls, app: ASGIApp, monitor: WebMonitor) -> MonaASGIMiddleware:
-        """The middleware around ``app`` sharing an adapter's ``monitor`` (Django Channels)."""
+    def with_recorder(cls, app: ASGIApp, recorder: WebRecorder) -> MonaASGIMiddleware:
+        """The middleware around ``app`` sharing an adapter's ``recorder`` (Django Channels)."""
         middleware = cls.__new__(cls)
-        middleware.app, middleware.monitor = app, monitor
+        middleware.app, middleware.recorder = app, recorder
         return middleware
 
+    with_monitor = with_recorder  # its name before 0.2 ("monitor" is the decorator's word now)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        monitor = self.monitor
-        if scope["type"] != "http" or monitor is None:
+        recorder = self.recorder
+        if scope["type"] != "http" or recorder is None:
             await self._other_scope(scope, receive, send)
             return
         path = scope.get("path", "")
-        ctx = monitor.start(
-            scope.get("method", "GET"), path, _header(scope) if monitor.reads_headers else None
+        ctx = recorder.start(
+            scope.get("method", "GET"), path, _header(scope) if recorder.reads_headers else None
         )
         if ctx is None:  # excluded or off: run without any context the server's task leaked
             with passing_through():
@@ -124,9 +126,9 @@ class MonaASGIMiddleware:
         state = ctx.request
         arrived = (path, scope.get("root_path", ""))  # routers rewrite them
         sent_at: float | None = None
-        options = monitor.options
+        options = recorder.options
         if options.request_hook is not None:
-            monitor.call_hook(options.request_hook, ctx, scope)
+            recorder.call_hook(options.request_hook, ctx, scope)
         response_hook = options.response_hook
 
         async def send_recording(message: Message) -> None:
@@ -136,7 +138,7 @@ class MonaASGIMiddleware:
                 state.status = message.get("status")
                 if response_hook is not None:
                     headers = message.get("headers")
-                    monitor.call_hook(response_hook, ctx, scope, state.status, headers)
+                    recorder.call_hook(response_hook, ctx, scope, state.status, headers)
             await send(message)
             if sent_at is None and (
                 not message.get("more_body", False)
@@ -152,7 +154,7 @@ class MonaASGIMiddleware:
             raise
         finally:
             self._close(ctx, scope, arrived, sent_at)
-            if monitor.flush_after:
+            if recorder.flush_after:
                 await _flush_off_loop()  # serverless: delivered before the app returns
 
     def _other_scope(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -160,10 +162,10 @@ class MonaASGIMiddleware:
 
         Not a coroutine: it returns the awaitable, so no extra frame sits under a
         long-lived websocket connection."""
-        monitor = self.monitor
+        recorder = self.recorder
         if scope["type"] == "lifespan":
             return _Lifespan(self.app).run(scope, receive, send)
-        if scope["type"] == "websocket" and monitor is not None and monitor.options.websockets:
+        if scope["type"] == "websocket" and recorder is not None and recorder.options.websockets:
             return self._websocket(scope, receive, send)
         return self.app(scope, receive, send)  # others (or unusable options): untouched
 
@@ -174,15 +176,15 @@ class MonaASGIMiddleware:
         (1000 unless it says), or the client's ``websocket.disconnect`` (1005 unless it
         says); an app that raised after accepting gets 1011, what servers then send.
         """
-        monitor: Any = self.monitor  # set: __call__ passes everything through without one
-        ctx = monitor.start("GET", scope.get("path", ""), _header(scope), websocket=True)
+        recorder: Any = self.recorder  # set: __call__ passes everything through without one
+        ctx = recorder.start("GET", scope.get("path", ""), _header(scope), websocket=True)
         if ctx is None:
             with passing_through():
                 await self.app(scope, receive, send)
             return
         state = ctx.request
         arrived = (scope.get("path", ""), scope.get("root_path", ""))
-        monitor.call_hook(monitor.options.request_hook, ctx, scope)
+        recorder.call_hook(recorder.options.request_hook, ctx, scope)
 
         async def receive_counting() -> Message:
             message = await receive()
@@ -219,17 +221,17 @@ class MonaASGIMiddleware:
         self, ctx: WebContext, scope: Scope, arrived: tuple[str, str], sent_at: float | None
     ) -> None:
         """Add the route and close; runs in ``finally``, so it must never raise."""
-        monitor: Any = self.monitor  # set: only a monitored request gets here
+        recorder: Any = self.recorder  # set: only a monitored request gets here
         try:  # guarded sites (see Guard): try is free on this path, a with is not
             state = ctx.request
             if state.route is None:  # one an inner layer set wins (Django Channels')
-                state.route = asgi_route(scope, *arrived, monitor.options.route_resolver)
+                state.route = asgi_route(scope, *arrived, recorder.options.route_resolver)
             if sent_at is not None:
                 state.ended = sent_at  # the response's duration, not the background tasks
         except Exception as exc:
             _ROUTE.caught(exc)
         try:
-            monitor.finish(ctx, flush=False)  # flushed off the loop by the caller
+            recorder.finish(ctx, flush=False)  # flushed off the loop by the caller
         except Exception as exc:
             _CLOSE.caught(exc)
 

@@ -32,7 +32,7 @@ from ._api.tracing import TRACE_MODULE, current_trace_id
 from ._util.log import Guard
 from ._util.options import unknown_options
 from ._web.options import ALL_OPTIONS, options_from_prefixed
-from ._web.recorder import RequestState, WebMonitor
+from ._web.recorder import RequestState, WebRecorder
 from .errors import MonaConfigError
 from .wsgi import MonaWSGIMiddleware
 
@@ -46,7 +46,7 @@ class MonaFlask:
 
     >>> app = flask.Flask("shop")
     >>> mona = MonaFlask(app, context_class="SHOP_API", handle_sigterm=False)
-    >>> app.extensions["mona"] is mona.monitor(app)
+    >>> app.extensions["mona"] is mona.recorder(app)
     True
     """
 
@@ -60,16 +60,18 @@ class MonaFlask:
         middleware = MonaWSGIMiddleware(_weak_wsgi_app(app), **options)
         middleware.status_known = True  # read from the response (_note_responses)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.extensions["mona"] = middleware.monitor
+        app.extensions["mona"] = middleware.recorder
         _note_responses(app)
         _note_exceptions(app)
         _note_error_pages(app)
 
     @staticmethod
-    def monitor(app: flask.Flask) -> WebMonitor:
-        """The ``WebMonitor`` serving ``app`` (state lives on the app, not on this object)."""
-        monitor: WebMonitor = app.extensions["mona"]
-        return monitor
+    def recorder(app: flask.Flask) -> WebRecorder:
+        """The ``WebRecorder`` serving ``app`` (state lives on the app, not on this object)."""
+        recorder: WebRecorder = app.extensions["mona"]
+        return recorder
+
+    monitor = recorder  # its name before 0.2 ("monitor" is the decorator's word now)
 
 
 def config_options(config: Any) -> dict[str, Any]:

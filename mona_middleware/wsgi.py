@@ -28,7 +28,7 @@ from typing import Any
 from ._api.context import current_var, passing_through
 from ._runtime import process
 from ._util.log import Guard
-from ._web.recorder import WebContext, WebMonitor
+from ._web.recorder import WebContext, WebRecorder
 from ._web.routes import prepare_app, wsgi_route
 
 __all__ = ["MonaWSGIMiddleware"]
@@ -55,16 +55,16 @@ class MonaWSGIMiddleware:
 
     def __init__(self, app: Callable[..., Iterable[bytes]], **options: Any) -> None:
         self.app = app
-        self.monitor = WebMonitor(options)
+        self.recorder = WebRecorder(options)
         prepare_app(app)  # Falcon's and Pyramid's templates need a hook in the app
 
     def __call__(self, environ: _Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        monitor = self.monitor
+        recorder = self.recorder
         try:
-            ctx = monitor.start(
+            ctx = recorder.start(
                 environ.get("REQUEST_METHOD", "GET"),
                 environ.get("PATH_INFO", ""),
-                (lambda name: _header(environ, name)) if monitor.reads_headers else None,
+                (lambda name: _header(environ, name)) if recorder.reads_headers else None,
             )
         except Exception as exc:  # an environ that is no dict: the app will say so
             _START.caught(exc)
@@ -73,9 +73,9 @@ class MonaWSGIMiddleware:
             with passing_through():
                 return self.app(environ, start_response)
         state = ctx.request
-        options = monitor.options
+        options = recorder.options
         if options.request_hook is not None:
-            monitor.call_hook(options.request_hook, ctx, environ)
+            recorder.call_hook(options.request_hook, ctx, environ)
         response_hook = options.response_hook
         if self.status_known and response_hook is None:
             record_status = start_response
@@ -87,7 +87,7 @@ class MonaWSGIMiddleware:
                 except Exception:
                     pass  # not a status line PEP 3333 allows; the server will say so
                 if response_hook is not None:
-                    monitor.call_hook(response_hook, ctx, environ, status, headers)
+                    recorder.call_hook(response_hook, ctx, environ, status, headers)
                 return start_response(status, headers, exc_info)
 
         try:
@@ -100,7 +100,7 @@ class MonaWSGIMiddleware:
         if state.route is None:
             self._route(state, environ)
         if state.whole or type(body) is list or type(body) is tuple:
-            monitor.finish(ctx)  # built whole (MonaFlask says so): nothing left to stream
+            recorder.finish(ctx)  # built whole (MonaFlask says so): nothing left to stream
             return body
         ctx.leave()  # current again only around each chunk and close(): see the docstring
         try:
@@ -108,25 +108,25 @@ class MonaWSGIMiddleware:
             if (
                 isinstance(wrapper, type)
                 and isinstance(body, wrapper)
-                and _close_with(body, ctx, monitor)
+                and _close_with(body, ctx, recorder)
             ):
                 return body  # still the server's own type: it may sendfile() it
         except Exception as exc:  # an environ or a body of a kind we cannot read
             _START.caught(exc)
-        return _ClosingBody(body, ctx, monitor)
+        return _ClosingBody(body, ctx, recorder)
 
     def _failed(self, ctx: WebContext, environ: _Environ, exc: BaseException) -> None:
         """The app raised before it returned a body: its context closes now, with the error."""
         state = ctx.request
         state.exception = exc
         self._route(state, environ)
-        self.monitor.finish(ctx)
+        self.recorder.finish(ctx)
 
     def _route(self, state: Any, environ: _Environ) -> None:
         """The template, read once the app has routed (never the raw path); never raises."""
         if state.route is None and not state.finished:
             try:
-                state.route = wsgi_route(environ, self.monitor.options.route_resolver)
+                state.route = wsgi_route(environ, self.recorder.options.route_resolver)
             except Exception as exc:
                 _ROUTE.caught(exc)
 
@@ -140,7 +140,7 @@ def _header(environ: _Environ, name: str) -> str | None:
     return environ.get(key if key in _UNPREFIXED else "HTTP_" + key)
 
 
-def _close_with(body: Any, ctx: WebContext, monitor: WebMonitor) -> bool:
+def _close_with(body: Any, ctx: WebContext, recorder: WebRecorder) -> bool:
     """Make closing the server's ``wsgi.file_wrapper`` close the context; False if it cannot.
 
     Wrapping it would hide it from the server, which only uses ``sendfile()`` for an
@@ -158,18 +158,18 @@ def _close_with(body: Any, ctx: WebContext, monitor: WebMonitor) -> bool:
                 original()
         finally:
             current_var.reset(token)
-            monitor.finish(ctx)
+            recorder.finish(ctx)
 
     try:
         body.close = close
     except (AttributeError, TypeError):  # __slots__ or a read-only close: wrap after all
         return False
     with contextlib.suppress(TypeError):  # not weakly referenceable: the server closes it
-        weakref.finalize(body, _dropped_unclosed, ctx, monitor)
+        weakref.finalize(body, _dropped_unclosed, ctx, recorder)
     return True
 
 
-def _dropped_unclosed(ctx: WebContext, monitor: WebMonitor) -> None:
+def _dropped_unclosed(ctx: WebContext, recorder: WebRecorder) -> None:
     """A body collected without ``close()``: the context is delivered all the same, and
     counted apart (the server, or a test client, broke PEP 3333's promise to close)."""
     state = ctx.request
@@ -177,7 +177,7 @@ def _dropped_unclosed(ctx: WebContext, monitor: WebMonitor) -> None:
         return
     try:
         process.count("contexts_closed_unclosed_body")
-        monitor.finish(ctx, flush=False)  # a collector's thread: never wait for the backend
+        recorder.finish(ctx, flush=False)  # a collector's thread: never wait for the backend
     except Exception as exc:
         _UNCLOSED.caught(exc)
 
@@ -185,12 +185,12 @@ def _dropped_unclosed(ctx: WebContext, monitor: WebMonitor) -> None:
 class _ClosingBody:
     """The app's iterable, passed through; closing it closes the request's context."""
 
-    __slots__ = ("_body", "_ctx", "_monitor")
+    __slots__ = ("_body", "_ctx", "_recorder")
 
-    def __init__(self, body: Iterable[bytes], ctx: WebContext, monitor: WebMonitor) -> None:
+    def __init__(self, body: Iterable[bytes], ctx: WebContext, recorder: WebRecorder) -> None:
         self._body = body
         self._ctx = ctx
-        self._monitor = monitor
+        self._recorder = recorder
 
     def __iter__(self) -> Iterator[bytes]:
         ctx = self._ctx
@@ -213,12 +213,12 @@ class _ClosingBody:
             except BaseException as exc:  # a streaming view failed mid-body: it is over
                 reset_var(token)
                 ctx.request.exception = exc
-                self._monitor.finish(ctx)
+                self._recorder.finish(ctx)
                 raise
             reset_var(token)
             yield chunk  # the server's code runs outside it
         # Fully iterated is fully sent; test clients that never call close() see it too.
-        self._monitor.finish(ctx)
+        self._recorder.finish(ctx)
 
     def close(self) -> None:
         token = current_var.set(self._ctx)
@@ -228,11 +228,11 @@ class _ClosingBody:
                 close()
         finally:
             current_var.reset(token)
-            self._monitor.finish(self._ctx)
+            self._recorder.finish(self._ctx)
 
     def __del__(self) -> None:
         try:
             if not self._ctx.request.finished:  # closed or fully sent: nearly always
-                _dropped_unclosed(self._ctx, self._monitor)
+                _dropped_unclosed(self._ctx, self._recorder)
         except Exception:  # the interpreter's exit: modules half gone
             pass

@@ -46,7 +46,7 @@ def _lengths() -> dict[str, int]:
 def test_the_walk_sees_the_package_functions():
     lengths = _lengths()
     assert len(lengths) > 500
-    assert "_web/recorder.py::WebMonitor.start" in lengths
+    assert "_web/recorder.py::WebRecorder.start" in lengths
     assert "_api/decorators.py::_sync_wrapper.<locals>.run" in lengths
 
 

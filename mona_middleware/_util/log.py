@@ -120,7 +120,7 @@ class RateLimitedLog:
                         logged = True
                 else:
                     suppressed = 0
-                    keys = self._room(kind, keys, now)
+                    keys = self._table_with_space(kind, keys, now)
                     if keys is None:
                         if self._fold_since is None:  # the first of a window: say so, once
                             summary = (
@@ -147,7 +147,7 @@ class RateLimitedLog:
         self._log.log(level, msg, *args, **kwargs)
         return True
 
-    def _room(
+    def _table_with_space(
         self, kind: str, keys: OrderedDict[str, tuple[float, int]] | None, now: float
     ) -> OrderedDict[str, tuple[float, int]] | None:
         """The kind's table with room for one more key, or None (the key is folded)."""

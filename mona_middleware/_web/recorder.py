@@ -1,7 +1,7 @@
 """What every web adapter shares: its options, the request's context, the request fields.
 
-Adapters stay thin: they call ``WebMonitor.start`` when a request arrives and
-``WebMonitor.finish`` when its response is complete (sent, or built whole and handed to
+Adapters stay thin: they call ``WebRecorder.start`` when a request arrives and
+``WebRecorder.finish`` when its response is complete (sent, or built whole and handed to
 the server), and fill in the few things only the framework knows (status, route
 template, exception).
 """
@@ -30,7 +30,7 @@ __all__ = [
     "ConnectionState",
     "RequestState",
     "WebContext",
-    "WebMonitor",
+    "WebRecorder",
     "redacted",
 ]
 
@@ -106,7 +106,7 @@ class ConnectionState(RequestState):
 if TYPE_CHECKING:
 
     class WebContext(MonaContext):
-        """A request's (or a websocket connection's) context, as ``WebMonitor.start``
+        """A request's (or a websocket connection's) context, as ``WebRecorder.start``
         opens it: a ``MonaContext`` whose host state is the request's own, typed for the
         adapters that fill it in (the core reads it as a ``HostState``)."""
 
@@ -137,7 +137,7 @@ def redacted(name: str, extra: re.Pattern[str] | None = None) -> bool:
     return bool(DEFAULT_REDACT.search(name) or (extra is not None and extra.search(name)))
 
 
-class WebMonitor:
+class WebRecorder:
     """One per middleware: opens each request's context and closes it with the request fields.
 
     Exporter options among ``options`` (``api_key``, ``batch_size``...) configure the

@@ -1,4 +1,4 @@
-"""``settings.MONA``: read, validated and turned into the middleware's ``WebMonitor``.
+"""``settings.MONA``: read, validated and turned into the middleware's ``WebRecorder``.
 
 Options resolve as everywhere in the package: ``settings.MONA`` (the framework's own
 config), then the environment, then defaults. A bad option is a deployment mistake:
@@ -18,11 +18,11 @@ from django.core.exceptions import ImproperlyConfigured
 from .._runtime import process
 from .._util.options import closest
 from .._web.options import ALL_OPTIONS, OPTIONS, WebOptions, split_options
-from .._web.recorder import WebMonitor
+from .._web.recorder import WebRecorder
 from ..config import MonaConfig
 from ..errors import MonaConfigError
 
-__all__ = ["Problem", "build_monitor", "check_settings", "mona_settings", "settings_problems"]
+__all__ = ["Problem", "build_recorder", "check_settings", "mona_settings", "settings_problems"]
 
 _TABLES = "the option tables in mona_middleware's README list every option and its values"
 
@@ -102,8 +102,8 @@ def check_settings(options: Mapping[str, Any] | None = None) -> None:
         raise ImproperlyConfigured(problems[0].msg)
 
 
-def build_monitor() -> WebMonitor:
-    """The ``WebMonitor`` for a new middleware instance, from ``settings.MONA``.
+def build_recorder() -> WebRecorder:
+    """The ``WebRecorder`` for a new middleware instance, from ``settings.MONA``.
 
     Django builds one middleware chain per handler, and the test ``Client`` builds a
     handler per client: exporter options already in force are not applied again, so a
@@ -115,6 +115,6 @@ def build_monitor() -> WebMonitor:
     if exporter and MonaConfig.resolve(exporter) == process.config():
         options = web
     try:
-        return WebMonitor(options)
+        return WebRecorder(options)
     except MonaConfigError as exc:  # pragma: no cover - check_settings found it first
         raise ImproperlyConfigured(f"settings.MONA: {exc}") from None

@@ -28,11 +28,11 @@ from django.http import HttpRequest
 
 from .._api.context import passing_through
 from .._util.log import Guard, logger
-from .._web.recorder import RequestState, WebContext, WebMonitor
+from .._web.recorder import RequestState, WebContext, WebRecorder
 from ..asgi import lifespan_answered
 from .asgi import answer_lifespan_in, building_handler
 from .closing import close_after_sending
-from .conf import build_monitor
+from .conf import build_recorder
 
 __all__ = ["MonaMiddleware", "route_template"]
 
@@ -58,8 +58,8 @@ class MonaMiddleware:
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
-        self.monitor: WebMonitor = build_monitor()
-        if not self.monitor.options.enabled:
+        self.recorder: WebRecorder = build_recorder()
+        if not self.recorder.options.enabled:
             raise MiddlewareNotUsed("mona_middleware: disabled by settings.MONA['enabled']")
         self._is_async = iscoroutinefunction(get_response)
         served = False  # built into a server's ASGI handler (not a test client's)
@@ -114,18 +114,18 @@ class MonaMiddleware:
             state.exception = exception
 
     def _start(self, request: HttpRequest) -> WebContext | None:
-        monitor = self.monitor
-        ctx = monitor.start(
+        recorder = self.recorder
+        ctx = recorder.start(
             request.method or "GET", request.path_info, lambda name: request.headers.get(name)
         )
         if ctx is not None:
             setattr(request, _REQUEST_ATTR, ctx)  # for process_exception and the signal
-            monitor.call_hook(monitor.options.request_hook, ctx, request)
+            recorder.call_hook(recorder.options.request_hook, ctx, request)
         return ctx
 
     def _respond(self, ctx: WebContext, request: HttpRequest, response: Any) -> Any:
         """Record what the response says and arrange for the context to close once sent."""
-        monitor = self.monitor
+        recorder = self.recorder
         following = False
         with _FOLLOW:
             state = ctx.request
@@ -133,11 +133,11 @@ class MonaMiddleware:
             state.status = response.status_code
             if state.exception is not None and state.status < 500:
                 state.exception = None  # Http404, PermissionDenied...: answered, not failed
-            monitor.call_hook(monitor.options.response_hook, ctx, request, response)
+            recorder.call_hook(recorder.options.response_hook, ctx, request, response)
             close_after_sending(response, lambda exc: self._finish(ctx, exc))
             following = True
         if not following:
-            monitor.finish(ctx)
+            recorder.finish(ctx)
         return response
 
     def _fail(self, ctx: WebContext, request: HttpRequest, exc: BaseException) -> None:
@@ -147,7 +147,7 @@ class MonaMiddleware:
     def _finish(self, ctx: WebContext, exc: BaseException | None) -> None:
         if exc is not None and not ctx.request.finished:
             ctx.request.exception = exc
-        self.monitor.finish(ctx)
+        self.recorder.finish(ctx)
 
 
 def route_template(request: HttpRequest) -> str | None:

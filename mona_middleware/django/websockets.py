@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .._api.context import current_context
 from .._util.log import Guard
 from ..asgi import ASGIApp, MonaASGIMiddleware, Receive, Scope, Send
-from .conf import build_monitor
+from .conf import build_recorder
 
 if TYPE_CHECKING:
     from .._web.recorder import WebContext
@@ -37,7 +37,7 @@ def websocket_application(app: ASGIApp) -> MonaASGIMiddleware:
     """``app`` (Channels' websocket application) with one context per connection."""
     router = _router(app)
     inner = app if router is None else _RouteRecorder(app, router)
-    return MonaASGIMiddleware.with_monitor(inner, build_monitor())
+    return MonaASGIMiddleware.with_recorder(inner, build_recorder())
 
 
 def channels_route(router: Any, path: str) -> str | None:

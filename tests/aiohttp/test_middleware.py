@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 import mona_middleware as mona
-from mona_middleware.aiohttp import MONITOR, instrument, route
+from mona_middleware.aiohttp import MONITOR, RECORDER, instrument, route
 
 from ..conftest import rest_options
 from ..servers import mona_env, python_script
@@ -160,7 +160,8 @@ def test_enabled_false_passes_everything_through(mona_server):
 def test_instrument_twice_adds_one_middleware_and_one_cleanup():
     app = web.Application()
     first = instrument(app, handle_sigterm=False)
-    assert instrument(app, handle_sigterm=False) is first and app[MONITOR] is first
+    assert instrument(app, handle_sigterm=False) is first and app[RECORDER] is first
+    assert MONITOR is RECORDER  # the name before 0.2 still imports
     flushes = [cb for cb in app.on_cleanup if getattr(cb, "__name__", "") == "_flush_on_cleanup"]
     assert len(app.middlewares) == 1 and len(flushes) == 1
 

@@ -165,12 +165,12 @@ def test_in_request_tells_the_exporter_which_contexts_a_web_request_is_waiting_o
     """Read only with the queue full: a request's context, one opened inside its view
     (or nested deeper), and an excluded request's work wait briefly; the rest may wait."""
     from mona_middleware._api.context import MonaContext, passing_through
-    from mona_middleware._web.recorder import WebMonitor
+    from mona_middleware._web.recorder import WebRecorder
 
     mona.configure(transport="memory")
     outside = MonaContext("JOB")
     assert outside.in_request is False
-    request = WebMonitor({"handle_sigterm": False}).start("GET", "/", lambda name: None)
+    request = WebRecorder({"handle_sigterm": False}).start("GET", "/", lambda name: None)
     assert request.in_request is True
     with mona.context("INSIDE_VIEW") as inner:
         with mona.sub_context("PART") as part:
@@ -223,7 +223,7 @@ def test_the_host_state_says_whether_a_context_is_a_live_web_request():
     opened inside it, wait for room; one opened in a task run inside a request (an eager
     task in a view) is the request's and does not."""
     from mona_middleware._api.context import MonaContext
-    from mona_middleware._web.recorder import ConnectionState, RequestState, WebMonitor
+    from mona_middleware._web.recorder import ConnectionState, RequestState, WebRecorder
 
     class TaskLike:  # what a host declares: Celery's TaskState does the same
         live_request = False
@@ -241,7 +241,7 @@ def test_the_host_state_says_whether_a_context_is_a_live_web_request():
     unknown = MonaContext("HOST")
     unknown.request = Undeclared()
     assert unknown.in_request is True
-    request = WebMonitor({"handle_sigterm": False}).start("GET", "/", lambda name: None)
+    request = WebRecorder({"handle_sigterm": False}).start("GET", "/", lambda name: None)
     with task, mona.context("ROW") as row:  # an eager task inside the view
         assert row.in_request is True
     request.close()

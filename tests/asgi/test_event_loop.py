@@ -34,7 +34,7 @@ from .helpers import TestClient
 
 pytestmark = pytest.mark.timeout(120)
 
-APPS, REQUESTS = 4, 30  # each app builds its stack (and a WebMonitor) on the loop
+APPS, REQUESTS = 4, 30  # each app builds its stack (and a WebRecorder) on the loop
 
 
 @pytest.fixture

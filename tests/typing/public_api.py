@@ -83,7 +83,7 @@ def flask_app() -> flask.Flask:
     MonaFlask(app, context_class="SHOP_API")
     later = MonaFlask(context_class="SHOP_API")
     later.init_app(app)
-    assert_type(MonaFlask.monitor(app).options.context_class, str)
+    assert_type(MonaFlask.recorder(app).options.context_class, str)
     return app
 
 

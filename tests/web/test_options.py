@@ -12,14 +12,14 @@ from mona_middleware._web.options import (
     options_from_prefixed,
     split_options,
 )
-from mona_middleware._web.recorder import WebMonitor
+from mona_middleware._web.recorder import WebRecorder
 
 
 def test_an_invalid_redact_headers_fails_at_start_naming_it():
     with pytest.raises(mona.MonaConfigError, match="redact_headers"):
-        WebMonitor({"handle_sigterm": False, "redact_headers": "("})
+        WebRecorder({"handle_sigterm": False, "redact_headers": "("})
     with pytest.raises(mona.MonaConfigError, match="redact_headers"):
-        WebMonitor({"handle_sigterm": False, "redact_headers": 42})
+        WebRecorder({"handle_sigterm": False, "redact_headers": 42})
 
 
 def test_arguments_win_over_the_environment_which_wins_over_defaults():

@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 import mona_middleware as mona
-from mona_middleware._web.recorder import WebMonitor, redacted
+from mona_middleware._web.recorder import WebRecorder, redacted
 
 # Real-world credential headers; each must come out "[REDACTED]" with no option set.
 CREDENTIALS = [
@@ -76,9 +76,9 @@ def test_ordinary_headers_stay_visible(name):
 
 
 def captured(headers: dict[str, str], **options) -> dict:
-    """What ``WebMonitor.headers`` records for ``headers`` with ``capture_headers`` = all."""
+    """What ``WebRecorder.headers`` records for ``headers`` with ``capture_headers`` = all."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    monitor = WebMonitor({"handle_sigterm": False, "capture_headers": list(headers), **options})
+    monitor = WebRecorder({"handle_sigterm": False, "capture_headers": list(headers), **options})
     return monitor.headers(lowered.get)
 
 
@@ -457,9 +457,9 @@ def test_flush_after_request_delivers_an_asgi_requests_context_before_it_returns
 
 
 def test_flush_after_request_is_off_by_default_and_read_from_the_environment(monkeypatch):
-    assert WebMonitor({"handle_sigterm": False}).flush_after is False
+    assert WebRecorder({"handle_sigterm": False}).flush_after is False
     monkeypatch.setenv("MONA_MIDDLEWARE_FLUSH_AFTER_REQUEST", "true")
-    assert WebMonitor({"handle_sigterm": False}).flush_after is True
+    assert WebRecorder({"handle_sigterm": False}).flush_after is True
 
 
 BAD_IDS = {

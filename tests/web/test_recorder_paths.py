@@ -1,4 +1,4 @@
-"""``WebMonitor.start`` and ``WebMonitor.finish`` each take a short path for the common
+"""``WebRecorder.start`` and ``WebRecorder.finish`` each take a short path for the common
 request (start: no header to read, no OpenTelemetry; finish: every field named, a plain
 request answered without an error, not continued, not traced) beside their general one.
 For any request (odd methods, routes, statuses, durations, exceptions, trace ids, a
@@ -25,7 +25,7 @@ from mona_middleware._export.prepare import context_messages
 from mona_middleware._runtime import process
 from mona_middleware._util.stats import ExportStats
 from mona_middleware._web import recorder
-from mona_middleware._web.recorder import WebMonitor
+from mona_middleware._web.recorder import WebRecorder
 from mona_middleware.config import MonaConfig
 
 
@@ -83,7 +83,7 @@ web_options = st.fixed_dictionaries(
 SAMPLING = {rate: MonaConfig(sampling_rate=rate) for rate in (0.0, 1.0)}
 
 
-def play(monitor: WebMonitor, request: dict, clock: float, sampled: float = 1.0):
+def play(monitor: WebRecorder, request: dict, clock: float, sampled: float = 1.0):
     """One request through ``monitor``: what it opened, recorded, sent and counted."""
     counted: list = []
     enqueued: list = []
@@ -145,7 +145,7 @@ def play(monitor: WebMonitor, request: dict, clock: float, sampled: float = 1.0)
 )
 @given(options=web_options, request=requests, sampled=st.sampled_from([1.0, 1.0, 0.0]))
 def test_the_short_paths_and_the_general_paths_record_the_same(options, request, sampled):
-    short, general = WebMonitor(options), WebMonitor(options)
+    short, general = WebRecorder(options), WebRecorder(options)
     general.reads_headers = True  # start(): the general path (no header option: none read)
     general._all_named = False  # finish(): the general path, each field by its name
     clock = 5_000.0
@@ -177,7 +177,7 @@ def test_a_plain_request_takes_the_short_paths_and_records_the_usual_fields():
         "trace_id": None,
         "continued": False,
     }
-    result, counted, calls = play(WebMonitor({"context_class": "WEB"}), request, 5_000.0)
+    result, counted, calls = play(WebRecorder({"context_class": "WEB"}), request, 5_000.0)
     assert calls == {"sample": 0, "_ms": 0} and counted == []
     assert result[1] == [
         ("http_method", "GET"),

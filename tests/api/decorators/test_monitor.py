@@ -9,7 +9,7 @@ import time
 import pytest
 
 import mona_middleware as mona
-from mona_middleware._web.recorder import WebMonitor
+from mona_middleware._web.recorder import WebRecorder
 
 
 @mona.monitor("NIGHTLY_JOB", fields={"team": "ml"})
@@ -56,7 +56,7 @@ def test_an_exception_is_recorded_and_propagates_unchanged(memory):
 
 
 def test_inside_a_request_it_names_the_request_context(memory):
-    monitor = WebMonitor({"handle_sigterm": False})
+    monitor = WebRecorder({"handle_sigterm": False})
     ctx = monitor.start("GET", "/x", lambda name: None)
     assert nightly(5) == 10
     monitor.finish(ctx)
@@ -67,7 +67,7 @@ def test_inside_a_request_it_names_the_request_context(memory):
 
 
 def test_in_a_context_continued_from_the_caller_the_callers_class_stays(memory):
-    monitor = WebMonitor({"handle_sigterm": False, "accept_incoming_context": True})
+    monitor = WebRecorder({"handle_sigterm": False, "accept_incoming_context": True})
     baggage = "mona.context_class=GATEWAY,mona.context_id=req-1"
     ctx = monitor.start("GET", "/x", lambda name: baggage if name == "baggage" else None)
     assert nightly(5) == 10

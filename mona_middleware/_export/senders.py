@@ -232,12 +232,14 @@ class SenderPool:
             jobs = [job for job in self._ledger.values() if not job.claimed]
             for job in jobs:
                 job.claimed = True
+            # Read with the claim: a POST that ends right after it (end_send takes no
+            # lock) may have been stored, so its batch is counted, never spooled as well.
+            waiting = [job.batch for job in jobs if not job.on_the_wire]
+            on_the_wire = sum(len(job.batch) for job in jobs if job.on_the_wire)
             self._ledger.clear()
             markers, self._markers = self._markers, []
         for marker in markers:
             marker.done.set()  # their flush() returns now; what it waited for is counted
-        waiting = [job.batch for job in jobs if not job.on_the_wire]
-        on_the_wire = sum(len(job.batch) for job in jobs if job.on_the_wire)
         if on_the_wire:
             self.stats.drop(UNANSWERED, on_the_wire)
         self.hand_back(waiting)

@@ -69,6 +69,50 @@ def test_at_the_deadline_a_waiting_batch_is_spooled_and_the_one_on_the_wire_coun
     assert reloaded.key == second.key  # its resend carries its key
 
 
+class AnsweredAsCloseLetsGo:
+    """The pool's ledger lock, with the answer to the POST on the wire arriving the moment
+    ``close()`` lets go of it: the interleaving a property run found."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.on_release = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+        hook, self.on_release = self.on_release, None
+        if hook is not None:
+            hook()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_post_answered_just_as_the_deadline_claims_it_is_counted_not_spooled(tmp_path):
+    """Whether a batch is on the wire is read with the claim: read after it, a POST that
+    ended meanwhile (and may have been stored) looked never sent and was spooled too."""
+    transport = HeldTransport()
+    pool, stats, spool = pool_with(transport, tmp_path)
+    lock = pool._ledger_lock = AnsweredAsCloseLetsGo()
+    first = batch(1)
+    pool.submit(first)
+    assert transport.entered.acquire(timeout=10)  # on the wire
+    (job,) = pool._ledger.values()
+    lock.on_release = job.end_send  # its POST ends as close() releases the ledger
+    assert pool.close() == 1
+    transport.release.set()
+    pool.stop(time.monotonic() + 10)
+    snapshot = stats.snapshot()
+    assert snapshot["dropped"] == {UNANSWERED: 1}
+    assert snapshot["messages_spooled"] == 0 and spool.pending() == (0, 0)
+    assert transport.sent == [first.key]  # sent once; nothing left to send it again
+
+
 def test_a_flush_marker_is_done_only_when_every_earlier_batch_is_answered(tmp_path):
     transport = HeldTransport()
     pool, _, _ = pool_with(transport, tmp_path, threads=2)

@@ -67,8 +67,10 @@ class _State:
     # Closed on an event loop before the exporter was built: a thread hands them over.
     pending: deque[Any] = deque()
     handing = threading.Lock()  # held while pending items go to the exporter
-    # Counts made before the exporter existed, folded into its stats once built.
-    early: ExportStats | None = None
+    # Counts made while no exporter exists, under EARLY: the exporter built next adopts
+    # them. A dict, so that making and taking them are one atomic step each (setdefault,
+    # pop) without a lock a signal handler could wait for.
+    early: dict[str, ExportStats] = {}
     builder: threading.Thread | None = None
     # The exporter shutdown() stopped, until another is built: stats() reports its ledger
     # (what the shutdown spooled, dropped or left unanswered), not a new, empty one's.
@@ -79,6 +81,7 @@ STATE = _State()
 # Not a drop reason of the exporter's own: the item never reached its queue.
 NOT_QUEUED = "could not be queued ({})"
 EXPORTER_FAILED = "the exporter could not be built"
+EARLY = "counts"  # the key of STATE.early
 # How long shutdown() waits for a start under way on another thread (it takes ms).
 _START_GRACE = 0.25
 
@@ -90,7 +93,7 @@ class Saved(NamedTuple):
     exporter: BatchExporter | None
     pinned_transport: Any
     pending: deque[Any] | None = None
-    early: ExportStats | None = None
+    early: dict[str, ExportStats] | None = None
 
 
 def config() -> MonaConfig:
@@ -339,23 +342,19 @@ def _count_lost(item: Any, reason: str, exc: Exception, stats: ExportStats | Non
 
 
 def _early() -> ExportStats:
-    early = STATE.early
+    """Where counts go while no exporter exists; racing threads get the same one."""
+    early = STATE.early.get(EARLY)
     if early is None:
-        early = STATE.early = ExportStats()
+        early = STATE.early.setdefault(EARLY, ExportStats())
     return early
 
 
 def _take_early(built: BatchExporter) -> None:
-    """Fold what was counted before ``built`` existed into its stats."""
-    early, STATE.early = STATE.early, None
-    if early is None:
-        return
-    counted = early.snapshot()
-    for name in COUNTERS:
-        if counted[name]:
-            built.stats.add(name, counted[name])
-    for reason, amount in counted["dropped"].items():
-        built.stats.drop(reason, amount)
+    """``built`` adopts what was counted while no exporter existed. By reference: a count
+    that lands in them after this (its thread read them just before) still shows."""
+    early = STATE.early.pop(EARLY, None)  # one taker, however many race
+    if early is not None:
+        built.stats.adopt(early)
 
 
 def count(name: str, amount: int = 1) -> None:
@@ -467,19 +466,21 @@ def stats() -> dict[str, Any]:
     """
     if STATE.exporter is None and on_event_loop():
         _build_off_loop()
-        data = (STATE.early or ExportStats()).snapshot()
+        data = (STATE.early.get(EARLY) or ExportStats()).snapshot()
         data.update(queued=len(STATE.pending), in_flight=0, spool=None, state="new")
         data["transport"] = None
         return data
     stopped = STATE.stopped
     if STATE.exporter is None and stopped is not None and not STATE.pending:
         return _with_early(stopped.snapshot())  # and what was counted since it stopped
-    return exporter().snapshot()
+    current = exporter()
+    _take_early(current)  # counted while it was being built, after it took the rest
+    return current.snapshot()
 
 
 def _with_early(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` (a snapshot) with the counts waiting in ``early`` added."""
-    early = STATE.early
+    early = STATE.early.get(EARLY)
     if early is None:
         return data
     counted = early.snapshot()
@@ -507,7 +508,8 @@ def detach() -> Saved:
         saved = Saved(
             STATE.config, STATE.exporter, STATE.pinned_transport, STATE.pending, STATE.early
         )
-        STATE.config = STATE.exporter = STATE.pinned_transport = STATE.early = None
+        STATE.config = STATE.exporter = STATE.pinned_transport = None
+        STATE.early = {}
         STATE.stopped = None
         STATE.pending = deque()
     return saved
@@ -518,7 +520,7 @@ def restore(saved: Saved) -> None:
     with STATE.lock:
         STATE.config, STATE.exporter, STATE.pinned_transport = saved[:3]
         STATE.pending = deque() if saved.pending is None else saved.pending
-        STATE.early = saved.early
+        STATE.early = {} if saved.early is None else saved.early
 
 
 def pin_transport(transport: Any) -> None:
@@ -548,7 +550,7 @@ def _renew() -> None:
     STATE.builder = None  # its thread did not survive the fork; pending is the parent's
     STATE.pending = deque()
     STATE.handing = threading.Lock()
-    STATE.early = None
+    STATE.early = {}
     current = STATE.exporter
     if current is not None:
         current.after_fork()

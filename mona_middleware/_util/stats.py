@@ -58,6 +58,7 @@ class ExportStats:
         self._rejected: Counter[str] = Counter()
         # sends (an int), total seconds, max seconds (since the last read)
         self._latency: list[Any] = [0, 0.0, 0.0]
+        self._adopted: list[ExportStats] = []  # read with this one (``adopt``)
 
     def add(self, name: str, amount: int = 1) -> None:
         log = self._log
@@ -74,6 +75,11 @@ class ExportStats:
         """Messages the backend refused, by the backend's own reason."""
         if reasons:
             self._log.append((_REJECT, Counter(reasons), None))
+
+    def adopt(self, other: ExportStats) -> None:
+        """Read ``other``'s counts as this ledger's from now on, live: a count that lands
+        in it after the hand-over (a thread that had it in hand) is not lost."""
+        self._adopted.append(other)
 
     def observe_latency(self, seconds: float) -> None:
         self._log.append((_LATENCY, seconds, None))
@@ -115,6 +121,10 @@ class ExportStats:
                 elif kind == _REJECT:
                     for reason, count in name.items():
                         rejected[reason] = rejected.get(reason, 0) + count
+        for other in self._adopted:
+            for total, more in zip((counts, dropped, rejected), other._read(), strict=True):
+                for name, amount in more.items():
+                    total[name] = total.get(name, 0) + amount
         return counts, dropped, rejected
 
     def _fold(self, wait: bool = False) -> bool:

@@ -236,3 +236,18 @@ def test_a_count_after_shutdown_shows_in_stats_beside_the_stopped_ledger(memory)
     stats = mona.stats()
     assert process.current_exporter() is None
     assert (stats["contexts"], stats["exports_refused"], stats["state"]) == (2, 1, "stopped")
+
+
+def test_counts_racing_the_exporters_build_are_not_lost(memory):
+    """The two interleavings of a count with the build, made to happen: a count whose
+    thread held the early ledger as the exporter took it over, and one that read "no
+    exporter" just before it was published and so made a new early ledger."""
+    from mona_middleware._runtime import process
+
+    in_hand = process._early()  # a counting thread has the early ledger ...
+    built = process.exporter()  # ... the exporter is built and adopts it ...
+    in_hand.add("exports_refused")  # ... then the count lands in it
+    process._early().add("exports_refused")  # missed the build: a ledger of its own
+    assert mona.stats()["exports_refused"] == 2
+    assert mona.stats()["exports_refused"] == 2  # adopted once
+    assert process.current_exporter() is built

@@ -29,7 +29,7 @@ from .._export.prepare import message_count
 from .._export.state import State
 from .._util import forks
 from .._util.log import limited, logger, set_logger
-from .._util.stats import COUNTERS, ExportStats
+from .._util.stats import ExportStats
 from ..config import MonaConfig, warn_not_applying
 from ..transports import JsonlFileTransport, create_transport
 from . import children, uwsgi_host
@@ -115,7 +115,7 @@ def exporter() -> BatchExporter:
         with STATE.lock:
             if STATE.exporter is None:
                 built = _new_exporter(config())
-                # Published first: a count() that misses the fold sees it and folds its own.
+                # Published first: a count() that misses the take-over sees it and hands its own.
                 STATE.exporter, STATE.stopped = built, None
                 _take_early(built)
             current = STATE.exporter
@@ -361,8 +361,8 @@ def count(name: str, amount: int = 1) -> None:
     """Add to one of ``stats()``'s counters from anywhere, an event loop included.
 
     Never builds the exporter (its transport, spool, threads and exit hooks are not a
-    counter's business): before it exists the count waits in ``early``, folded into its
-    stats when it is built, and ``stats()`` shows it meanwhile.
+    counter's business): before it exists the count waits in ``early``, adopted by the
+    exporter built next, and ``stats()`` shows it meanwhile.
     """
     current = STATE.exporter
     if current is not None:
@@ -370,7 +370,7 @@ def count(name: str, amount: int = 1) -> None:
         return
     _early().add(name, amount)
     current = STATE.exporter
-    if current is not None:  # built meanwhile, maybe after it folded the early counts
+    if current is not None:  # built meanwhile, maybe after it took the early counts
         _take_early(current)
 
 
@@ -399,10 +399,7 @@ def switched_off(current: MonaConfig | None = None) -> bool:
     """Nothing is recorded or sent: the static switch (``disable_all``, e.g.
     ``MONA_DISABLE_ALL``) or the live one (``file_switched_off``). ``current``: the
     config the caller holds already (one call, not two, where a context opens)."""
-    if (config() if current is None else current).disable_all:
-        return True
-    watcher = STATE.watcher
-    return watcher is not None and watcher.disabled
+    return (config() if current is None else current).disable_all or file_switched_off()
 
 
 def count_refused(reason: str) -> None:
@@ -472,24 +469,21 @@ def stats() -> dict[str, Any]:
         return data
     stopped = STATE.stopped
     if STATE.exporter is None and stopped is not None and not STATE.pending:
-        return _with_early(stopped.snapshot())  # and what was counted since it stopped
+        return _with_early(stopped)
     current = exporter()
     _take_early(current)  # counted while it was being built, after it took the rest
     return current.snapshot()
 
 
-def _with_early(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (a snapshot) with the counts waiting in ``early`` added."""
+def _with_early(stopped: BatchExporter) -> dict[str, Any]:
+    """The stopped exporter's snapshot, with what was counted since it stopped."""
+    data = stopped.snapshot()
     early = STATE.early.get(EARLY)
-    if early is None:
-        return data
-    counted = early.snapshot()
-    for name in COUNTERS:
-        data[name] += counted[name]
-    dropped = data["dropped"]
-    for reason, amount in counted["dropped"].items():
-        dropped[reason] = dropped.get(reason, 0) + amount
-    data["dropped_total"] = sum(dropped.values())
+    if early is not None:  # both ledgers read as one, without taking the early one over
+        view = ExportStats()
+        view.adopt(stopped.stats)
+        view.adopt(early)
+        data.update(view.snapshot())
     return data
 
 

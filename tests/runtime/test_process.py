@@ -251,3 +251,32 @@ def test_counts_racing_the_exporters_build_are_not_lost(memory):
     assert mona.stats()["exports_refused"] == 2
     assert mona.stats()["exports_refused"] == 2  # adopted once
     assert process.current_exporter() is built
+
+
+def test_every_count_made_while_threads_race_the_build_is_in_stats(memory):
+    """A ledger of counts: threads count while the exporter is built under them (five
+    rounds, each from no exporter); every count shows once in ``stats()``."""
+    import threading
+
+    from mona_middleware._runtime import process
+
+    for _ in range(5):
+        process.detach()  # no exporter, no early counts: the next use starts afresh
+        # (the previous round's exporter is shut down already)
+        mona.configure(transport=memory)
+        start = threading.Barrier(5)
+
+        def counting(start: threading.Barrier = start) -> None:
+            start.wait(10)
+            for _ in range(2_000):
+                process.count("exports_refused")
+
+        threads = [threading.Thread(target=counting) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        start.wait(10)
+        process.exporter()  # built while they count
+        for thread in threads:
+            thread.join(30)
+        assert mona.stats()["exports_refused"] == 8_000
+        assert mona.shutdown(5)
